@@ -1,0 +1,1 @@
+"""The HTTP layer: FastAPI app factory, schemas, error mapping and thin routers."""

@@ -1,0 +1,66 @@
+"""``create_app(settings)``: the FastAPI application, built explicitly.
+
+Nothing is read from the environment at import time; the store opens in the lifespan
+and closes on shutdown, so each app (and each test) owns its own database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from anomaly_api import __version__
+from anomaly_api.api.errors import install_error_handlers
+from anomaly_api.api.limits import BodySizeLimit
+from anomaly_api.api.routes import detectors, health, models, plot, series
+from anomaly_api.registry import ModelRegistry
+from anomaly_api.settings import Settings
+from anomaly_api.storage import open_store
+
+DESCRIPTION = """
+Train a model per time series, then ask whether new points are anomalous, and why.
+
+* `POST /fit/{series_id}` stores a new, immutable **version** (1, 2, 3 …) of the series' model.
+* `POST /predict/{series_id}?version=V` scores a point against a version (latest when omitted)
+  and returns the expected value, the normal band, a graded score and the direction.
+* `GET /series`, `GET /series/{series_id}`, `DELETE …` manage what is stored.
+* `GET /plot/{series_id}` draws a model over its training data; `GET /healthcheck` reports health.
+
+Errors are `{"detail": "..."}` with a sentence that names the field or the missing thing.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for ``settings`` (read from ``ANOMALY_*`` variables when None)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = open_store(settings.database_url, busy_timeout_s=settings.store_busy_timeout_s)
+        registry = ModelRegistry(
+            store,
+            default_detector=settings.default_detector,
+            model_cache_size=settings.model_cache_size,
+            training_points_cap=settings.training_points_cap,
+            latency_window=settings.latency_window,
+        )
+        app.state.registry = registry
+        try:
+            yield
+        finally:
+            registry.close()
+
+    app = FastAPI(
+        title="Anomaly Detection API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in (models.router, series.router, health.router, detectors.router, plot.router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

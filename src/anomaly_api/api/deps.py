@@ -1,0 +1,61 @@
+"""Request dependencies, as ``Annotated`` aliases the routers declare."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+
+from anomaly_api.errors import InvalidInput
+from anomaly_api.registry import ModelRegistry
+from anomaly_api.settings import Settings
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    registry: ModelRegistry = request.app.state.registry
+    return registry
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def parse_version(version: str | None) -> int | None:
+    """The ``?version=`` query value as a positive integer; absent means latest."""
+    if version is None or version.strip().lower() in {"", "latest"}:
+        return None
+    text = version.strip()
+    if not text.isdigit() or int(text) < 1 or len(text) > 18:
+        raise InvalidInput(
+            f"version must be a positive integer such as 17 (or omitted for the latest), "
+            f"got {version!r}",
+            field="version",
+        )
+    return int(text)
+
+
+def version_query(
+    version: Annotated[
+        str | None,
+        Query(
+            description="Model version as a string such as '17'; omit it (or say 'latest') "
+            "for the latest version.",
+            examples=["1"],
+        ),
+    ] = None,
+) -> int | None:
+    return parse_version(version)
+
+
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+VersionDep = Annotated[int | None, Depends(version_query)]
+SeriesIdPath = Annotated[
+    str,
+    Path(
+        description="The series: 1-256 letters or digits of any script, or _-.:@~ "
+        "(no slashes or spaces).",
+        examples=["sensor_1"],
+    ),
+]

@@ -1,0 +1,102 @@
+"""Domain errors to HTTP responses: one table, one place.
+
+Every class in :mod:`anomaly_api.errors` has a row (a test checks that none is
+missing); the most specific row along the class's MRO wins. Bodies are always
+``{"detail": "<sentence>"}``, plus ``errors`` (field and message) for validation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from anomaly_api import errors
+
+logger = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[errors.AnomalyApiError], int] = {
+    errors.AnomalyApiError: 500,
+    errors.InvalidInput: 422,
+    errors.InvalidSeriesId: 422,
+    errors.InvalidParameter: 422,
+    errors.PayloadTooLarge: 413,
+    errors.NotFound: 404,
+    errors.SeriesNotFound: 404,
+    errors.VersionNotFound: 404,
+    errors.StoreUnavailable: 503,
+}
+
+
+def status_for(error: errors.AnomalyApiError) -> int:
+    """The status code of the most specific mapped class of ``error``."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 500
+
+
+def error_response(status: int, detail: str, **extra: Any) -> JSONResponse:
+    """The one shape of every error body."""
+    return JSONResponse({"detail": detail, **extra}, status_code=status)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    """``("body", "values", 3)`` -> ``values[3]``; query and path keep their names."""
+    parts = [str(part) for part in loc[1:]] if loc and loc[0] == "body" else [str(p) for p in loc]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text or "body"
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    loc = tuple(error.get("loc", ()))
+    if kind == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error", "")
+        return f"request body is not valid JSON ({reason})" if reason else "request body is not valid JSON"
+    if loc == ("body",) and kind == "missing":
+        return "request body is empty: expected a JSON object"
+    if kind in {"model_attributes_type", "dict_type"} and loc == ("body",):
+        return "request body must be a JSON object"
+    return f"{_field(loc)}: {error.get('msg', 'invalid')}"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"field": _field(tuple(e.get("loc", ()))), "message": _message(e)} for e in exc.errors()
+    ]
+    detail = "; ".join(problem["message"] for problem in problems[:5])
+    if len(problems) > 5:
+        detail += f"; and {len(problems) - 5} more"
+    return error_response(422, detail, errors=json.loads(json.dumps(problems, default=str)))
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.AnomalyApiError)
+    status = status_for(exc)
+    if status >= 500:
+        logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    extra = {}
+    field = getattr(exc, "field", None)
+    if field:
+        extra["errors"] = [{"field": field, "message": exc.message}]
+    return error_response(status, exc.message, **extra)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal error; the server log has the details")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(errors.AnomalyApiError, _domain_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,27 @@
+"""``GET /healthcheck``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from anomaly_api.api.deps import RegistryDep
+from anomaly_api.api.schemas import HealthResponse
+
+router = APIRouter(tags=["service"])
+
+
+@router.get(
+    "/healthcheck",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "The model store is down."}},
+    summary="Service health and recent latencies",
+)
+def healthcheck(registry: RegistryDep) -> JSONResponse:
+    """`series_trained` is counted in the store (every process agrees); latencies cover
+    the most recent `ANOMALY_LATENCY_WINDOW` fits and predicts of this process. Answers
+    503 with `status: "unavailable"` when the store does not answer."""
+    health = HealthResponse.model_validate(registry.health())
+    return JSONResponse(
+        health.model_dump(mode="json"), status_code=200 if health.status == "ok" else 503
+    )

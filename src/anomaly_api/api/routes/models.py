@@ -1,0 +1,72 @@
+"""``POST /fit/{series_id}`` and ``POST /predict/{series_id}``: the contract's core."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from anomaly_api.api.deps import RegistryDep, SeriesIdPath, VersionDep
+from anomaly_api.api.schemas import (
+    ErrorResponse,
+    FitRequest,
+    FitResponse,
+    PredictRequest,
+    PredictResponse,
+)
+from anomaly_api.timestamps import parse_timestamp, parse_timestamps
+
+router = APIRouter(tags=["models"])
+
+_ERRORS = {
+    404: {"model": ErrorResponse, "description": "Unknown series or version."},
+    413: {"model": ErrorResponse, "description": "Body over ANOMALY_MAX_BODY_BYTES."},
+    422: {"model": ErrorResponse, "description": "Invalid input; the message names the field."},
+    503: {"model": ErrorResponse, "description": "The model store is unavailable."},
+}
+
+
+@router.post(
+    "/fit/{series_id:path}",
+    response_model=FitResponse,
+    responses={k: v for k, v in _ERRORS.items() if k != 404},
+    summary="Train a new model version for a series",
+)
+def fit(series_id: SeriesIdPath, body: FitRequest, registry: RegistryDep) -> FitResponse:
+    """Fit the detector on the points and store the result as the series' next version
+    (1, 2, 3 …, never reused). The version is durable once this returns 200.
+
+    ```
+    curl -X POST localhost:8000/fit/sensor_1 -H 'Content-Type: application/json' \\
+      -d '{"timestamps": [1691000000, 1691000060, 1691000120, 1691000180, 1691000240],
+           "values": [10, 11, 9, 12, 15]}'
+    ```
+    """
+    record = registry.fit(
+        series_id,
+        parse_timestamps(body.timestamps),
+        body.values,
+        detector=body.detector,
+        params=body.detector_params(),
+    )
+    return FitResponse.from_record(record)
+
+
+@router.post(
+    "/predict/{series_id:path}",
+    response_model=PredictResponse,
+    responses=_ERRORS,
+    summary="Is this point anomalous?",
+)
+def predict(
+    series_id: SeriesIdPath, body: PredictRequest, registry: RegistryDep, version: VersionDep
+) -> PredictResponse:
+    """Score one point against a version of the series' model (the latest when
+    `version` is omitted) and say why: expected value, band, score and direction.
+
+    ```
+    curl -X POST 'localhost:8000/predict/sensor_1?version=1' \\
+      -H 'Content-Type: application/json' -d '{"timestamp": "1691000240", "value": 18}'
+    ```
+    """
+    timestamp = parse_timestamp(body.timestamp)
+    prediction = registry.predict(series_id, body.value, timestamp, version)
+    return PredictResponse.from_prediction(prediction, timestamp)

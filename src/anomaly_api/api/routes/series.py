@@ -1,0 +1,89 @@
+"""``/series``: list, inspect and delete series and their versions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from anomaly_api.api.deps import RegistryDep, SeriesIdPath, parse_version
+from anomaly_api.api.schemas import (
+    DeleteResponse,
+    ErrorResponse,
+    SeriesDetail,
+    SeriesListItem,
+    SeriesPage,
+    VersionInfo,
+)
+from anomaly_api.errors import InvalidInput
+
+router = APIRouter(prefix="/series", tags=["series"])
+
+_NOT_FOUND = {404: {"model": ErrorResponse, "description": "Unknown series or version."}}
+
+
+@router.get("", response_model=SeriesPage, summary="List series, paginated by id")
+def list_series(
+    registry: RegistryDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Series per page.")] = 100,
+    after: Annotated[
+        str | None, Query(description="Start after this series id (from next_after).")
+    ] = None,
+) -> SeriesPage:
+    """Series that have at least one model, ordered by id, `limit` at a time."""
+    page = registry.list_series(limit + 1, after)
+    more = len(page) > limit
+    page = page[:limit]
+    return SeriesPage(
+        series=[SeriesListItem.from_summary(item) for item in page],
+        next_after=page[-1].series_id if more else None,
+    )
+
+
+@router.delete(
+    "/{series_id}/versions/{version}",
+    response_model=DeleteResponse,
+    responses=_NOT_FOUND,
+    summary="Delete one version",
+)
+def delete_version(
+    series_id: SeriesIdPath,
+    version: Annotated[str, Path(description="The version to delete, e.g. '2'.")],
+    registry: RegistryDep,
+) -> DeleteResponse:
+    """Delete one version. Its number is not reused; if it was the latest, the previous
+    remaining version becomes the latest."""
+    number = parse_version(version)
+    if number is None:
+        raise InvalidInput("version must be a positive integer such as 2", field="version")
+    registry.delete_version(series_id, number)
+    return DeleteResponse(series_id=series_id, deleted_versions=[str(number)], deleted_count=1)
+
+
+@router.get(
+    "/{series_id:path}",
+    response_model=SeriesDetail,
+    responses=_NOT_FOUND,
+    summary="A series and its versions",
+)
+def get_series(series_id: SeriesIdPath, registry: RegistryDep) -> SeriesDetail:
+    """Every stored version of the series, oldest first, and which one is latest."""
+    records = registry.versions(series_id)
+    return SeriesDetail(
+        series_id=series_id,
+        latest_version=str(records[-1].version),
+        versions=[VersionInfo.from_record(record) for record in records],
+    )
+
+
+@router.delete(
+    "/{series_id:path}",
+    response_model=DeleteResponse,
+    responses=_NOT_FOUND,
+    summary="Delete a series",
+)
+def delete_series(series_id: SeriesIdPath, registry: RegistryDep) -> DeleteResponse:
+    """Delete every version of the series. A later fit continues the numbering
+    (version numbers are never reused, so a cached answer never changes meaning)."""
+    deleted = registry.delete_series(series_id)
+    return DeleteResponse(series_id=series_id, deleted_count=deleted)

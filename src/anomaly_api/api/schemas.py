@@ -1,0 +1,306 @@
+"""Request and response bodies, as the wire contract (``CONTRACT.md``) spells them.
+
+Contract fields keep their names and JSON types (``version`` and ``model_version`` are
+strings); everything else is additive. Descriptions here are what ``/docs`` shows.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from anomaly_api.errors import InvalidParameter
+from anomaly_api.registry import Prediction
+from anomaly_api.storage.base import ModelRecord, SeriesSummary
+
+TimestampIn = StrictInt | StrictFloat | StrictStr
+Number = StrictInt | StrictFloat
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+class FitRequest(BaseModel):
+    """Training data for one series, and optionally how to model it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "timestamps": [1691000000, 1691000060, 1691000120, 1691000180, 1691000240],
+                    "values": [10, 11, 9, 12, 15],
+                },
+                {
+                    "timestamps": [1691000000, 1691000060, 1691000120, 1691000180, 1691000240],
+                    "values": [10, 11, 9, 12, 15],
+                    "threshold": 2.5,
+                    "direction": "upper",
+                },
+            ]
+        }
+    )
+
+    timestamps: list[TimestampIn] = Field(
+        description="Unix seconds (integers), one per value. Numeric strings and ISO-8601 "
+        "date-times are accepted too. Any order: points are sorted by time; repeated "
+        "timestamps are kept as separate observations.",
+    )
+    values: list[Number] = Field(
+        description="The observations: finite numbers (NaN, infinity and null are rejected), "
+        "as many as timestamps, at least as many as the detector needs (5 for zscore).",
+    )
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        description="How many standard deviations from the mean a point may lie before it is "
+        "anomalous (default 3). Shorthand for params.threshold.",
+    )
+    direction: Literal["both", "upper", "lower"] | None = Field(
+        None,
+        description="Which deviations are anomalies: 'both' (default), 'upper' or 'lower'. "
+        "Shorthand for params.direction.",
+    )
+    detector: str | None = Field(
+        None, description="Detector name (see GET /detectors); default zscore."
+    )
+    params: dict[str, Any] | None = Field(
+        None, description="Detector parameters (see GET /detectors for each detector's)."
+    )
+
+    def detector_params(self) -> dict[str, Any]:
+        """``params`` with the top-level shorthands merged in; a conflict is an error."""
+        merged = dict(self.params or {})
+        for name in ("threshold", "direction"):
+            shorthand = getattr(self, name)
+            if shorthand is None:
+                continue
+            if name in merged and merged[name] != shorthand:
+                raise InvalidParameter(
+                    f"{name} is given twice with different values ({shorthand!r} and "
+                    f"params.{name}={merged[name]!r}); give it once",
+                    field=name,
+                )
+            merged[name] = shorthand
+        return merged
+
+
+class FitResponse(BaseModel):
+    """The version a fit created."""
+
+    series_id: str = Field(description="The series the model belongs to.")
+    version: str = Field(description="The new version number, as a string: '1', '2', ...")
+    points_used: int = Field(description="How many points the model was fitted on.")
+    detector: str = Field(description="The detector that was fitted.")
+    params: dict[str, Any] = Field(description="Its parameters, defaults filled in.")
+    points_stored: int = Field(
+        description="Training points kept with the version (ANOMALY_TRAINING_POINTS_CAP)."
+    )
+    first_timestamp: int = Field(description="Earliest training timestamp (Unix seconds).")
+    last_timestamp: int = Field(description="Latest training timestamp (Unix seconds).")
+    created_at: str = Field(description="When the version was stored (ISO-8601, UTC).")
+
+    @classmethod
+    def from_record(cls, record: ModelRecord) -> FitResponse:
+        return cls(
+            series_id=record.series_id,
+            version=str(record.version),
+            points_used=record.points_used,
+            detector=record.detector,
+            params=record.params,
+            points_stored=record.points_stored,
+            first_timestamp=record.first_timestamp,
+            last_timestamp=record.last_timestamp,
+            created_at=_iso(record.created_at),
+        )
+
+
+class PredictRequest(BaseModel):
+    """One point to score."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"timestamp": "1691000240", "value": 18}]}
+    )
+
+    timestamp: TimestampIn = Field(
+        description="When the value was observed: Unix seconds as a string (as in the "
+        "contract) or a number, or an ISO-8601 date-time."
+    )
+    value: Number = Field(description="The observation: a finite number.")
+
+
+class PredictResponse(BaseModel):
+    """Whether the point is anomalous, and why."""
+
+    anomaly: bool = Field(description="True when the value lies outside the band.")
+    model_version: str = Field(description="The version that answered, as a string.")
+    series_id: str = Field(description="The series.")
+    timestamp: int = Field(description="The point's time, in Unix seconds.")
+    value: float = Field(description="The point's value.")
+    expected: float = Field(description="What the model expected (zscore: the training mean).")
+    lower: float | None = Field(
+        description="Lower edge of the normal band; null when that side is not watched."
+    )
+    upper: float | None = Field(
+        description="Upper edge of the normal band; null when that side is not watched."
+    )
+    score: float = Field(
+        description="How unusual the point is, in [0, 1]: 0 at the expected value, 0.5 on the "
+        "edge of the band, towards 1 far outside it."
+    )
+    direction: Literal["above", "below"] | None = Field(
+        description="Which side of the band the value lies beyond; null inside the band."
+    )
+    threshold: float | None = Field(description="The model's threshold (k).")
+    detector: str = Field(description="The detector that answered.")
+
+    @classmethod
+    def from_prediction(cls, prediction: Prediction, timestamp: int) -> PredictResponse:
+        return cls(
+            anomaly=prediction.anomaly,
+            model_version=str(prediction.version),
+            series_id=prediction.series_id,
+            timestamp=timestamp,
+            value=prediction.value,
+            expected=prediction.expected,
+            lower=prediction.lower,
+            upper=prediction.upper,
+            score=prediction.score,
+            direction=prediction.direction,  # type: ignore[arg-type]
+            threshold=prediction.threshold,
+            detector=prediction.detector,
+        )
+
+
+class LatencySummary(BaseModel):
+    """Latency over the most recent requests (ANOMALY_LATENCY_WINDOW)."""
+
+    avg: float = Field(description="Mean, in milliseconds.")
+    p95: float = Field(description="95th percentile, in milliseconds.")
+    count: int = Field(description="How many requests the window holds.")
+
+
+class StoreStatus(BaseModel):
+    """Whether the model store answers."""
+
+    backend: str
+    ok: bool
+    error: str | None
+
+
+class HealthResponse(BaseModel):
+    """Service health: the contract's fields first, then additive ones."""
+
+    series_trained: int | None = Field(
+        description="Series with at least one model in the store (null if the store is down)."
+    )
+    inference_latency_ms: LatencySummary
+    training_latency_ms: LatencySummary
+    status: Literal["ok", "unavailable"]
+    store: StoreStatus
+    models_cached: int = Field(description="Fitted models held in this process's cache.")
+    uptime_s: float
+    version: str = Field(description="anomaly-api release.")
+
+
+class VersionInfo(BaseModel):
+    """One version of a series."""
+
+    version: str
+    detector: str
+    params: dict[str, Any]
+    points_used: int
+    points_stored: int
+    first_timestamp: int
+    last_timestamp: int
+    created_at: str
+
+    @classmethod
+    def from_record(cls, record: ModelRecord) -> VersionInfo:
+        return cls(
+            version=str(record.version),
+            detector=record.detector,
+            params=record.params,
+            points_used=record.points_used,
+            points_stored=record.points_stored,
+            first_timestamp=record.first_timestamp,
+            last_timestamp=record.last_timestamp,
+            created_at=_iso(record.created_at),
+        )
+
+
+class SeriesDetail(BaseModel):
+    """A series and all of its versions, oldest first."""
+
+    series_id: str
+    latest_version: str
+    versions: list[VersionInfo]
+
+
+class SeriesListItem(BaseModel):
+    """A series in a listing."""
+
+    series_id: str
+    latest_version: str
+    version_count: int
+    points_used: int = Field(description="Points the latest version was fitted on.")
+    last_fit_at: str
+
+    @classmethod
+    def from_summary(cls, summary: SeriesSummary) -> SeriesListItem:
+        return cls(
+            series_id=summary.series_id,
+            latest_version=str(summary.latest_version),
+            version_count=summary.version_count,
+            points_used=summary.points_used,
+            last_fit_at=_iso(summary.last_fit_at),
+        )
+
+
+class SeriesPage(BaseModel):
+    """One page of series, ordered by id."""
+
+    series: list[SeriesListItem]
+    next_after: str | None = Field(
+        description="Pass as ?after= to get the next page; null on the last page."
+    )
+
+
+class DeleteResponse(BaseModel):
+    """What a delete removed."""
+
+    series_id: str
+    deleted_versions: list[str] | None = None
+    deleted_count: int
+
+
+class DetectorParameter(BaseModel):
+    """One parameter of a detector."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    type: str
+    default: Any
+    description: str
+
+
+class DetectorInfo(BaseModel):
+    """A detector that fits accept."""
+
+    name: str
+    description: str
+    min_points: int
+    parameters: list[DetectorParameter]
+    default: bool = Field(description="Whether fits without a detector field use it.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error: a sentence naming the field or the missing thing."""
+
+    detail: str
+    errors: list[dict[str, str]] | None = Field(
+        None, description="For validation errors: each problem with its field."
+    )

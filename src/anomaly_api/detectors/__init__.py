@@ -1,0 +1,40 @@
+"""The pure detector core: numpy and the standard library only.
+
+No web framework, database driver or plotting library may be imported from here
+(``tests/detectors/test_purity.py`` checks it), so the same code serves the HTTP API,
+the evaluator and anyone who wants to use a detector as a library.
+"""
+
+from __future__ import annotations
+
+from anomaly_api.detectors.base import Detector, Parameter, Scores, band_scores
+from anomaly_api.detectors.series import Series
+from anomaly_api.detectors.zscore import ZScoreDetector
+from anomaly_api.errors import InvalidParameter
+
+DETECTORS: dict[str, type[Detector]] = {
+    detector.name: detector for detector in (ZScoreDetector,)
+}
+
+
+def detector_class(name: str) -> type[Detector]:
+    """The detector class registered as ``name``; unknown names list the valid ones."""
+    try:
+        return DETECTORS[name]
+    except KeyError:
+        valid = ", ".join(sorted(DETECTORS))
+        raise InvalidParameter(
+            f"unknown detector {name!r}; valid detectors: {valid}", field="detector"
+        ) from None
+
+
+__all__ = [
+    "DETECTORS",
+    "Detector",
+    "Parameter",
+    "Scores",
+    "Series",
+    "ZScoreDetector",
+    "band_scores",
+    "detector_class",
+]

@@ -1,0 +1,277 @@
+"""The detector interface every detector implements, and the shared band arithmetic.
+
+A detector is split the way river and ADTK split theirs:
+
+* **parameters** are chosen by the user per fit, validated against a declared
+  :class:`Parameter` table (so ``GET /detectors`` and error messages can list them);
+* **fitted state** is plain JSON (numbers and lists), produced by :meth:`Detector.state`
+  and restored by :meth:`Detector.from_state`; nothing is pickled;
+* :meth:`Detector.fit` and :meth:`Detector.score` validate once and then call the
+  detector's own maths, ``_fit_core`` and ``_score_core``, which work on whole arrays.
+
+Every detector answers with a :class:`Scores`: per point the expected value, the band
+``[lower, upper]``, a graded ``score`` in [0, 1] and the ``anomaly`` decision. Scores are
+comparable across detectors because each is the same function of *how many band
+half-widths* the point lies from the expected value (see :func:`band_scores`): 0 at
+the expected value, exactly 0.5 on the edge of the band, towards 1 far outside it.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from anomaly_api.detectors.series import FloatArray, Series, finite_values
+from anomaly_api.errors import InvalidInput, InvalidParameter
+
+JsonDict = dict[str, Any]
+Direction = Literal["both", "upper", "lower"]
+DIRECTIONS: tuple[Direction, ...] = ("both", "upper", "lower")
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """One user-settable detector parameter: its type, default, range and meaning."""
+
+    name: str
+    kind: type
+    default: Any
+    description: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    exclusive_minimum: bool = False
+
+    def validate(self, detector: str, value: Any) -> Any:
+        """Return ``value`` converted to ``kind``, or raise naming the parameter."""
+        where = f"params.{self.name}"
+        if self.kind is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidParameter(f"{detector}: {self.name} must be a number", field=where)
+            value = float(value)
+            if not math.isfinite(value):
+                raise InvalidParameter(f"{detector}: {self.name} must be finite", field=where)
+        elif self.kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidParameter(f"{detector}: {self.name} must be an integer", field=where)
+        elif not isinstance(value, self.kind):
+            raise InvalidParameter(
+                f"{detector}: {self.name} must be a {self.kind.__name__}", field=where
+            )
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(repr(choice) for choice in self.choices)
+            raise InvalidParameter(
+                f"{detector}: {self.name} must be one of {allowed}, got {value!r}", field=where
+            )
+        if self.minimum is not None:
+            too_small = value <= self.minimum if self.exclusive_minimum else value < self.minimum
+            if too_small:
+                relation = "greater than" if self.exclusive_minimum else "at least"
+                raise InvalidParameter(
+                    f"{detector}: {self.name} must be {relation} {self.minimum}, got {value}",
+                    field=where,
+                )
+        return value
+
+    def describe(self) -> JsonDict:
+        """A JSON description for ``GET /detectors`` and the docs."""
+        described: JsonDict = {
+            "name": self.name,
+            "type": {float: "number", int: "integer", str: "string", bool: "boolean"}.get(
+                self.kind, self.kind.__name__
+            ),
+            "default": self.default,
+            "description": self.description,
+        }
+        if self.choices is not None:
+            described["choices"] = list(self.choices)
+        if self.minimum is not None:
+            key = "exclusive_minimum" if self.exclusive_minimum else "minimum"
+            described[key] = self.minimum
+        return described
+
+
+THRESHOLD = Parameter(
+    "threshold",
+    float,
+    3.0,
+    "How far from the expected value, in the detector's units of spread, a point may lie "
+    "before it is anomalous (k in mean ± k·std).",
+    minimum=0.0,
+    exclusive_minimum=True,
+)
+DIRECTION = Parameter(
+    "direction",
+    str,
+    "both",
+    "Which deviations are anomalies: 'both' sides of the band, only 'upper' (spikes) or "
+    "only 'lower' (drops).",
+    choices=DIRECTIONS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Per-point answers of a detector, as parallel arrays.
+
+    ``lower`` is ``-inf`` and ``upper`` ``+inf`` on a side the detector does not watch
+    (``direction="upper"`` or ``"lower"``). ``side`` is +1 where the value lies above
+    ``upper``, -1 below ``lower`` and 0 inside the band.
+    """
+
+    expected: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    score: FloatArray
+    anomaly: npt.NDArray[np.bool_]
+    side: npt.NDArray[np.int8] = field(repr=False)
+
+    def __len__(self) -> int:
+        return int(self.score.size)
+
+
+def band_scores(
+    values: FloatArray,
+    expected: FloatArray,
+    half_width: FloatArray,
+    direction: Direction,
+) -> Scores:
+    """Score ``values`` against the band ``expected ± half_width``.
+
+    The deviation ``d`` is the distance from ``expected`` in half-widths, on the watched
+    side(s) only, and ``score = d² / (1 + d²)``: 0 at the expected value, 0.5 on the
+    band's edge, 0.8 at twice the half-width, 0.9 at three times. A point is anomalous
+    when it lies strictly outside the band (``d > 1``), so ``anomaly == (score > 0.5)``.
+
+    A zero half-width (a constant training series) makes any departure from the
+    expected value infinitely unusual: score 1 and anomalous.
+
+    >>> s = band_scores(np.array([10.0, 13.0, 4.0]), np.array([10.0]), np.array([3.0]), "both")
+    >>> s.score.tolist(), s.anomaly.tolist(), s.side.tolist()
+    ([0.0, 0.5, 0.8], [False, False, True], [0, 0, -1])
+    """
+    expected = np.broadcast_to(expected, values.shape)
+    half_width = np.broadcast_to(half_width, values.shape)
+    deviation = values - expected
+    watch_upper = direction in ("both", "upper")
+    watch_lower = direction in ("both", "lower")
+    watched = np.zeros(values.shape, dtype=np.float64)
+    if watch_upper:
+        watched = np.where(deviation > 0, deviation, watched)
+    if watch_lower:
+        watched = np.where(deviation < 0, -deviation, watched)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(
+            half_width > 0, watched / half_width, np.where(watched > 0, np.inf, 0.0)
+        )
+        squared = relative * relative
+        score = np.where(np.isinf(relative), 1.0, squared / (1.0 + squared))
+    lower = expected - half_width if watch_lower else np.full(values.shape, -np.inf)
+    upper = expected + half_width if watch_upper else np.full(values.shape, np.inf)
+    above = values > upper
+    below = values < lower
+    side = np.where(above, 1, np.where(below, -1, 0)).astype(np.int8)
+    return Scores(
+        expected=np.asarray(expected, dtype=np.float64),
+        lower=np.asarray(lower, dtype=np.float64),
+        upper=np.asarray(upper, dtype=np.float64),
+        score=np.asarray(score, dtype=np.float64),
+        anomaly=above | below,
+        side=side,
+    )
+
+
+class Detector(abc.ABC):
+    """Base class of every detector: validated parameters, JSON state, array scoring.
+
+    Subclasses declare ``name``, ``description``, ``min_points`` and ``parameters`` and
+    implement ``_fit_core``, ``_score_core``, ``state`` and ``_restore``.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    min_points: ClassVar[int]
+    parameters: ClassVar[tuple[Parameter, ...]]
+
+    def __init__(self, params: Mapping[str, Any] | None = None) -> None:
+        self.params: JsonDict = self.validate_params(params or {})
+        self.fitted_ = False
+
+    @classmethod
+    def validate_params(cls, params: Mapping[str, Any]) -> JsonDict:
+        """Defaults filled in, every value checked; unknown names are an error listing the known."""
+        known = {parameter.name: parameter for parameter in cls.parameters}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            valid = ", ".join(known) or "none"
+            raise InvalidParameter(
+                f"{cls.name}: unknown parameter(s) {', '.join(unknown)}; valid: {valid}",
+                field=f"params.{unknown[0]}",
+            )
+        return {
+            name: parameter.validate(cls.name, params[name]) if name in params else parameter.default
+            for name, parameter in known.items()
+        }
+
+    @classmethod
+    def describe(cls) -> JsonDict:
+        """Name, description, minimum points and parameters, for ``GET /detectors``."""
+        return {
+            "name": cls.name,
+            "description": cls.description,
+            "min_points": cls.min_points,
+            "parameters": [parameter.describe() for parameter in cls.parameters],
+        }
+
+    def fit(self, series: Series) -> Self:
+        """Learn from ``series``; raise :class:`InvalidInput` when it has too few points."""
+        if len(series) < self.min_points:
+            raise InvalidInput(
+                f"{self.name} needs at least {self.min_points} points to fit, got {len(series)}",
+                field="values",
+            )
+        self._fit_core(series)
+        self.fitted_ = True
+        return self
+
+    def score(self, timestamps: npt.ArrayLike, values: npt.ArrayLike) -> Scores:
+        """Score points (one point is an array of one) against the fitted model."""
+        if not self.fitted_:
+            raise RuntimeError(f"{self.name} detector used before fit")
+        value_array = finite_values(values, field="value")
+        timestamp_array = np.asarray(timestamps, dtype=np.float64)
+        if timestamp_array.shape != value_array.shape:
+            raise InvalidInput(
+                f"timestamps has {timestamp_array.size} items but values has {value_array.size}",
+                field="timestamps",
+            )
+        return self._score_core(timestamp_array, value_array)
+
+    @abc.abstractmethod
+    def _fit_core(self, series: Series) -> None:
+        """Compute the fitted state from validated data."""
+
+    @abc.abstractmethod
+    def _score_core(self, timestamps: FloatArray, values: FloatArray) -> Scores:
+        """Score validated, finite arrays."""
+
+    @abc.abstractmethod
+    def state(self) -> JsonDict:
+        """The fitted state as JSON-able data (numbers and lists only)."""
+
+    @abc.abstractmethod
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        """Set the fitted attributes from :meth:`state` output."""
+
+    @classmethod
+    def from_state(cls, params: Mapping[str, Any], state: Mapping[str, Any]) -> Self:
+        """Rebuild a fitted detector from stored parameters and state."""
+        detector = cls(params)
+        detector._restore(state)
+        detector.fitted_ = True
+        return detector

@@ -1,0 +1,81 @@
+"""Domain errors: what went wrong, in words that name the field or the missing thing.
+
+They know nothing about HTTP; ``anomaly_api.api.errors`` maps each class to a status
+code in one table (and a test checks that no class is left unmapped)::
+
+    AnomalyApiError
+    ├── InvalidInput             bad request data (a field, a value, a parameter)
+    │   ├── InvalidSeriesId      a series id outside the allowed set
+    │   ├── InvalidParameter     unknown detector or bad detector parameters
+    │   └── PayloadTooLarge      a request body over the configured limit
+    ├── NotFound
+    │   ├── SeriesNotFound       no model was ever fitted for the series (or it was deleted)
+    │   └── VersionNotFound      the series exists, that version does not
+    └── StoreUnavailable         the model store did not answer
+"""
+
+from __future__ import annotations
+
+
+class AnomalyApiError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(AnomalyApiError):
+    """The request data cannot be used; ``field`` names the offending part."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidSeriesId(InvalidInput):
+    """A series id that is empty, too long or has characters outside the allowed set."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="series_id")
+
+
+class InvalidParameter(InvalidInput):
+    """An unknown detector name, or a detector parameter that is unknown or out of range."""
+
+
+class NotFound(AnomalyApiError):
+    """Something the request refers to does not exist."""
+
+
+class SeriesNotFound(NotFound):
+    """No model exists for the series."""
+
+    def __init__(self, series_id: str) -> None:
+        super().__init__(f"series {series_id!r} has no trained model; POST /fit/{{series_id}} first")
+        self.series_id = series_id
+
+
+class VersionNotFound(NotFound):
+    """The series exists but not the requested version."""
+
+    def __init__(self, series_id: str, version: int, latest: int | None) -> None:
+        hint = f" (latest is {latest})" if latest is not None else ""
+        super().__init__(f"series {series_id!r} has no version {version}{hint}")
+        self.series_id = series_id
+        self.version = version
+
+
+class StoreUnavailable(AnomalyApiError):
+    """The model store could not be reached or did not answer in time."""
+
+
+class PayloadTooLarge(InvalidInput):
+    """The request body is larger than ``ANOMALY_MAX_BODY_BYTES``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"request body is larger than the limit of {limit} bytes (ANOMALY_MAX_BODY_BYTES)",
+            field="body",
+        )
+        self.limit = limit

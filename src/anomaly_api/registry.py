@@ -1,0 +1,282 @@
+"""The model registry: the one layer between the HTTP routes and the store.
+
+It owns version numbering (delegated to the store's atomic counter), resolution of
+"latest", the in-memory model cache and the latency windows. It raises domain errors
+from :mod:`anomaly_api.errors` and knows nothing about HTTP.
+
+Freshness of "latest"
+---------------------
+Fitted versions are immutable, so a cached ``(series, version)`` model never goes
+stale; only the answer to "which version is latest?" can. Before resolving latest the
+registry reads the store's :meth:`~anomaly_api.storage.base.ModelStore.change_marker`
+(SQLite's ``PRAGMA data_version``: no table is read). When it moved, some process
+committed something, so the remembered latest versions are dropped and re-read on
+demand. Hence the guarantee: **a predict that starts after a fit was acknowledged, by
+any process sharing the store, answers with that version or a newer one.** Deletes
+also bump the store's deletion epoch, which empties the model cache so a deleted
+version is never served.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from cachetools import LRUCache
+
+from anomaly_api import __version__
+from anomaly_api.detectors import Detector, Series, detector_class
+from anomaly_api.errors import SeriesNotFound, StoreUnavailable, VersionNotFound
+from anomaly_api.series_ids import check_series_id
+from anomaly_api.storage.base import ModelRecord, ModelStore, NewModel, SeriesSummary
+from anomaly_api.telemetry import LatencyWindow
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A stored version together with its ready-to-score detector."""
+
+    record: ModelRecord
+    detector: Detector
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The answer for one point, with everything a user needs to see why."""
+
+    series_id: str
+    version: int
+    detector: str
+    threshold: float | None
+    value: float
+    anomaly: bool
+    score: float
+    expected: float
+    lower: float | None
+    upper: float | None
+    direction: str | None
+    """``"above"`` the band, ``"below"`` it, or None inside it."""
+
+
+_SIDES = {1: "above", -1: "below", 0: None}
+
+
+def _finite_or_none(number: float) -> float | None:
+    return number if np.isfinite(number) else None
+
+
+class ModelRegistry:
+    """Fit, version, cache and score models for many series over one :class:`ModelStore`."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        *,
+        default_detector: str = "zscore",
+        model_cache_size: int = 10_000,
+        training_points_cap: int = 100_000,
+        latency_window: int = 1000,
+    ) -> None:
+        detector_class(default_detector)  # fail at start-up, not on the first fit
+        self.store = store
+        self.default_detector = default_detector
+        self.training_points_cap = training_points_cap
+        self.inference_latency = LatencyWindow(latency_window)
+        self.training_latency = LatencyWindow(latency_window)
+        self.started_at = time.time()
+        self._lock = threading.Lock()
+        self._models: LRUCache[tuple[str, int], LoadedModel] = LRUCache(model_cache_size)
+        self._latest: LRUCache[str, int] = LRUCache(model_cache_size)
+        self._generation = 0
+        self._marker = store.change_marker()
+        self._deletion_epoch = store.deletion_epoch()
+
+    # -- fitting -------------------------------------------------------------------------
+
+    def fit(
+        self,
+        series_id: str,
+        timestamps: Sequence[int] | npt.ArrayLike,
+        values: Sequence[float] | npt.ArrayLike,
+        detector: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> ModelRecord:
+        """Validate, fit and store the next version of ``series_id``."""
+        started = time.perf_counter()
+        check_series_id(series_id)
+        model = detector_class(detector or self.default_detector)(params)
+        series = Series.from_arrays(timestamps, values)
+        model.fit(series)
+        kept = series.tail(self.training_points_cap) if self.training_points_cap else series.tail(0)
+        record = self.store.create_version(
+            NewModel(
+                series_id=series_id,
+                detector=model.name,
+                params=model.params,
+                state=model.state(),
+                points_used=len(series),
+                first_timestamp=int(series.timestamps[0]),
+                last_timestamp=int(series.timestamps[-1]),
+                training=kept,
+            )
+        )
+        with self._lock:
+            self._models[(series_id, record.version)] = LoadedModel(record, model)
+        self.training_latency.record(time.perf_counter() - started)
+        return record
+
+    # -- scoring -------------------------------------------------------------------------
+
+    def predict(
+        self, series_id: str, value: float, timestamp: float, version: int | None = None
+    ) -> Prediction:
+        """Score one point against ``version`` (latest when None)."""
+        started = time.perf_counter()
+        loaded = self.model(series_id, version)
+        scores = loaded.detector.score(np.array([timestamp]), np.array([value]))
+        params = loaded.record.params
+        prediction = Prediction(
+            series_id=series_id,
+            version=loaded.record.version,
+            detector=loaded.record.detector,
+            threshold=params.get("threshold"),
+            value=float(value),
+            anomaly=bool(scores.anomaly[0]),
+            score=float(scores.score[0]),
+            expected=float(scores.expected[0]),
+            lower=_finite_or_none(float(scores.lower[0])),
+            upper=_finite_or_none(float(scores.upper[0])),
+            direction=_SIDES[int(scores.side[0])],
+        )
+        self.inference_latency.record(time.perf_counter() - started)
+        return prediction
+
+    def model(self, series_id: str, version: int | None = None) -> LoadedModel:
+        """The fitted model for ``version`` (latest when None), from cache or store."""
+        check_series_id(series_id)
+        generation = self._sync()
+        if version is None:
+            version = self._latest_version(series_id, generation)
+        with self._lock:
+            cached = self._models.get((series_id, version))
+        if cached is not None:
+            return cached
+        record = self.store.get_model(series_id, version)
+        if record is None:
+            latest = self.store.latest_version(series_id)
+            if latest is None:
+                raise SeriesNotFound(series_id)
+            raise VersionNotFound(series_id, version, latest)
+        loaded = LoadedModel(
+            record, detector_class(record.detector).from_state(record.params, record.state)
+        )
+        with self._lock:
+            if self._generation == generation:
+                self._models[(series_id, version)] = loaded
+        return loaded
+
+    def _latest_version(self, series_id: str, generation: int) -> int:
+        with self._lock:
+            latest = self._latest.get(series_id)
+        if latest is not None:
+            return latest
+        latest = self.store.latest_version(series_id)
+        if latest is None:
+            raise SeriesNotFound(series_id)
+        with self._lock:
+            # Only remember it if no commit was noticed since this request synced;
+            # otherwise the answer may predate that commit.
+            if self._generation == generation:
+                self._latest[series_id] = latest
+        return latest
+
+    def _sync(self) -> int:
+        """Drop what another commit may have outdated; return the cache generation."""
+        marker = self.store.change_marker()
+        with self._lock:
+            if marker == self._marker:
+                return self._generation
+        epoch = self.store.deletion_epoch()
+        with self._lock:
+            if marker != self._marker:
+                self._marker = marker
+                self._generation += 1
+                self._latest.clear()
+                if epoch != self._deletion_epoch:
+                    self._deletion_epoch = epoch
+                    self._models.clear()
+            return self._generation
+
+    # -- series management --------------------------------------------------------------
+
+    def versions(self, series_id: str) -> list[ModelRecord]:
+        """Every version of a series, oldest first; :class:`SeriesNotFound` when none."""
+        check_series_id(series_id)
+        records = self.store.list_versions(series_id)
+        if not records:
+            raise SeriesNotFound(series_id)
+        return records
+
+    def list_series(self, limit: int, after: str | None = None) -> list[SeriesSummary]:
+        """One page of series, ordered by id."""
+        return self.store.list_series(limit, after)
+
+    def delete_series(self, series_id: str) -> int:
+        """Delete every version; return how many. Version numbers are not reused."""
+        check_series_id(series_id)
+        deleted = self.store.delete_series(series_id)
+        if not deleted:
+            raise SeriesNotFound(series_id)
+        self._sync()
+        return deleted
+
+    def delete_version(self, series_id: str, version: int) -> None:
+        """Delete one version; the series' other versions stay."""
+        check_series_id(series_id)
+        if not self.store.delete_version(series_id, version):
+            latest = self.store.latest_version(series_id)
+            if latest is None:
+                raise SeriesNotFound(series_id)
+            raise VersionNotFound(series_id, version, latest)
+        self._sync()
+
+    def training_data(self, series_id: str, version: int | None = None) -> tuple[LoadedModel, Series]:
+        """A version's model and the training points stored with it."""
+        loaded = self.model(series_id, version)
+        series = self.store.training_data(series_id, loaded.record.version)
+        if series is None:  # deleted between the two reads
+            raise VersionNotFound(series_id, loaded.record.version, None)
+        return loaded, series
+
+    # -- health --------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """The contract's healthcheck fields plus store status, uptime and cache size."""
+        store_error: str | None = None
+        series_trained: int | None = None
+        try:
+            self.store.ping()
+            series_trained = self.store.count_series()
+        except StoreUnavailable as exc:
+            store_error = exc.message
+        with self._lock:
+            cached = len(self._models)
+        return {
+            "series_trained": series_trained,
+            "inference_latency_ms": self.inference_latency.summary(),
+            "training_latency_ms": self.training_latency.summary(),
+            "status": "ok" if store_error is None else "unavailable",
+            "store": {"backend": self.store.backend, "ok": store_error is None, "error": store_error},
+            "models_cached": cached,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "version": __version__,
+        }
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.store.close()

@@ -1,0 +1,50 @@
+"""The one settings object, read from ``ANOMALY_*`` environment variables.
+
+It is built explicitly (``Settings()``) by the CLI or by whoever calls
+``create_app(settings)``, never at import time, so tests can give every app its own
+database file.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service configuration; every field can be set as ``ANOMALY_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="ANOMALY_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./data/anomaly.db",
+        description="Where models are stored: sqlite:///relative.db or sqlite:////abs/path.db.",
+    )
+    host: str = Field("127.0.0.1", description="Address `anomaly-api serve` binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `anomaly-api serve` listens on.")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes for `serve`.")
+    default_detector: str = Field(
+        "zscore", description="Detector used when a fit body names none."
+    )
+    model_cache_size: int = Field(
+        10_000, ge=1, description="Fitted models kept in memory per worker process (LRU)."
+    )
+    training_points_cap: int = Field(
+        100_000,
+        ge=0,
+        description="Most recent training points stored with each version, for plots and "
+        "re-fits (0 keeps none).",
+    )
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Larger request bodies are refused with 413."
+    )
+    latency_window: int = Field(
+        1000, ge=1, description="Recent requests the healthcheck's latency figures cover."
+    )
+    store_busy_timeout_s: float = Field(
+        30.0, gt=0, description="How long a write waits for the database lock before a 503."
+    )
+    plot_max_points: int = Field(
+        4000, ge=100, description="Points drawn per plot; longer series are downsampled."
+    )
+    log_level: str = Field("info", description="uvicorn log level.")

@@ -1,0 +1,340 @@
+"""The default ``ModelStore``: one SQLite file in WAL mode, safe across processes.
+
+* **Durability.** WAL journal with ``synchronous=FULL``: a fit is acknowledged only
+  after its transaction is fsynced, so it survives ``kill -9`` and power loss.
+* **Version numbers.** ``BEGIN IMMEDIATE`` takes SQLite's single write lock before the
+  per-series counter is bumped (``INSERT … ON CONFLICT DO UPDATE … RETURNING``), so
+  threads and processes sharing the file queue up instead of reading the same counter;
+  ``busy_timeout`` makes them wait rather than fail.
+* **Connections.** One per thread (sqlite3 connections must not be shared by threads
+  mid-transaction), plus one *watch* connection whose ``PRAGMA data_version`` changes
+  whenever any other connection, in this process or another, commits: a microsecond
+  check that lets the registry keep "latest" right without a query per predict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from anomaly_api.detectors.series import Series
+from anomaly_api.errors import StoreUnavailable
+from anomaly_api.storage.base import ModelRecord, NewModel, SeriesSummary
+from anomaly_api.storage.codec import (
+    decode_timestamps,
+    decode_values,
+    encode_timestamps,
+    encode_values,
+)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+    series_id    TEXT PRIMARY KEY,
+    last_version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS models (
+    series_id           TEXT NOT NULL,
+    version             INTEGER NOT NULL,
+    detector            TEXT NOT NULL,
+    params              TEXT NOT NULL,
+    state               TEXT NOT NULL,
+    points_used         INTEGER NOT NULL,
+    points_stored       INTEGER NOT NULL,
+    first_timestamp     INTEGER NOT NULL,
+    last_timestamp      INTEGER NOT NULL,
+    created_at          REAL NOT NULL,
+    training_timestamps BLOB NOT NULL,
+    training_values     BLOB NOT NULL,
+    PRIMARY KEY (series_id, version)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('deletion_epoch', 0);
+"""
+
+_RECORD_COLUMNS = (
+    "series_id, version, detector, params, state, points_used, points_stored, "
+    "first_timestamp, last_timestamp, created_at"
+)
+
+
+def _record(row: tuple[Any, ...]) -> ModelRecord:
+    return ModelRecord(
+        series_id=row[0],
+        version=int(row[1]),
+        detector=row[2],
+        params=json.loads(row[3]),
+        state=json.loads(row[4]),
+        points_used=int(row[5]),
+        points_stored=int(row[6]),
+        first_timestamp=int(row[7]),
+        last_timestamp=int(row[8]),
+        created_at=float(row[9]),
+    )
+
+
+class SQLiteModelStore:
+    """A :class:`~anomaly_api.storage.base.ModelStore` in one SQLite file."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._watch_lock = threading.Lock()
+        with self._translate():
+            self._watch = self._open_connection()
+            self._migrate()
+
+    # -- connections -----------------------------------------------------------------
+
+    def _open_connection(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout_s,
+            isolation_level=None,  # autocommit; transactions are explicit BEGIN … COMMIT
+            check_same_thread=False,
+        )
+        connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        with self._connections_lock:
+            self._connections.append(connection)
+        return connection
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._open_connection()
+            self._local.connection = connection
+        return connection
+
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        """Turn driver errors into :class:`StoreUnavailable`, the one place that does."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store at {self.path} failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding SQLite's write lock from its first statement."""
+        with self._translate():
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._write() as connection:
+            (current,) = connection.execute("PRAGMA user_version").fetchone()
+            if current > SCHEMA_VERSION:
+                raise StoreUnavailable(
+                    f"{self.path} has schema version {current}, newer than this release "
+                    f"understands ({SCHEMA_VERSION}); upgrade anomaly-api"
+                )
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- the ModelStore protocol ----------------------------------------------------------
+
+    def create_version(self, model: NewModel) -> ModelRecord:
+        timestamps_blob = encode_timestamps(model.training.timestamps)
+        values_blob = encode_values(model.training.values)
+        params_json = json.dumps(model.params)
+        state_json = json.dumps(model.state)
+        with self._write() as connection:
+            (version,) = connection.execute(
+                "INSERT INTO series (series_id, last_version) VALUES (?, 1) "
+                "ON CONFLICT (series_id) DO UPDATE SET last_version = last_version + 1 "
+                "RETURNING last_version",
+                (model.series_id,),
+            ).fetchone()
+            created_at = time.time()
+            connection.execute(
+                "INSERT INTO models (series_id, version, detector, params, state, points_used, "
+                "points_stored, first_timestamp, last_timestamp, created_at, "
+                "training_timestamps, training_values) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    model.series_id,
+                    version,
+                    model.detector,
+                    params_json,
+                    state_json,
+                    model.points_used,
+                    len(model.training),
+                    model.first_timestamp,
+                    model.last_timestamp,
+                    created_at,
+                    timestamps_blob,
+                    values_blob,
+                ),
+            )
+        return ModelRecord(
+            series_id=model.series_id,
+            version=int(version),
+            detector=model.detector,
+            params=model.params,
+            state=model.state,
+            points_used=model.points_used,
+            points_stored=len(model.training),
+            first_timestamp=model.first_timestamp,
+            last_timestamp=model.last_timestamp,
+            created_at=created_at,
+        )
+
+    def get_model(self, series_id: str, version: int | None = None) -> ModelRecord | None:
+        with self._translate():
+            connection = self._connection()
+            if version is None:
+                row = connection.execute(
+                    f"SELECT {_RECORD_COLUMNS} FROM models WHERE series_id = ? "
+                    "ORDER BY version DESC LIMIT 1",
+                    (series_id,),
+                ).fetchone()
+            else:
+                row = connection.execute(
+                    f"SELECT {_RECORD_COLUMNS} FROM models WHERE series_id = ? AND version = ?",
+                    (series_id, version),
+                ).fetchone()
+        return None if row is None else _record(row)
+
+    def latest_version(self, series_id: str) -> int | None:
+        with self._translate():
+            (latest,) = (
+                self._connection()
+                .execute("SELECT MAX(version) FROM models WHERE series_id = ?", (series_id,))
+                .fetchone()
+            )
+        return None if latest is None else int(latest)
+
+    def list_versions(self, series_id: str) -> list[ModelRecord]:
+        with self._translate():
+            rows = (
+                self._connection()
+                .execute(
+                    f"SELECT {_RECORD_COLUMNS} FROM models WHERE series_id = ? ORDER BY version",
+                    (series_id,),
+                )
+                .fetchall()
+            )
+        return [_record(row) for row in rows]
+
+    def list_series(self, limit: int, after: str | None = None) -> list[SeriesSummary]:
+        with self._translate():
+            rows = (
+                self._connection()
+                .execute(
+                    "WITH page AS ("
+                    "  SELECT series_id, MAX(version) AS latest, COUNT(*) AS versions"
+                    "  FROM models WHERE series_id > ? GROUP BY series_id"
+                    "  ORDER BY series_id LIMIT ?)"
+                    " SELECT p.series_id, p.latest, p.versions, m.points_used, m.created_at"
+                    " FROM page p JOIN models m"
+                    "  ON m.series_id = p.series_id AND m.version = p.latest"
+                    " ORDER BY p.series_id",
+                    ("" if after is None else after, limit),
+                )
+                .fetchall()
+            )
+        return [
+            SeriesSummary(
+                series_id=row[0],
+                latest_version=int(row[1]),
+                version_count=int(row[2]),
+                points_used=int(row[3]),
+                last_fit_at=float(row[4]),
+            )
+            for row in rows
+        ]
+
+    def count_series(self) -> int:
+        with self._translate():
+            (count,) = (
+                self._connection()
+                .execute("SELECT COUNT(*) FROM (SELECT DISTINCT series_id FROM models)")
+                .fetchone()
+            )
+        return int(count)
+
+    def training_data(self, series_id: str, version: int) -> Series | None:
+        with self._translate():
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT training_timestamps, training_values FROM models "
+                    "WHERE series_id = ? AND version = ?",
+                    (series_id, version),
+                )
+                .fetchone()
+            )
+        if row is None:
+            return None
+        return Series(decode_timestamps(row[0]), decode_values(row[1]))
+
+    def delete_series(self, series_id: str) -> int:
+        with self._write() as connection:
+            deleted = connection.execute(
+                "DELETE FROM models WHERE series_id = ?", (series_id,)
+            ).rowcount
+            if deleted:
+                self._bump_deletion_epoch(connection)
+        return int(deleted)
+
+    def delete_version(self, series_id: str, version: int) -> bool:
+        with self._write() as connection:
+            deleted = connection.execute(
+                "DELETE FROM models WHERE series_id = ? AND version = ?", (series_id, version)
+            ).rowcount
+            if deleted:
+                self._bump_deletion_epoch(connection)
+        return bool(deleted)
+
+    @staticmethod
+    def _bump_deletion_epoch(connection: sqlite3.Connection) -> None:
+        connection.execute("UPDATE meta SET value = value + 1 WHERE key = 'deletion_epoch'")
+
+    def change_marker(self) -> int:
+        with self._translate(), self._watch_lock:
+            (marker,) = self._watch.execute("PRAGMA data_version").fetchone()
+        return int(marker)
+
+    def deletion_epoch(self) -> int:
+        with self._translate():
+            (epoch,) = (
+                self._connection()
+                .execute("SELECT value FROM meta WHERE key = 'deletion_epoch'")
+                .fetchone()
+            )
+        return int(epoch)
+
+    def ping(self) -> None:
+        with self._translate():
+            self._connection().execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
