@@ -52,7 +52,9 @@ class SeriesNotFound(NotFound):
     """No model exists for the series."""
 
     def __init__(self, series_id: str) -> None:
-        super().__init__(f"series {series_id!r} has no trained model; POST /fit/{{series_id}} first")
+        super().__init__(
+            f"series {series_id!r} has no trained model; POST /fit/{{series_id}} first"
+        )
         self.series_id = series_id
 
 

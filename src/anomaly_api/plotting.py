@@ -70,7 +70,11 @@ def render_plot(series: Series, scores: Scores, title: PlotTitle, max_points: in
     times = series.timestamps.astype("datetime64[s]")
     shown_ts, shown_values = downsample_minmax(series.timestamps, series.values, max_points)
     axes.plot(
-        shown_ts.astype("datetime64[s]"), shown_values, color="#4c72b0", lw=0.8, label="training data"
+        shown_ts.astype("datetime64[s]"),
+        shown_values,
+        color="#4c72b0",
+        lw=0.8,
+        label="training data",
     )
     expected = scores.expected
     if np.ptp(expected) == 0:
@@ -98,7 +102,11 @@ def render_plot(series: Series, scores: Scores, title: PlotTitle, max_points: in
         flagged = np.sort(flagged[np.argsort(scores.score[flagged])[-max_points:]])
     if flagged.size:
         axes.scatter(
-            times[flagged], series.values[flagged], s=14, color="#d62728", zorder=3,
+            times[flagged],
+            series.values[flagged],
+            s=14,
+            color="#d62728",
+            zorder=3,
             label=f"outside band ({int(scores.anomaly.sum())})",
         )
     threshold = "" if title.threshold is None else f", threshold {title.threshold:g}"

@@ -112,7 +112,6 @@ class ModelRegistry:
         model = detector_class(detector or self.default_detector)(params)
         series = Series.from_arrays(timestamps, values)
         model.fit(series)
-        kept = series.tail(self.training_points_cap) if self.training_points_cap else series.tail(0)
         record = self.store.create_version(
             NewModel(
                 series_id=series_id,
@@ -122,7 +121,7 @@ class ModelRegistry:
                 points_used=len(series),
                 first_timestamp=int(series.timestamps[0]),
                 last_timestamp=int(series.timestamps[-1]),
-                training=kept,
+                training=series.tail(self.training_points_cap),
             )
         )
         with self._lock:
@@ -245,7 +244,9 @@ class ModelRegistry:
             raise VersionNotFound(series_id, version, latest)
         self._sync()
 
-    def training_data(self, series_id: str, version: int | None = None) -> tuple[LoadedModel, Series]:
+    def training_data(
+        self, series_id: str, version: int | None = None
+    ) -> tuple[LoadedModel, Series]:
         """A version's model and the training points stored with it."""
         loaded = self.model(series_id, version)
         series = self.store.training_data(series_id, loaded.record.version)
@@ -271,7 +272,11 @@ class ModelRegistry:
             "inference_latency_ms": self.inference_latency.summary(),
             "training_latency_ms": self.training_latency.summary(),
             "status": "ok" if store_error is None else "unavailable",
-            "store": {"backend": self.store.backend, "ok": store_error is None, "error": store_error},
+            "store": {
+                "backend": self.store.backend,
+                "ok": store_error is None,
+                "error": store_error,
+            },
             "models_cached": cached,
             "uptime_s": round(time.time() - self.started_at, 3),
             "version": __version__,

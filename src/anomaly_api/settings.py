@@ -23,9 +23,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `anomaly-api serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `anomaly-api serve` listens on.")
     workers: int = Field(1, ge=1, le=64, description="Worker processes for `serve`.")
-    default_detector: str = Field(
-        "zscore", description="Detector used when a fit body names none."
-    )
+    default_detector: str = Field("zscore", description="Detector used when a fit body names none.")
     model_cache_size: int = Field(
         10_000, ge=1, description="Fitted models kept in memory per worker process (LRU)."
     )

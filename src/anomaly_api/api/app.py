@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from anomaly_api import __version__
 from anomaly_api.api.errors import install_error_handlers
 from anomaly_api.api.limits import BodySizeLimit
 from anomaly_api.api.routes import detectors, health, models, plot, series
+from anomaly_api.api.schemas import FitRequest, PredictRequest
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.settings import Settings
 from anomaly_api.storage import open_store
@@ -63,4 +66,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (models.router, series.router, health.router, detectors.router, plot.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    _document_request_models(app, (FitRequest, PredictRequest))
     return app
+
+
+def _document_request_models(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    """Add the request models that routes read themselves to the OpenAPI components."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(model_schema.pop("$defs", {}))
+                components[model.__name__] = model_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

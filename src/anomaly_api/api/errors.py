@@ -59,7 +59,11 @@ def _message(error: dict[str, Any]) -> str:
     loc = tuple(error.get("loc", ()))
     if kind == "json_invalid":
         reason = (error.get("ctx") or {}).get("error", "")
-        return f"request body is not valid JSON ({reason})" if reason else "request body is not valid JSON"
+        return (
+            f"request body is not valid JSON ({reason})"
+            if reason
+            else "request body is not valid JSON"
+        )
     if loc == ("body",) and kind == "missing":
         return "request body is empty: expected a JSON object"
     if kind in {"model_attributes_type", "dict_type"} and loc == ("body",):

@@ -168,7 +168,7 @@ class PredictResponse(BaseModel):
             lower=prediction.lower,
             upper=prediction.upper,
             score=prediction.score,
-            direction=prediction.direction,  # type: ignore[arg-type]
+            direction=prediction.direction,
             threshold=prediction.threshold,
             detector=prediction.detector,
         )

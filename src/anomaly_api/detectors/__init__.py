@@ -12,9 +12,7 @@ from anomaly_api.detectors.series import Series
 from anomaly_api.detectors.zscore import ZScoreDetector
 from anomaly_api.errors import InvalidParameter
 
-DETECTORS: dict[str, type[Detector]] = {
-    detector.name: detector for detector in (ZScoreDetector,)
-}
+DETECTORS: dict[str, type[Detector]] = {detector.name: detector for detector in (ZScoreDetector,)}
 
 
 def detector_class(name: str) -> type[Detector]:

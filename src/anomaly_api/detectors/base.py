@@ -33,6 +33,7 @@ from anomaly_api.errors import InvalidInput, InvalidParameter
 JsonDict = dict[str, Any]
 Direction = Literal["both", "upper", "lower"]
 DIRECTIONS: tuple[Direction, ...] = ("both", "upper", "lower")
+_JUST_ABOVE_HALF = float(np.nextafter(0.5, 1.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,13 +176,17 @@ def band_scores(
     upper = expected + half_width if watch_upper else np.full(values.shape, np.inf)
     above = values > upper
     below = values < lower
+    anomaly = above | below
+    # Rounding may put a point a hair outside the band with d == 1 (or inside with d a hair
+    # above 1); the band edges are what users see, so the score follows them.
+    score = np.where(anomaly, np.maximum(score, _JUST_ABOVE_HALF), np.minimum(score, 0.5))
     side = np.where(above, 1, np.where(below, -1, 0)).astype(np.int8)
     return Scores(
         expected=np.asarray(expected, dtype=np.float64),
         lower=np.asarray(lower, dtype=np.float64),
         upper=np.asarray(upper, dtype=np.float64),
         score=np.asarray(score, dtype=np.float64),
-        anomaly=above | below,
+        anomaly=anomaly,
         side=side,
     )
 
@@ -214,7 +219,9 @@ class Detector(abc.ABC):
                 field=f"params.{unknown[0]}",
             )
         return {
-            name: parameter.validate(cls.name, params[name]) if name in params else parameter.default
+            name: parameter.validate(cls.name, params[name])
+            if name in params
+            else parameter.default
             for name, parameter in known.items()
         }
 

@@ -56,7 +56,9 @@ def finite_values(values: Sequence[float] | npt.ArrayLike, field: str = "values"
     return array
 
 
-def checked_timestamps(timestamps: Sequence[int] | npt.ArrayLike, field: str = "timestamps") -> IntArray:
+def checked_timestamps(
+    timestamps: Sequence[int] | npt.ArrayLike, field: str = "timestamps"
+) -> IntArray:
     """Return ``timestamps`` as int64 seconds, or raise naming the first one out of range."""
     try:
         array = np.asarray(timestamps, dtype=np.int64)
@@ -123,4 +125,5 @@ class Series:
         """The most recent ``count`` points (all of them when there are fewer)."""
         if count >= len(self):
             return self
-        return Series(self.timestamps[-count:], self.values[-count:])
+        start = len(self) - max(count, 0)
+        return Series(self.timestamps[start:], self.values[start:])

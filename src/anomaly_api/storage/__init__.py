@@ -24,9 +24,7 @@ def open_store(database_url: str, *, busy_timeout_s: float = 30.0) -> ModelStore
                 "threads and processes, so an in-memory database cannot work)"
             )
         return SQLiteModelStore(Path(path), busy_timeout_s=busy_timeout_s)
-    raise ValueError(
-        f"unsupported ANOMALY_DATABASE_URL {database_url!r}: expected sqlite:///PATH"
-    )
+    raise ValueError(f"unsupported ANOMALY_DATABASE_URL {database_url!r}: expected sqlite:///PATH")
 
 
 __all__ = [

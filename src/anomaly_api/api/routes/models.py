@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
+from fastapi import APIRouter, Depends
+
+from anomaly_api.api.body import documented_body, json_body
 from anomaly_api.api.deps import RegistryDep, SeriesIdPath, VersionDep
 from anomaly_api.api.schemas import (
     ErrorResponse,
@@ -16,7 +19,7 @@ from anomaly_api.timestamps import parse_timestamp, parse_timestamps
 
 router = APIRouter(tags=["models"])
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "Unknown series or version."},
     413: {"model": ErrorResponse, "description": "Body over ANOMALY_MAX_BODY_BYTES."},
     422: {"model": ErrorResponse, "description": "Invalid input; the message names the field."},
@@ -27,10 +30,15 @@ _ERRORS = {
 @router.post(
     "/fit/{series_id:path}",
     response_model=FitResponse,
-    responses={k: v for k, v in _ERRORS.items() if k != 404},
+    responses={code: doc for code, doc in _ERRORS.items() if code != 404},
     summary="Train a new model version for a series",
+    openapi_extra=documented_body(FitRequest),
 )
-def fit(series_id: SeriesIdPath, body: FitRequest, registry: RegistryDep) -> FitResponse:
+def fit(
+    series_id: SeriesIdPath,
+    body: Annotated[FitRequest, Depends(json_body(FitRequest))],
+    registry: RegistryDep,
+) -> FitResponse:
     """Fit the detector on the points and store the result as the series' next version
     (1, 2, 3 …, never reused). The version is durable once this returns 200.
 
@@ -55,9 +63,13 @@ def fit(series_id: SeriesIdPath, body: FitRequest, registry: RegistryDep) -> Fit
     response_model=PredictResponse,
     responses=_ERRORS,
     summary="Is this point anomalous?",
+    openapi_extra=documented_body(PredictRequest),
 )
 def predict(
-    series_id: SeriesIdPath, body: PredictRequest, registry: RegistryDep, version: VersionDep
+    series_id: SeriesIdPath,
+    body: Annotated[PredictRequest, Depends(json_body(PredictRequest))],
+    registry: RegistryDep,
+    version: VersionDep,
 ) -> PredictResponse:
     """Score one point against a version of the series' model (the latest when
     `version` is omitted) and say why: expected value, band, score and direction.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -14,7 +14,7 @@ from anomaly_api.registry import ModelRegistry
 
 router = APIRouter(tags=["plot"])
 
-_RESPONSES: dict[int | str, dict[str, object]] = {
+_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "A PNG image."},
     404: {"model": ErrorResponse, "description": "Unknown series or version."},
     422: {"model": ErrorResponse, "description": "Bad series id, version, or no stored points."},

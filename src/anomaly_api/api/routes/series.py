@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
@@ -19,7 +19,9 @@ from anomaly_api.errors import InvalidInput
 
 router = APIRouter(prefix="/series", tags=["series"])
 
-_NOT_FOUND = {404: {"model": ErrorResponse, "description": "Unknown series or version."}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "Unknown series or version."}
+}
 
 
 @router.get("", response_model=SeriesPage, summary="List series, paginated by id")

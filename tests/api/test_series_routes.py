@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import CONTRACT_FIT
+
+POINT = {"timestamp": "1691000240", "value": 18}
+
+
+def test_series_detail_lists_versions(client: TestClient) -> None:
+    for _ in range(3):
+        client.post("/fit/sensor_1", json=CONTRACT_FIT)
+    body = client.get("/series/sensor_1").json()
+    assert body["series_id"] == "sensor_1"
+    assert body["latest_version"] == "3"
+    assert [v["version"] for v in body["versions"]] == ["1", "2", "3"]
+    first = body["versions"][0]
+    assert first["detector"] == "zscore"
+    assert first["points_used"] == 5
+    assert first["created_at"].endswith("Z")
+
+
+def test_listing_is_paginated(client: TestClient) -> None:
+    for index in range(7):
+        client.post(f"/fit/s{index}", json=CONTRACT_FIT)
+    ids: list[str] = []
+    after = None
+    while True:
+        params = {"limit": 3} | ({"after": after} if after else {})
+        page = client.get("/series", params=params).json()
+        ids += [item["series_id"] for item in page["series"]]
+        after = page["next_after"]
+        if after is None:
+            break
+    assert ids == [f"s{index}" for index in range(7)]
+    assert client.get("/series", params={"limit": 0}).status_code == 422
+
+
+def test_delete_version_and_series(client: TestClient) -> None:
+    client.post("/fit/s", json=CONTRACT_FIT)
+    client.post("/fit/s", json=CONTRACT_FIT)
+    response = client.delete("/series/s/versions/2")
+    assert response.status_code == 200
+    assert client.post("/predict/s", json=POINT).json()["model_version"] == "1"
+    assert client.delete("/series/s/versions/2").status_code == 404
+    assert client.delete("/series/s/versions/x").status_code == 422
+    assert client.delete("/series/s").json()["deleted_count"] == 1
+    response = client.get("/series/s")
+    assert response.status_code == 404
+    assert "'s'" in response.json()["detail"]
+    assert client.get("/healthcheck").json()["series_trained"] == 0
+    assert client.post("/fit/s", json=CONTRACT_FIT).json()["version"] == "3"
+
+
+def test_unknown_series_404s(client: TestClient) -> None:
+    assert client.get("/series/nope").status_code == 404
+    assert client.delete("/series/nope").status_code == 404
+    assert client.get("/plot/nope").status_code == 404
+
+
+def test_detectors_are_listed(client: TestClient) -> None:
+    detectors = client.get("/detectors").json()
+    zscore = next(d for d in detectors if d["name"] == "zscore")
+    assert zscore["default"] is True
+    assert {p["name"] for p in zscore["parameters"]} == {"threshold", "direction"}

@@ -1,0 +1,47 @@
+"""What only the SQLite store promises: WAL, durability settings, refusing newer schemas."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from anomaly_api.errors import StoreUnavailable
+from anomaly_api.storage import SQLiteModelStore, open_store
+
+
+def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
+    store = SQLiteModelStore(tmp_path / "m.db")
+    store.close()
+    connection = sqlite3.connect(tmp_path / "m.db")
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
+    connection.close()
+
+
+def test_refuses_a_schema_from_a_newer_release(tmp_path: Path) -> None:
+    connection = sqlite3.connect(tmp_path / "m.db")
+    connection.execute("PRAGMA user_version = 99")
+    connection.close()
+    with pytest.raises(StoreUnavailable, match="newer than this release"):
+        SQLiteModelStore(tmp_path / "m.db")
+
+
+def test_creates_missing_directories(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/a/b/models.db")
+    store.close()
+    assert (tmp_path / "a" / "b" / "models.db").exists()
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite:///:memory:", "mysql://x/y", "models.db"])
+def test_rejects_unusable_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="ANOMALY_DATABASE_URL"):
+        open_store(url)
+
+
+def test_unwritable_location_is_store_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises((StoreUnavailable, OSError)):
+        SQLiteModelStore(blocker / "models.db")

@@ -1,0 +1,137 @@
+"""The ModelStore suite; every backend must pass it unchanged."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomaly_api.detectors import Series
+from anomaly_api.storage import ModelStore, NewModel, open_store
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ModelStore]:
+    opened = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    yield opened
+    opened.close()
+
+
+def new_model(series_id: str = "s", points: int = 10) -> NewModel:
+    timestamps = np.arange(points, dtype=np.int64) * 60 + 1_691_000_000
+    values = np.linspace(0.0, 1.0, points)
+    return NewModel(
+        series_id=series_id,
+        detector="zscore",
+        params={"threshold": 3.0, "direction": "both"},
+        state={"mean": 0.5, "std": 0.3},
+        points_used=points,
+        first_timestamp=int(timestamps[0]),
+        last_timestamp=int(timestamps[-1]),
+        training=Series(timestamps, values),
+    )
+
+
+def test_versions_count_up_per_series(store: ModelStore) -> None:
+    assert [store.create_version(new_model("a")).version for _ in range(3)] == [1, 2, 3]
+    assert store.create_version(new_model("b")).version == 1
+    assert store.latest_version("a") == 3
+    assert store.latest_version("missing") is None
+
+
+def test_record_round_trips(store: ModelStore) -> None:
+    created = store.create_version(new_model("a", points=7))
+    loaded = store.get_model("a", created.version)
+    assert loaded == created
+    assert store.get_model("a") == created
+    assert store.get_model("a", 99) is None
+    assert loaded is not None and loaded.params == {"threshold": 3.0, "direction": "both"}
+
+
+def test_training_points_round_trip_exactly(store: ModelStore) -> None:
+    model = new_model("a", points=1000)
+    created = store.create_version(model)
+    stored = store.training_data("a", created.version)
+    assert stored is not None
+    np.testing.assert_array_equal(stored.timestamps, model.training.timestamps)
+    np.testing.assert_array_equal(stored.values, model.training.values)
+    assert store.training_data("a", 42) is None
+
+
+def test_listing_pages_through_every_series(store: ModelStore) -> None:
+    for index in range(25):
+        store.create_version(new_model(f"s{index:03d}"))
+    store.create_version(new_model("s000"))
+    seen: list[str] = []
+    after = None
+    while True:
+        page = store.list_series(10, after)
+        if not page:
+            break
+        seen += [item.series_id for item in page]
+        after = page[-1].series_id
+    assert seen == [f"s{index:03d}" for index in range(25)]
+    first = store.list_series(1)[0]
+    assert (first.latest_version, first.version_count) == (2, 2)
+    assert store.count_series() == 25
+
+
+def test_deletes_never_reuse_numbers(store: ModelStore) -> None:
+    for _ in range(3):
+        store.create_version(new_model("a"))
+    epoch = store.deletion_epoch()
+    assert store.delete_version("a", 3) is True
+    assert store.delete_version("a", 3) is False
+    assert store.latest_version("a") == 2
+    assert store.create_version(new_model("a")).version == 4
+    assert store.delete_series("a") == 3
+    assert store.delete_series("a") == 0
+    assert store.count_series() == 0
+    assert store.deletion_epoch() > epoch
+    assert store.create_version(new_model("a")).version == 5
+
+
+def test_change_marker_moves_when_another_connection_commits(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    other = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        before = store.change_marker()
+        other.create_version(new_model("a"))
+        assert store.change_marker() != before
+        assert store.latest_version("a") == 1
+    finally:
+        other.close()
+
+
+def test_concurrent_creates_get_distinct_consecutive_versions(store: ModelStore) -> None:
+    versions: list[int] = []
+    lock = threading.Lock()
+
+    def create() -> None:
+        version = store.create_version(new_model("hot")).version
+        with lock:
+            versions.append(version)
+
+    threads = [threading.Thread(target=create) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(versions) == list(range(1, 51))
+
+
+def test_unicode_and_long_ids_are_stored_verbatim(store: ModelStore) -> None:
+    for series_id in ["température.salon", "温度", "x" * 256]:
+        store.create_version(new_model(series_id))
+        assert store.latest_version(series_id) == 1
+
+
+def test_ping_answers(store: ModelStore) -> None:
+    store.ping()
+    assert store.backend in {"sqlite", "postgresql"}

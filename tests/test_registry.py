@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomaly_api.errors import (
+    InvalidInput,
+    InvalidParameter,
+    InvalidSeriesId,
+    SeriesNotFound,
+    VersionNotFound,
+)
+from anomaly_api.registry import ModelRegistry
+from anomaly_api.storage import open_store
+
+TIMESTAMPS = [1691000000, 1691000060, 1691000120, 1691000180, 1691000240]
+VALUES = [10.0, 11.0, 9.0, 12.0, 15.0]
+
+
+def make_registry(path: Path, **options: int) -> ModelRegistry:
+    return ModelRegistry(open_store(f"sqlite:///{path}"), **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[ModelRegistry]:
+    opened = make_registry(tmp_path / "r.db")
+    yield opened
+    opened.close()
+
+
+def test_fit_then_predict_explains_the_answer(registry: ModelRegistry) -> None:
+    record = registry.fit("sensor_1", TIMESTAMPS, VALUES)
+    assert (record.version, record.points_used, record.detector) == (1, 5, "zscore")
+    prediction = registry.predict("sensor_1", 18.0, 1691000240)
+    assert prediction.anomaly is True
+    assert prediction.direction == "above"
+    assert prediction.version == 1
+    assert prediction.expected == pytest.approx(11.4)
+    assert prediction.lower is not None and prediction.upper is not None
+    assert prediction.lower < prediction.expected < prediction.upper < 18.0
+    assert prediction.threshold == 3.0
+
+
+def test_explicit_and_latest_versions(registry: ModelRegistry) -> None:
+    registry.fit("s", TIMESTAMPS, VALUES)
+    registry.fit("s", TIMESTAMPS, [100.0, 101.0, 99.0, 102.0, 100.0])
+    assert registry.predict("s", 10.0, 0).version == 2
+    assert registry.predict("s", 10.0, 0).anomaly is True
+    assert registry.predict("s", 10.0, 0, version=1).anomaly is False
+    with pytest.raises(VersionNotFound, match="no version 3 \\(latest is 2\\)"):
+        registry.predict("s", 10.0, 0, version=3)
+    with pytest.raises(SeriesNotFound, match="'other'"):
+        registry.predict("other", 10.0, 0)
+
+
+def test_fifty_concurrent_fits_get_versions_one_to_fifty(registry: ModelRegistry) -> None:
+    versions: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(50)
+
+    def fit() -> None:
+        barrier.wait()
+        version = registry.fit("hot", TIMESTAMPS, VALUES).version
+        with lock:
+            versions.append(version)
+
+    threads = [threading.Thread(target=fit) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(versions) == list(range(1, 51))
+    assert registry.predict("hot", 10.0, 0).version == 50
+
+
+def test_latest_follows_fits_made_by_another_registry(tmp_path: Path) -> None:
+    first = make_registry(tmp_path / "shared.db")
+    second = make_registry(tmp_path / "shared.db")
+    try:
+        first.fit("s", TIMESTAMPS, VALUES)
+        assert second.predict("s", 10.0, 0).version == 1  # now cached in second
+        first.fit("s", TIMESTAMPS, VALUES)
+        assert second.predict("s", 10.0, 0).version == 2
+        first.delete_version("s", 2)
+        assert second.predict("s", 10.0, 0).version == 1
+        with pytest.raises(VersionNotFound):
+            second.predict("s", 10.0, 0, version=2)
+        first.delete_series("s")
+        with pytest.raises(SeriesNotFound):
+            second.predict("s", 10.0, 0, version=1)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_cache_is_bounded_and_still_answers(tmp_path: Path) -> None:
+    registry = make_registry(tmp_path / "r.db", model_cache_size=3)
+    try:
+        for index in range(10):
+            registry.fit(f"s{index}", TIMESTAMPS, VALUES)
+        for index in range(10):
+            assert registry.predict(f"s{index}", 10.0, 0).version == 1
+        assert registry.health()["models_cached"] <= 3
+    finally:
+        registry.close()
+
+
+def test_training_points_are_capped(tmp_path: Path) -> None:
+    registry = make_registry(tmp_path / "r.db", training_points_cap=100)
+    try:
+        registry.fit("s", np.arange(1000), np.arange(1000.0))
+        loaded, series = registry.training_data("s")
+        assert loaded.record.points_used == 1000
+        assert len(series) == 100
+        assert series.values[-1] == 999.0
+    finally:
+        registry.close()
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda r: r.fit("a/b", TIMESTAMPS, VALUES), InvalidSeriesId),
+        (lambda r: r.fit("", TIMESTAMPS, VALUES), InvalidSeriesId),
+        (lambda r: r.fit("s", TIMESTAMPS, VALUES, detector="nope"), InvalidParameter),
+        (lambda r: r.fit("s", TIMESTAMPS[:4], VALUES[:4]), InvalidInput),
+        (lambda r: r.versions("never"), SeriesNotFound),
+        (lambda r: r.delete_series("never"), SeriesNotFound),
+        (lambda r: r.delete_version("never", 1), SeriesNotFound),
+    ],
+)
+def test_domain_errors(registry: ModelRegistry, call, error) -> None:
+    with pytest.raises(error):
+        call(registry)
+
+
+def test_health_counts_series_in_the_store(tmp_path: Path) -> None:
+    first = make_registry(tmp_path / "shared.db")
+    second = make_registry(tmp_path / "shared.db")
+    try:
+        first.fit("a", TIMESTAMPS, VALUES)
+        first.fit("b", TIMESTAMPS, VALUES)
+        health = second.health()
+        assert health["series_trained"] == 2
+        assert health["status"] == "ok"
+        assert health["training_latency_ms"]["count"] == 0
+        assert first.health()["training_latency_ms"]["count"] == 2
+    finally:
+        first.close()
+        second.close()
