@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +133,9 @@ def test_training_points_are_capped(tmp_path: Path) -> None:
         (lambda r: r.delete_version("never", 1), SeriesNotFound),
     ],
 )
-def test_domain_errors(registry: ModelRegistry, call, error) -> None:
+def test_domain_errors(
+    registry: ModelRegistry, call: Callable[[ModelRegistry], object], error: type[Exception]
+) -> None:
     with pytest.raises(error):
         call(registry)
 

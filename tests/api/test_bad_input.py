@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -14,8 +17,18 @@ JSON = {"Content-Type": "application/json"}
 FIT_CASES = [
     # (id, raw body, status, words the message must contain)
     ("nan token", b'{"timestamps": [1,2,3,4,5], "values": [1, 2, NaN, 4, 5]}', 422, "values[2]"),
-    ("infinity token", b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,Infinity]}', 422, "values[4]"),
-    ("overflow to inf", b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,1e999]}', 422, "values[4]"),
+    (
+        "infinity token",
+        b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,Infinity]}',
+        422,
+        "values[4]",
+    ),
+    (
+        "overflow to inf",
+        b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,1e999]}',
+        422,
+        "values[4]",
+    ),
     ("null value", b'{"timestamps": [1,2,3,4,5], "values": [1,null,3,4,5]}', 422, "values[1]"),
     ("string value", b'{"timestamps": [1,2,3,4,5], "values": [1,"2",3,4,5]}', 422, "values[1]"),
     ("bool value", b'{"timestamps": [1,2,3,4,5], "values": [1,true,3,4,5]}', 422, "values[1]"),
@@ -24,26 +37,65 @@ FIT_CASES = [
     ("too few points", b'{"timestamps": [1,2,3,4], "values": [1,2,3,4]}', 422, "at least 5 points"),
     ("missing values", b'{"timestamps": [1,2,3,4,5]}', 422, "values: Field required"),
     ("values not a list", b'{"timestamps": [1], "values": 5}', 422, "values"),
-    ("bad timestamp", b'{"timestamps": [1,2,"x",4,5], "values": [1,2,3,4,5]}', 422, "timestamps[2]"),
-    ("huge timestamp", b'{"timestamps": [1,2,3,4,99999999999999999999], "values": [1,2,3,4,5]}', 422, "timestamps"),
+    (
+        "bad timestamp",
+        b'{"timestamps": [1,2,"x",4,5], "values": [1,2,3,4,5]}',
+        422,
+        "timestamps[2]",
+    ),
+    (
+        "huge timestamp",
+        b'{"timestamps": [1,2,3,4,99999999999999999999], "values": [1,2,3,4,5]}',
+        422,
+        "timestamps",
+    ),
     ("float timestamp", b'{"timestamps": [1,2,3.5,4,5], "values": [1,2,3,4,5]}', 200, ""),
     ("malformed json", b'{"timestamps": [1,2', 422, "not valid JSON"),
     ("not an object", b"[1, 2, 3]", 422, "must be a JSON object"),
     ("empty body", b"", 422, "request body is empty"),
     ("whitespace body", b"   ", 422, "request body is empty"),
-    ("bad threshold", b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "threshold": 0}', 422, "threshold"),
-    ("bad direction", b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "direction": "up"}', 422, "direction"),
-    ("unknown detector", b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "detector": "magic"}', 422, "valid detectors: zscore"),
-    ("unknown param", b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "params": {"k": 2}}', 422, "unknown parameter(s) k; valid: threshold, direction"),
-    ("conflicting threshold", b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "threshold": 2, "params": {"threshold": 3}}', 422, "given twice"),
+    (
+        "bad threshold",
+        b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "threshold": 0}',
+        422,
+        "threshold",
+    ),
+    (
+        "bad direction",
+        b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "direction": "up"}',
+        422,
+        "direction",
+    ),
+    (
+        "unknown detector",
+        b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "detector": "magic"}',
+        422,
+        "valid detectors: zscore",
+    ),
+    (
+        "unknown param",
+        b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "params": {"k": 2}}',
+        422,
+        "unknown parameter(s) k; valid: threshold, direction",
+    ),
+    (
+        "conflicting threshold",
+        b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "threshold": 2, "params": {"threshold": 3}}',
+        422,
+        "given twice",
+    ),
     ("unsorted is sorted", b'{"timestamps": [5,4,3,2,1], "values": [1,2,3,4,5]}', 200, ""),
     ("duplicates kept", b'{"timestamps": [1,1,1,2,2], "values": [1,2,3,4,5]}', 200, ""),
     ("invalid utf8", b'{"timestamps": [1], "values": ["\xff"]}', 422, "not valid JSON"),
 ]
 
 
-@pytest.mark.parametrize(("case", "body", "status", "words"), FIT_CASES, ids=[c[0] for c in FIT_CASES])
-def test_fit_bad_bodies(client: TestClient, case: str, body: bytes, status: int, words: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "body", "status", "words"), FIT_CASES, ids=[c[0] for c in FIT_CASES]
+)
+def test_fit_bad_bodies(
+    client: TestClient, case: str, body: bytes, status: int, words: str
+) -> None:
     response = client.post("/fit/s", content=body, headers=JSON)
     assert response.status_code == status, response.text
     if status != 200:
@@ -130,7 +182,7 @@ def test_unicode_id_round_trips_through_listing(client: TestClient) -> None:
     assert client.get("/series/温度").json()["latest_version"] == "1"
 
 
-def test_oversized_body_is_413(tmp_path) -> None:
+def test_oversized_body_is_413(tmp_path: Path) -> None:
     from anomaly_api.api.app import create_app
     from anomaly_api.settings import Settings
 
@@ -141,7 +193,7 @@ def test_oversized_body_is_413(tmp_path) -> None:
         assert response.status_code == 413
         assert "ANOMALY_MAX_BODY_BYTES" in response.json()["detail"]
 
-        def chunks():
+        def chunks() -> Iterator[bytes]:
             yield big[:1000]
             yield big[1000:]
 

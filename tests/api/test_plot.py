@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from fastapi.testclient import TestClient
 
@@ -36,7 +38,7 @@ def test_plot_of_a_large_one_sided_series(client: TestClient) -> None:
     assert response.content.startswith(PNG)
 
 
-def test_plot_without_stored_points_says_why(tmp_path) -> None:
+def test_plot_without_stored_points_says_why(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path}/m.db", training_points_cap=0)
     with TestClient(create_app(settings)) as client:
         client.post("/fit/s", json=CONTRACT_FIT)

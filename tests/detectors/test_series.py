@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -32,7 +34,9 @@ def test_keeps_duplicate_timestamps_in_their_order() -> None:
         ([1, 2], [[1.0], [2.0]], "flat list"),
     ],
 )
-def test_rejects_bad_data_naming_the_field(timestamps, values, message) -> None:
+def test_rejects_bad_data_naming_the_field(
+    timestamps: list[int], values: list[Any], message: str
+) -> None:
     with pytest.raises(InvalidInput, match=message):
         Series.from_arrays(timestamps, values)
 
