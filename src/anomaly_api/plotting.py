@@ -93,7 +93,9 @@ def render_plot(series: Series, scores: Scores, title: PlotTitle, max_points: in
     finite_high = np.where(np.isfinite(upper_y), upper_y, np.nan)
     low_fill = np.where(np.isnan(finite_low), np.nanmin(series.values), finite_low)
     high_fill = np.where(np.isnan(finite_high), np.nanmax(series.values), finite_high)
-    axes.fill_between(band_x, low_fill, high_fill, color="#2ca02c", alpha=0.15, label="normal band")
+    axes.fill_between(
+        band_x, low_fill, high_fill, color="#2ca02c", alpha=0.15, label="normal band", zorder=0
+    )
     for edge in (finite_low, finite_high):
         if np.isfinite(edge).any():
             axes.plot(band_x, edge, color="#2ca02c", lw=0.6, ls="--")
@@ -104,7 +106,7 @@ def render_plot(series: Series, scores: Scores, title: PlotTitle, max_points: in
         axes.scatter(
             times[flagged],
             series.values[flagged],
-            s=14,
+            s=8,
             color="#d62728",
             zorder=3,
             label=f"outside band ({int(scores.anomaly.sum())})",

@@ -6,6 +6,8 @@ and closes on shutdown, so each app (and each test) owns its own database.
 
 from __future__ import annotations
 
+import importlib
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -50,6 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             latency_window=settings.latency_window,
         )
         app.state.registry = registry
+        # matplotlib takes about a second to import; do it off the request path, without
+        # delaying start-up, so the first /plot is as fast as the others.
+        threading.Thread(target=_warm_up_plotting, name="warm-up-plotting", daemon=True).start()
         try:
             yield
         finally:
@@ -68,6 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     _document_request_models(app, (FitRequest, PredictRequest))
     return app
+
+
+def _warm_up_plotting() -> None:
+    importlib.import_module("anomaly_api.plotting")
 
 
 def _document_request_models(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
