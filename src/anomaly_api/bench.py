@@ -6,9 +6,8 @@ print the rate and the service's healthcheck. What it changes is the client, so 
 the number measures the server and not the benchmark:
 
 * A fixed pool of ``concurrency`` worker coroutines pulls request indices from one
-  shared iterator, instead of one task per request throttled by a semaphore; the
-  original created thousands of waiting tasks, and scheduling them cost as much as
-  the requests themselves.
+  shared iterator, instead of one task per request throttled by a semaphore, whose
+  thousands of waiting tasks cost the client about as much as the requests do.
 * One ``aiohttp`` session with a keep-alive connection pool of exactly
   ``concurrency`` connections, so each worker reuses its own TCP connection rather
   than opening one per request. The client-side keep-alive timeout is kept below
@@ -36,7 +35,7 @@ from urllib.parse import quote
 import aiohttp
 import numpy as np
 import orjson
-from tqdm import tqdm  # type: ignore[import-untyped]  # no types-tqdm in the dev extra
+from tqdm import tqdm
 
 from anomaly_api.sample import sample_points
 

@@ -72,11 +72,15 @@ def bench(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Fit the sample, then send predicts concurrently; print rate, latency and health."""
-    from anomaly_api.bench import format_report, run_bench
+    from anomaly_api.bench import BenchError, format_report, run_bench
 
-    report = run_bench(
-        url, requests=requests, concurrency=concurrency, series_id=series_id, progress=progress
-    )
+    try:
+        report = run_bench(
+            url, requests=requests, concurrency=concurrency, series_id=series_id, progress=progress
+        )
+    except BenchError as exc:
+        typer.echo(f"bench: {exc}", err=True)
+        raise typer.Exit(code=2) from None
     typer.echo(format_report(report))
     if report.errors:
         raise typer.Exit(code=1)

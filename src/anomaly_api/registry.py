@@ -136,11 +136,38 @@ class ModelRegistry:
     ) -> Prediction:
         """Score one point against ``version`` (latest when None)."""
         started = time.perf_counter()
-        loaded = self.model(series_id, version)
+        return self._answer(self.model(series_id, version), value, timestamp, started)
+
+    def predict_cached(
+        self, series_id: str, value: float, timestamp: float, version: int | None = None
+    ) -> Prediction | None:
+        """:meth:`predict` if the model is in memory and known current, else None.
+
+        It reads nothing from the store but the change marker, so an event loop can
+        call it directly and hand only the misses to a thread.
+        """
+        started = time.perf_counter()
+        check_series_id(series_id)
+        marker = self.store.change_marker()
+        with self._lock:
+            if marker != self._marker:
+                return None
+            if version is None:
+                version = self._latest.get(series_id)
+                if version is None:
+                    return None
+            loaded = self._models.get((series_id, version))
+        if loaded is None:
+            return None
+        return self._answer(loaded, value, timestamp, started)
+
+    def _answer(
+        self, loaded: LoadedModel, value: float, timestamp: float, started: float
+    ) -> Prediction:
         scores = loaded.detector.score(np.array([timestamp]), np.array([value]))
         params = loaded.record.params
         prediction = Prediction(
-            series_id=series_id,
+            series_id=loaded.record.series_id,
             version=loaded.record.version,
             detector=loaded.record.detector,
             threshold=params.get("threshold"),

@@ -7,6 +7,8 @@ database file.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -45,4 +47,6 @@ class Settings(BaseSettings):
     plot_max_points: int = Field(
         4000, ge=100, description="Points drawn per plot; longer series are downsampled."
     )
-    log_level: str = Field("info", description="uvicorn log level.")
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
+        "info", description="uvicorn log level."
+    )

@@ -10,13 +10,16 @@ from anomaly_api.errors import InvalidInput
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.settings import Settings
 
+# Dependencies are ``async def`` so FastAPI calls them inline: a plain ``def`` dependency
+# would be sent to the thread pool on every request.
 
-def get_registry(request: Request) -> ModelRegistry:
+
+async def get_registry(request: Request) -> ModelRegistry:
     registry: ModelRegistry = request.app.state.registry
     return registry
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -35,7 +38,7 @@ def parse_version(version: str | None) -> int | None:
     return int(text)
 
 
-def version_query(
+async def version_query(
     version: Annotated[
         str | None,
         Query(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from anomaly_api.api.body import documented_body, json_body
 from anomaly_api.api.deps import RegistryDep, SeriesIdPath, VersionDep
@@ -14,6 +16,7 @@ from anomaly_api.api.schemas import (
     FitResponse,
     PredictRequest,
     PredictResponse,
+    prediction_json,
 )
 from anomaly_api.timestamps import parse_timestamp, parse_timestamps
 
@@ -65,12 +68,12 @@ def fit(
     summary="Is this point anomalous?",
     openapi_extra=documented_body(PredictRequest),
 )
-def predict(
+async def predict(
     series_id: SeriesIdPath,
     body: Annotated[PredictRequest, Depends(json_body(PredictRequest))],
     registry: RegistryDep,
     version: VersionDep,
-) -> PredictResponse:
+) -> Response:
     """Score one point against a version of the series' model (the latest when
     `version` is omitted) and say why: expected value, band, score and direction.
 
@@ -80,5 +83,11 @@ def predict(
     ```
     """
     timestamp = parse_timestamp(body.timestamp)
-    prediction = registry.predict(series_id, body.value, timestamp, version)
-    return PredictResponse.from_prediction(prediction, timestamp)
+    # A cached, current model is scored right here (microseconds, no I/O); anything that
+    # needs the store goes to a worker thread so the event loop never waits on disk.
+    prediction = registry.predict_cached(series_id, body.value, timestamp, version)
+    if prediction is None:
+        prediction = await run_in_threadpool(
+            registry.predict, series_id, body.value, timestamp, version
+        )
+    return Response(prediction_json(prediction, timestamp), media_type="application/json")
