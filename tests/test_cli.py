@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ def test_sample_writes_the_original_format(tmp_path: Path) -> None:
     assert rows[0] == ["timestamp", "value"]
     assert len(rows) == 1001
     timestamps = [int(row[0]) for row in rows[1:]]
-    assert all(b - a == 1 for a, b in zip(timestamps, timestamps[1:], strict=False))
+    assert all(b - a == 1 for a, b in itertools.pairwise(timestamps))
     assert all(0 <= float(row[1]) <= 200 for row in rows[1:])
 
 
