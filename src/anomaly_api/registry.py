@@ -252,6 +252,10 @@ class ModelRegistry:
         """One page of series, ordered by id."""
         return self.store.list_series(limit, after)
 
+    def count_series(self) -> int:
+        """How many series have at least one version, in the store."""
+        return self.store.count_series()
+
     def delete_series(self, series_id: str) -> int:
         """Delete every version; return how many. Version numbers are not reused."""
         check_series_id(series_id)

@@ -132,6 +132,7 @@ def test_predict_bad_bodies(
         ("version=0", 422, "version must be a positive integer"),
         ("version=-1", 422, "version must be a positive integer"),
         ("version=1.5", 422, "version must be a positive integer"),
+        ("version=%C2%B2", 422, "version must be a positive integer"),
         ("version=99999999999999999999999", 422, "version must be a positive integer"),
         ("version=999", 404, "has no version 999 (latest is 1)"),
         ("version=1", 200, ""),
@@ -200,3 +201,10 @@ def test_oversized_body_is_413(tmp_path: Path) -> None:
         response = client.post("/fit/s", content=chunks(), headers=JSON)  # chunked, no length
         assert response.status_code == 413
         assert client.post("/fit/s", json=CONTRACT_FIT).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/fit/a%0Ab", "/fit/a%00b", "/fit/%0A", "/fit/a%25b"])
+def test_control_characters_in_ids_are_named(client: TestClient, path: str) -> None:
+    response = client.post(path, json=CONTRACT_FIT)
+    assert response.status_code == 422, response.text
+    assert "series_id" in response.json()["detail"]

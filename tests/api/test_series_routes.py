@@ -33,12 +33,15 @@ def test_listing_is_paginated(client: TestClient) -> None:
         if after is None:
             break
     assert ids == [f"s{index}" for index in range(7)]
+    assert page["total"] == 7
     assert client.get("/series", params={"limit": 0}).status_code == 422
 
 
 def test_delete_version_and_series(client: TestClient) -> None:
     client.post("/fit/s", json=CONTRACT_FIT)
     client.post("/fit/s", json=CONTRACT_FIT)
+    assert client.get("/series/s/versions/2").json()["version"] == "2"
+    assert client.get("/series/s/versions/7").status_code == 404
     response = client.delete("/series/s/versions/2")
     assert response.status_code == 200
     assert client.post("/predict/s", json=POINT).json()["model_version"] == "1"

@@ -18,3 +18,9 @@ def test_unwatched_side_scores_zero_and_has_infinite_edge() -> None:
     assert scores.score.tolist() == [0.0]
     assert scores.lower.tolist() == [-np.inf]
     assert scores.side.tolist() == [0]
+
+
+def test_extreme_values_score_one_without_warnings() -> None:
+    scores = band_scores(np.array([1e308, -1e308, 8e154]), np.array(-1e308), np.array(1.0), "both")
+    assert scores.score.tolist()[0] == 1.0
+    assert scores.anomaly.tolist() == [True, False, True]

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anomaly_api.detectors import DETECTORS, Detector, Series
 from anomaly_api.errors import InvalidInput
@@ -78,6 +80,16 @@ def test_scores_are_in_unit_interval_and_match_decision(name: str, cls: type[Det
     scores = detector.score(ts, np.linspace(-100, 300, 200))
     assert bool(np.all((scores.score >= 0) & (scores.score <= 1)))
     np.testing.assert_array_equal(scores.anomaly, scores.score > 0.5)
+
+
+@pytest.mark.parametrize(("name", "cls"), ALL)
+@given(value=st.floats(allow_nan=False, allow_infinity=False))
+@settings(max_examples=50)
+def test_any_finite_value_gets_a_finite_score(name: str, cls: type[Detector], value: float) -> None:
+    detector = cls().fit(noisy())
+    scores = detector.score([1_691_200_000], [value])
+    assert 0.0 <= scores.score[0] <= 1.0
+    assert bool(scores.anomaly[0]) == bool(scores.score[0] > 0.5)
 
 
 @pytest.mark.parametrize(("name", "cls"), ALL)

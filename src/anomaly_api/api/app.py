@@ -19,7 +19,7 @@ from anomaly_api import __version__
 from anomaly_api.api.errors import install_error_handlers
 from anomaly_api.api.limits import BodySizeLimit
 from anomaly_api.api.routes import detectors, health, models, plot, series
-from anomaly_api.api.schemas import FitRequest, PredictRequest
+from anomaly_api.api.schemas import ErrorResponse, FitRequest, PredictRequest
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.settings import Settings
 from anomaly_api.storage import open_store
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (models.router, series.router, health.router, detectors.router, plot.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    _document_request_models(app, (FitRequest, PredictRequest))
+    _complete_openapi(app, (FitRequest, PredictRequest, ErrorResponse))
     return app
 
 
@@ -79,8 +79,13 @@ def _warm_up_plotting() -> None:
     importlib.import_module("anomaly_api.plotting")
 
 
-def _document_request_models(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
-    """Add the request models that routes read themselves to the OpenAPI components."""
+def _complete_openapi(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    """Make the schema tell the truth about what the routes do themselves.
+
+    Request models the routes read with :mod:`anomaly_api.api.body` join the components,
+    and every 422 is documented as the ``{"detail": "..."}`` body the error handlers send
+    rather than FastAPI's default list of validation errors.
+    """
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -91,6 +96,14 @@ def _document_request_models(app: FastAPI, models: tuple[type[BaseModel], ...]) 
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[model.__name__] = model_schema
+            error_body = {"$ref": "#/components/schemas/ErrorResponse"}
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    response = operation.get("responses", {}).get("422")
+                    if response is not None:
+                        response["content"] = {"application/json": {"schema": error_body}}
+            for default in ("HTTPValidationError", "ValidationError"):
+                components.pop(default, None)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -29,7 +29,7 @@ def parse_version(version: str | None) -> int | None:
     if version is None or version.strip().lower() in {"", "latest"}:
         return None
     text = version.strip()
-    if not text.isdigit() or int(text) < 1 or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) < 1:
         raise InvalidInput(
             f"version must be a positive integer such as 17 (or omitted for the latest), "
             f"got {version!r}",

@@ -46,8 +46,9 @@ def error_response(status: int, detail: str, **extra: Any) -> JSONResponse:
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    """``("body", "values", 3)`` -> ``values[3]``; query and path keep their names."""
-    parts = [str(part) for part in loc[1:]] if loc and loc[0] == "body" else [str(p) for p in loc]
+    """``("body", "values", 3)`` -> ``values[3]``; ``("query", "limit")`` -> ``limit``."""
+    where = {"body", "query", "path", "header", "cookie"}
+    parts = [str(part) for part in (loc[1:] if loc and loc[0] in where else loc)]
     text = ""
     for part in parts:
         text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)

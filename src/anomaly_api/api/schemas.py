@@ -271,6 +271,7 @@ class SeriesPage(BaseModel):
     """One page of series, ordered by id."""
 
     series: list[SeriesListItem]
+    total: int = Field(description="How many series have at least one version.")
     next_after: str | None = Field(
         description="Pass as ?after= to get the next page; null on the last page."
     )

@@ -158,20 +158,23 @@ def band_scores(
     """
     expected = np.broadcast_to(expected, values.shape)
     half_width = np.broadcast_to(half_width, values.shape)
-    deviation = values - expected
     watch_upper = direction in ("both", "upper")
     watch_lower = direction in ("both", "lower")
-    watched = np.zeros(values.shape, dtype=np.float64)
-    if watch_upper:
-        watched = np.where(deviation > 0, deviation, watched)
-    if watch_lower:
-        watched = np.where(deviation < 0, -deviation, watched)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # Finite values far apart (1e308 and -1e308) may overflow to inf: that is a deviation
+    # beyond any band, which the arithmetic below turns into a score of 1.
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        deviation = values - expected
+        watched = np.zeros(values.shape, dtype=np.float64)
+        if watch_upper:
+            watched = np.where(deviation > 0, deviation, watched)
+        if watch_lower:
+            watched = np.where(deviation < 0, -deviation, watched)
         relative = np.where(
             half_width > 0, watched / half_width, np.where(watched > 0, np.inf, 0.0)
         )
-        squared = relative * relative
-        score = np.where(np.isinf(relative), 1.0, squared / (1.0 + squared))
+        # d²/(1+d²) written as 1/(1+(1/d)²), which cannot overflow to inf/inf for huge d.
+        inverse = 1.0 / relative
+        score = 1.0 / (1.0 + inverse * inverse)
     lower = expected - half_width if watch_lower else np.full(values.shape, -np.inf)
     upper = expected + half_width if watch_upper else np.full(values.shape, np.inf)
     above = values > upper

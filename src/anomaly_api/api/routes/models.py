@@ -31,7 +31,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post(
-    "/fit/{series_id:path}",
+    "/fit/{series_id:series}",
     response_model=FitResponse,
     responses={code: doc for code, doc in _ERRORS.items() if code != 404},
     summary="Train a new model version for a series",
@@ -62,7 +62,7 @@ def fit(
 
 
 @router.post(
-    "/predict/{series_id:path}",
+    "/predict/{series_id:series}",
     response_model=PredictResponse,
     responses=_ERRORS,
     summary="Is this point anomalous?",

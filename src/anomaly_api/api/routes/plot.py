@@ -38,7 +38,7 @@ def _png(registry: ModelRegistry, series_id: str, version: int | None, max_point
 
 
 @router.get(
-    "/plot/{series_id:path}",
+    "/plot/{series_id:series}",
     response_class=Response,
     responses=_RESPONSES,
     summary="Plot a model over its training data",

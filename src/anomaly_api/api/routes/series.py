@@ -38,8 +38,31 @@ def list_series(
     page = page[:limit]
     return SeriesPage(
         series=[SeriesListItem.from_summary(item) for item in page],
+        total=registry.count_series(),
         next_after=page[-1].series_id if more else None,
     )
+
+
+def _version_number(version: str) -> int:
+    number = parse_version(version)
+    if number is None:
+        raise InvalidInput("version must be a positive integer such as 2", field="version")
+    return number
+
+
+@router.get(
+    "/{series_id}/versions/{version}",
+    response_model=VersionInfo,
+    responses=_NOT_FOUND,
+    summary="One version",
+)
+def get_version(
+    series_id: SeriesIdPath,
+    version: Annotated[str, Path(description="The version, e.g. '2'.")],
+    registry: RegistryDep,
+) -> VersionInfo:
+    """What one version was fitted with and on."""
+    return VersionInfo.from_record(registry.model(series_id, _version_number(version)).record)
 
 
 @router.delete(
@@ -55,15 +78,13 @@ def delete_version(
 ) -> DeleteResponse:
     """Delete one version. Its number is not reused; if it was the latest, the previous
     remaining version becomes the latest."""
-    number = parse_version(version)
-    if number is None:
-        raise InvalidInput("version must be a positive integer such as 2", field="version")
+    number = _version_number(version)
     registry.delete_version(series_id, number)
     return DeleteResponse(series_id=series_id, deleted_versions=[str(number)], deleted_count=1)
 
 
 @router.get(
-    "/{series_id:path}",
+    "/{series_id:series}",
     response_model=SeriesDetail,
     responses=_NOT_FOUND,
     summary="A series and its versions",
@@ -79,7 +100,7 @@ def get_series(series_id: SeriesIdPath, registry: RegistryDep) -> SeriesDetail:
 
 
 @router.delete(
-    "/{series_id:path}",
+    "/{series_id:series}",
     response_model=DeleteResponse,
     responses=_NOT_FOUND,
     summary="Delete a series",
