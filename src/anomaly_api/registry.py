@@ -30,7 +30,7 @@ import numpy.typing as npt
 from cachetools import LRUCache
 
 from anomaly_api import __version__
-from anomaly_api.detectors import Detector, Series, detector_class
+from anomaly_api.detectors import Detector, Scores, Series, detector_class
 from anomaly_api.errors import SeriesNotFound, StoreUnavailable, VersionNotFound
 from anomaly_api.series_ids import check_series_id
 from anomaly_api.storage.base import ModelRecord, ModelStore, NewModel, SeriesSummary
@@ -181,6 +181,17 @@ class ModelRegistry:
         )
         self.inference_latency.record(time.perf_counter() - started)
         return prediction
+
+    def score_batch(
+        self,
+        series_id: str,
+        timestamps: npt.ArrayLike,
+        values: npt.ArrayLike,
+        version: int | None = None,
+    ) -> tuple[LoadedModel, Scores]:
+        """Score many points at once, as the continuation of the model's training data."""
+        loaded = self.model(series_id, version)
+        return loaded, loaded.detector.score(timestamps, values)
 
     def model(self, series_id: str, version: int | None = None) -> LoadedModel:
         """The fitted model for ``version`` (latest when None), from cache or store."""

@@ -7,12 +7,18 @@ the evaluator and anyone who wants to use a detector as a library.
 
 from __future__ import annotations
 
-from anomaly_api.detectors.base import Detector, Parameter, Scores, band_scores
+from anomaly_api.detectors.base import Detector, Parameter, Scores, band_scores, robust_scale
+from anomaly_api.detectors.hampel import HampelDetector
+from anomaly_api.detectors.robust import RobustDetector
+from anomaly_api.detectors.seasonal import SeasonalDetector
 from anomaly_api.detectors.series import Series
 from anomaly_api.detectors.zscore import ZScoreDetector
 from anomaly_api.errors import InvalidParameter
 
-DETECTORS: dict[str, type[Detector]] = {detector.name: detector for detector in (ZScoreDetector,)}
+DETECTORS: dict[str, type[Detector]] = {
+    detector.name: detector
+    for detector in (ZScoreDetector, RobustDetector, SeasonalDetector, HampelDetector)
+}
 
 
 def detector_class(name: str) -> type[Detector]:
@@ -29,10 +35,14 @@ def detector_class(name: str) -> type[Detector]:
 __all__ = [
     "DETECTORS",
     "Detector",
+    "HampelDetector",
     "Parameter",
+    "RobustDetector",
     "Scores",
+    "SeasonalDetector",
     "Series",
     "ZScoreDetector",
     "band_scores",
     "detector_class",
+    "robust_scale",
 ]

@@ -194,6 +194,32 @@ def band_scores(
     )
 
 
+_MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4): MAD of a normal sample -> its sigma
+_MEANAD_TO_SIGMA = 1.2533141373155003  # sqrt(pi / 2): mean absolute deviation -> sigma
+
+
+def robust_scale(values: FloatArray, center: float | None = None) -> float:
+    """A spread estimate that a few outliers cannot inflate: the scaled MAD.
+
+    When more than half the values are identical (a counter that is mostly 0) the MAD
+    is 0 even though the series varies; then the scaled *mean* absolute deviation is
+    used, as Iglewicz and Hoaglin's modified z-score does. 0 only for a constant series.
+
+    >>> robust_scale(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))
+    1.482602218505602
+    >>> round(robust_scale(np.array([0.0, 0.0, 0.0, 0.0, 5.0])), 4)
+    1.2533
+    """
+    if values.size == 0:
+        return 0.0
+    middle = float(np.median(values)) if center is None else center
+    deviations = np.abs(values - middle)
+    mad = float(np.median(deviations))
+    if mad > 0:
+        return mad * _MAD_TO_SIGMA
+    return float(deviations.mean()) * _MEANAD_TO_SIGMA
+
+
 class Detector(abc.ABC):
     """Base class of every detector: validated parameters, JSON state, array scoring.
 

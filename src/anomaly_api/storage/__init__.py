@@ -10,7 +10,9 @@ from anomaly_api.storage.sqlite import SQLiteModelStore
 SQLITE_PREFIX = "sqlite:///"
 
 
-def open_store(database_url: str, *, busy_timeout_s: float = 30.0) -> ModelStore:
+def open_store(
+    database_url: str, *, busy_timeout_s: float = 30.0, durable: bool = True
+) -> ModelStore:
     """Open the store ``database_url`` names.
 
     ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` (three slashes,
@@ -23,7 +25,7 @@ def open_store(database_url: str, *, busy_timeout_s: float = 30.0) -> ModelStore
                 "ANOMALY_DATABASE_URL must name a SQLite file (the store is shared by "
                 "threads and processes, so an in-memory database cannot work)"
             )
-        return SQLiteModelStore(Path(path), busy_timeout_s=busy_timeout_s)
+        return SQLiteModelStore(Path(path), busy_timeout_s=busy_timeout_s, durable=durable)
     raise ValueError(f"unsupported ANOMALY_DATABASE_URL {database_url!r}: expected sqlite:///PATH")
 
 

@@ -1,7 +1,8 @@
 """The default ``ModelStore``: one SQLite file in WAL mode, safe across processes.
 
 * **Durability.** WAL journal with ``synchronous=FULL``: a fit is acknowledged only
-  after its transaction is fsynced, so it survives ``kill -9`` and power loss.
+  after its transaction is fsynced, so it survives ``kill -9`` and an OS crash.
+  (``durable=False`` skips the fsync, for throw-away stores such as the evaluator's.)
 * **Version numbers.** ``BEGIN IMMEDIATE`` takes SQLite's single write lock before the
   per-series counter is bumped (``INSERT … ON CONFLICT DO UPDATE … RETURNING``), so
   threads and processes sharing the file queue up instead of reading the same counter;
@@ -88,8 +89,11 @@ class SQLiteModelStore:
 
     backend = "sqlite"
 
-    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, busy_timeout_s: float = 30.0, durable: bool = True
+    ) -> None:
         self.path = Path(path)
+        self._synchronous = "FULL" if durable else "OFF"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
@@ -111,7 +115,7 @@ class SQLiteModelStore:
         )
         connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
         connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         with self._connections_lock:
             self._connections.append(connection)
         return connection
