@@ -35,7 +35,7 @@ def downsample_minmax(
 
     >>> ts, vs = downsample_minmax(np.arange(10), np.array([0, 9, 1, 1, 1, 1, 1, 1, -5, 1.0]), 4)
     >>> ts.tolist(), vs.tolist()
-    ([0, 1, 8, 9], [0.0, 9.0, -5.0, 1.0])
+    ([0, 1, 5, 8], [0.0, 9.0, 1.0, -5.0])
     """
     count = values.size
     if count <= max_points:
