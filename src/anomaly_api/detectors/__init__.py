@@ -7,6 +7,7 @@ the evaluator and anyone who wants to use a detector as a library.
 
 from __future__ import annotations
 
+from anomaly_api.detectors.adaptive import AdaptiveDetector
 from anomaly_api.detectors.base import Detector, Parameter, Scores, band_scores, robust_scale
 from anomaly_api.detectors.hampel import HampelDetector
 from anomaly_api.detectors.robust import RobustDetector
@@ -17,7 +18,13 @@ from anomaly_api.errors import InvalidParameter
 
 DETECTORS: dict[str, type[Detector]] = {
     detector.name: detector
-    for detector in (ZScoreDetector, RobustDetector, SeasonalDetector, HampelDetector)
+    for detector in (
+        ZScoreDetector,
+        RobustDetector,
+        SeasonalDetector,
+        HampelDetector,
+        AdaptiveDetector,
+    )
 }
 
 
@@ -34,6 +41,7 @@ def detector_class(name: str) -> type[Detector]:
 
 __all__ = [
     "DETECTORS",
+    "AdaptiveDetector",
     "Detector",
     "HampelDetector",
     "Parameter",

@@ -152,7 +152,8 @@ class SeasonalDetector(Detector):
         bins = min(period // max(interval, 1), MAX_BINS, len(series) // MIN_POINTS_PER_BIN)
         return int(np.ceil(period / max(bins, 1)))
 
-    def _expected(self, timestamps: FloatArray) -> FloatArray:
+    def expected(self, timestamps: FloatArray) -> FloatArray:
+        """The profile's value at each timestamp."""
         if self.period_ == 0:
             return np.full(timestamps.shape, self.profile_[0], dtype=np.float64)
         expected: FloatArray = self.profile_[
@@ -162,7 +163,7 @@ class SeasonalDetector(Detector):
 
     def _score_core(self, timestamps: FloatArray, values: FloatArray) -> Scores:
         half_width = np.array(self.params["threshold"] * self.scale_)
-        return band_scores(values, self._expected(timestamps), half_width, self.params["direction"])
+        return band_scores(values, self.expected(timestamps), half_width, self.params["direction"])
 
     def state(self) -> JsonDict:
         return {
