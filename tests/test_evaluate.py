@@ -1,0 +1,145 @@
+"""The evaluator end to end, on a small generated NAB-layout corpus (no ../shared needed)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from anomaly_api.cli import app
+from anomaly_api.evaluate import (
+    ReplayConfig,
+    detector_names,
+    evaluate,
+    format_results,
+    replay_file,
+    series_id_for,
+)
+from anomaly_api.nab import read_corpus
+from anomaly_api.registry import ModelRegistry
+from anomaly_api.storage import open_store
+
+ROWS = 1200
+START = np.datetime64("2024-01-01T00:00:00", "s")
+FIVE_MINUTES = np.timedelta64(300, "s")
+
+
+def stamp(row: int) -> str:
+    return str(START + row * FIVE_MINUTES).replace("T", " ")
+
+
+def write_corpus(root: Path) -> tuple[Path, Path]:
+    """Two files with a spike each inside a labelled window, one file without anomalies."""
+    rng = np.random.default_rng(0)
+    labels: dict[str, list[list[str]]] = {}
+    for name, spike in [("real/spiky.csv", 900), ("real/dip.csv", 700), ("calm/flat.csv", None)]:
+        values = 50 + rng.normal(0, 1, ROWS)
+        if spike is not None:
+            values[spike] += 30 if name.endswith("spiky.csv") else -30
+            labels[name] = [[stamp(spike - 40) + ".000000", stamp(spike + 40) + ".000000"]]
+        else:
+            labels[name] = []
+        path = root / "data" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["timestamp", "value"])
+            writer.writerows((stamp(row), f"{value:.4f}") for row, value in enumerate(values))
+    labels_file = root / "labels.json"
+    labels_file.write_text(json.dumps(labels))
+    return root / "data", labels_file
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_corpus(tmp_path_factory.mktemp("nab"))
+
+
+def test_replay_is_causal(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+    """Changing a future value must not change any earlier score."""
+    file = read_corpus(*corpus)[1]
+    registry = ModelRegistry(open_store(f"sqlite:///{tmp_path}/e.db", durable=False))
+    try:
+        before = replay_file(registry, file, "adaptive", config=ReplayConfig(refit_every=7))
+        file.values[1000] += 100.0
+        after = replay_file(registry, file, "adaptive", config=ReplayConfig(refit_every=7))
+    finally:
+        registry.close()
+    np.testing.assert_array_equal(before[:1000], after[:1000])
+    assert after[1000] > before[1000]
+    assert (before[:180] == 0).all()  # the probationary 15% is not scored
+
+
+def test_adaptive_finds_both_incidents_without_false_alarms(
+    corpus: tuple[Path, Path], tmp_path: Path
+) -> None:
+    [result] = evaluate(*corpus, ["adaptive"], out_dir=tmp_path / "out", progress=False)
+    standard = result.scores["standard"]
+    assert standard.windows_detected == standard.windows_total == 2
+    assert standard.false_positive_rows == 0
+    assert standard.normalized > 80
+    assert standard.f1 == 1.0
+
+
+def test_results_follow_nab_layout_row_for_row(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+    evaluate(*corpus, ["zscore"], out_dir=tmp_path, progress=False)
+    path = tmp_path / "zscore" / "real" / "zscore_spiky.csv"
+    rows = list(csv.reader(path.read_text().splitlines()))
+    assert rows[0] == ["timestamp", "value", "anomaly_score", "label"]
+    assert len(rows) == ROWS + 1
+    assert rows[1][0] == "2024-01-01 00:00:00"
+    labels = [int(row[3]) for row in rows[1:]]
+    assert sum(labels) == 81 and labels[900] == 1
+    assert all(0.0 <= float(row[2]) <= 1.0 for row in rows[1:])
+
+
+def test_the_command_prints_every_detector(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+    data, labels = corpus
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(data),
+            "--labels",
+            str(labels),
+            "--no-progress",
+            "--detector",
+            "zscore,robust",
+            "--refit-every",
+            "50",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "zscore" in result.output and "robust" in result.output
+    assert (tmp_path / "robust" / "calm" / "robust_flat.csv").exists()
+
+
+def test_unknown_detector_is_refused() -> None:
+    with pytest.raises(ValueError, match="valid: all, adaptive"):
+        detector_names("magic")
+    assert detector_names("all")[0] == "adaptive"
+    result = CliRunner().invoke(
+        app, ["evaluate", "--data", ".", "--labels", "x", "--detector", "magic"]
+    )
+    assert result.exit_code == 2
+
+
+def test_series_ids_are_valid() -> None:
+    from anomaly_api.nab import LabelledFile
+    from anomaly_api.series_ids import check_series_id
+
+    file = LabelledFile("realKnownCause/nyc_taxi.csv", np.array([START]), np.zeros(1), [])
+    assert check_series_id(series_id_for(file)) == "realKnownCause.nyc_taxi"
+
+
+def test_table_lists_profiles(corpus: tuple[Path, Path]) -> None:
+    results = evaluate(*corpus, ["robust"], config=ReplayConfig(refit_every=100), progress=False)
+    table = format_results(results)
+    assert "standard" in table and "low_FP" in table and "robust" in table
