@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-dev run test lint typecheck pytest bench clean
+NAB ?= ../shared/nab
+
+.PHONY: install install-dev run test lint typecheck pytest bench evaluate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +43,10 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/anomaly-api bench
+
+# Every detector on a NAB-layout corpus (the README's detection table).
+evaluate: install
+	$(BIN)/anomaly-api evaluate --data $(NAB)/data --labels $(NAB)/labels/combined_windows.json --out results
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache data build dist

@@ -65,7 +65,9 @@ class FitRequest(BaseModel):
         "Shorthand for params.direction.",
     )
     detector: str | None = Field(
-        None, description="Detector name (see GET /detectors); default zscore."
+        None,
+        description="Detector name: zscore (the default unless ANOMALY_DEFAULT_DETECTOR says "
+        "otherwise), robust, seasonal, hampel or adaptive; GET /detectors describes each.",
     )
     params: dict[str, Any] | None = Field(
         None, description="Detector parameters (see GET /detectors for each detector's)."
