@@ -75,6 +75,7 @@ def render_plot(series: Series, scores: Scores, title: PlotTitle, max_points: in
         color="#4c72b0",
         lw=0.8,
         label="training data",
+        zorder=2,
     )
     expected = scores.expected
     if np.ptp(expected) == 0:
@@ -88,7 +89,7 @@ def render_plot(series: Series, scores: Scores, title: PlotTitle, max_points: in
         index = np.searchsorted(series.timestamps, band_ts)
         band_x = band_ts.astype("datetime64[s]")
         expected_y, lower_y, upper_y = expected[index], scores.lower[index], scores.upper[index]
-    axes.plot(band_x, expected_y, color="#2ca02c", lw=1.2, label="expected")
+    axes.plot(band_x, expected_y, color="#2ca02c", lw=0.8, label="expected", zorder=1)
     finite_low = np.where(np.isfinite(lower_y), lower_y, np.nan)
     finite_high = np.where(np.isfinite(upper_y), upper_y, np.nan)
     low_fill = np.where(np.isnan(finite_low), np.nanmin(series.values), finite_low)

@@ -100,3 +100,11 @@ def test_describes_its_parameters(name: str, cls: type[Detector]) -> None:
     for parameter in described["parameters"]:
         assert parameter["description"]
         cls.validate_params({parameter["name"]: parameter["default"]})
+
+
+@pytest.mark.parametrize(("name", "cls"), ALL)
+def test_fitted_scores_cover_the_training_data(name: str, cls: type[Detector]) -> None:
+    series = noisy()
+    scores = cls().fit(series).fitted_scores(series)
+    assert len(scores) == len(series)
+    assert scores.anomaly.mean() < 0.05  # its own training data is mostly normal

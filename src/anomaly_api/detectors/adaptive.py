@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -219,6 +220,13 @@ class AdaptiveDetector(Detector):
         upper = expected + half_width if direction != "lower" else np.full(values.shape, np.inf)
         side = np.where(anomaly, np.where(departures >= 0, 1, -1), 0).astype(np.int8)
         return Scores(expected, lower, upper, score, anomaly, side)
+
+    def fitted_scores(self, series: Series) -> Scores:
+        replay = copy.copy(self)
+        first = series.timestamps[:1].astype(np.float64)
+        replay.residuals_ = series.values[:1] - self.seasonal_.expected(first)
+        replay.deviations_ = replay.recent_times_ = replay.recent_levels_ = np.empty(0)
+        return replay.score(series.timestamps, series.values)
 
     def state(self) -> JsonDict:
         return {

@@ -288,6 +288,14 @@ class Detector(abc.ABC):
             )
         return self._score_core(timestamp_array, value_array)
 
+    def fitted_scores(self, series: Series) -> Scores:
+        """How the fitted model judges its own training data (what a plot shows).
+
+        Detectors that score a batch as the continuation of their training data
+        override this to start from the beginning of ``series`` instead of its end.
+        """
+        return self.score(series.timestamps, series.values)
+
     @abc.abstractmethod
     def _fit_core(self, series: Series) -> None:
         """Compute the fitted state from validated data."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -102,6 +103,11 @@ class HampelDetector(Detector):
         expected = rolling_median_forecast(self.history_, values, int(self.params["window"]))
         half_width = np.array(self.params["threshold"] * self.scale_)
         return band_scores(values, expected, half_width, self.params["direction"])
+
+    def fitted_scores(self, series: Series) -> Scores:
+        replay = copy.copy(self)
+        replay.history_ = series.values[:1]
+        return replay.score(series.timestamps, series.values)
 
     def state(self) -> JsonDict:
         return {"history": self.history_.tolist(), "scale": self.scale_}

@@ -31,7 +31,7 @@ def _png(registry: ModelRegistry, series_id: str, version: int | None, max_point
             "points (ANOMALY_TRAINING_POINTS_CAP=0), so there is nothing to plot",
             field="version",
         )
-    scores = loaded.detector.score(series.timestamps, series.values)
+    scores = loaded.detector.fitted_scores(series)
     record = loaded.record
     title = PlotTitle(series_id, record.version, record.detector, record.params.get("threshold"))
     return Response(render_plot(series, scores, title, max_points), media_type="image/png")
