@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
 
 from anomaly_api.detectors.base import (
     DIRECTION,
+    THRESHOLD,
     Detector,
     JsonDict,
     Parameter,
@@ -17,7 +19,7 @@ from anomaly_api.detectors.base import (
     robust_scale,
 )
 from anomaly_api.detectors.hampel import rolling_median_forecast
-from anomaly_api.detectors.seasonal import SeasonalDetector
+from anomaly_api.detectors.seasonal import PERIOD, SeasonalDetector
 from anomaly_api.detectors.series import FloatArray, Series
 
 # A relative deviation this large is "infinitely" unusual; capping keeps inf/inf out.
@@ -105,22 +107,14 @@ class AdaptiveDetector(Detector):
     )
     min_points: ClassVar[int] = 10
     parameters: ClassVar[tuple[Parameter, ...]] = (
-        Parameter(
-            "threshold",
-            float,
-            1.5,
-            "Band half-width, in units of the reference deviation (the quantile below).",
-            minimum=0.0,
-            exclusive_minimum=True,
+        replace(
+            THRESHOLD,
+            default=1.5,
+            description="Band half-width, in units of the reference deviation (the quantile "
+            "below).",
         ),
         DIRECTION,
-        Parameter(
-            "period",
-            str,
-            "auto",
-            "Seasonal profile: 'daily', 'weekly', 'none', or 'auto' (as the seasonal detector).",
-            choices=("auto", "daily", "weekly", "none"),
-        ),
+        PERIOD,
         Parameter("window", int, 3, "Residuals the rolling-median level covers.", minimum=1),
         Parameter(
             "quantile",

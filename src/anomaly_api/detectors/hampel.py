@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -11,6 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from anomaly_api.detectors.base import (
     DIRECTION,
+    THRESHOLD,
     Detector,
     JsonDict,
     Parameter,
@@ -71,13 +73,11 @@ class HampelDetector(Detector):
     )
     min_points: ClassVar[int] = 10
     parameters: ClassVar[tuple[Parameter, ...]] = (
-        Parameter(
-            "threshold",
-            float,
-            4.0,
-            "Robust sigmas of the one-step departure a point may lie from the rolling median.",
-            minimum=0.0,
-            exclusive_minimum=True,
+        replace(
+            THRESHOLD,
+            default=4.0,
+            description="Robust sigmas of the one-step departure a point may lie from the "
+            "rolling median.",
         ),
         DIRECTION,
         Parameter(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
 
 from anomaly_api.detectors.base import (
     DIRECTION,
+    THRESHOLD,
     Detector,
     JsonDict,
     Parameter,
@@ -26,6 +28,13 @@ MIN_POINTS_PER_BIN = 4
 # A period is kept only if it explains a real share of the spread: its residuals'
 # robust scale must be at most this fraction of the scale without it.
 MIN_IMPROVEMENT = 0.8
+PERIOD = Parameter(
+    "period",
+    str,
+    "auto",
+    "'daily', 'weekly', 'none', or 'auto' to pick whichever explains the data best.",
+    choices=("auto", "daily", "weekly", "none"),
+)
 
 
 def profile_bins(timestamps: FloatArray, period: int, bin_seconds: int) -> np.ndarray:
@@ -87,22 +96,14 @@ class SeasonalDetector(Detector):
     )
     min_points: ClassVar[int] = 5
     parameters: ClassVar[tuple[Parameter, ...]] = (
-        Parameter(
-            "threshold",
-            float,
-            4.0,
-            "Robust standard deviations of the residual a point may lie from the profile.",
-            minimum=0.0,
-            exclusive_minimum=True,
+        replace(
+            THRESHOLD,
+            default=4.0,
+            description="Robust standard deviations of the residual a point may lie from the "
+            "profile.",
         ),
         DIRECTION,
-        Parameter(
-            "period",
-            str,
-            "auto",
-            "'daily', 'weekly', 'none', or 'auto' to pick whichever explains the data best.",
-            choices=("auto", "daily", "weekly", "none"),
-        ),
+        PERIOD,
         Parameter(
             "period_seconds",
             int,
