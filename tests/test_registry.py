@@ -15,7 +15,7 @@ from anomaly_api.errors import (
     VersionNotFound,
 )
 from anomaly_api.registry import ModelRegistry
-from anomaly_api.storage import open_store
+from anomaly_api.storage import ModelRecord, NewModel, open_store
 
 TIMESTAMPS = [1691000000, 1691000060, 1691000120, 1691000180, 1691000240]
 VALUES = [10.0, 11.0, 9.0, 12.0, 15.0]
@@ -154,3 +154,48 @@ def test_health_counts_series_in_the_store(tmp_path: Path) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_fast_path_never_serves_what_another_process_changed(tmp_path: Path) -> None:
+    first = make_registry(tmp_path / "shared.db")
+    second = make_registry(tmp_path / "shared.db")
+    try:
+        first.fit("s", TIMESTAMPS, VALUES)
+        assert first.predict_cached("s", 10.0, 0) is None  # latest not resolved yet
+        assert first.predict("s", 10.0, 0).version == 1
+        cached = first.predict_cached("s", 10.0, 0)
+        assert cached is not None and cached.version == 1
+        second.fit("s", TIMESTAMPS, VALUES)
+        assert first.predict_cached("s", 10.0, 0) is None  # the change marker moved
+        assert first.predict("s", 10.0, 0).version == 2
+        second.delete_version("s", 2)
+        assert first.predict_cached("s", 10.0, 0, version=2) is None
+        with pytest.raises(VersionNotFound):
+            first.predict("s", 10.0, 0, version=2)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_version_deleted_while_it_was_being_fitted_is_not_cached(tmp_path: Path) -> None:
+    registry = make_registry(tmp_path / "r.db")
+    store = registry.store
+    original = store.create_version
+
+    def create_then_delete(model: NewModel) -> ModelRecord:
+        record = original(model)
+        store.delete_version(model.series_id, record.version)
+        registry._sync()  # the deleting request notices its own delete
+        return record
+
+    try:
+        registry.fit("s", TIMESTAMPS, VALUES)
+        store.create_version = create_then_delete  # type: ignore[method-assign]
+        registry.fit("s", TIMESTAMPS, VALUES)
+        store.create_version = original  # type: ignore[method-assign]
+        assert registry.predict_cached("s", 10.0, 0, version=2) is None
+        with pytest.raises(VersionNotFound):
+            registry.predict("s", 10.0, 0, version=2)
+        assert registry.predict("s", 10.0, 0).version == 1
+    finally:
+        registry.close()

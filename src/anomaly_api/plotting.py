@@ -37,9 +37,15 @@ def downsample_minmax(
     >>> ts.tolist(), vs.tolist()
     ([0, 1, 5, 8], [0.0, 9.0, 1.0, -5.0])
     """
+    keep = minmax_positions(values, max_points)
+    return timestamps[keep], values[keep]
+
+
+def minmax_positions(values: FloatArray, max_points: int) -> IntArray:
+    """Positions of each bucket's minimum and maximum (all positions for short series)."""
     count = values.size
     if count <= max_points:
-        return timestamps, values
+        return np.arange(count, dtype=np.int64)
     buckets = max(1, max_points // 2)
     edges = np.linspace(0, count, buckets + 1).astype(np.int64)
     starts = edges[:-1]
@@ -51,8 +57,8 @@ def downsample_minmax(
     is_max = values == maxima[bucket_of]
     first_min = _first_in_bucket(is_min, bucket_of, buckets)
     first_max = _first_in_bucket(is_max, bucket_of, buckets)
-    keep = np.unique(np.concatenate([first_min, first_max]))
-    return timestamps[keep], values[keep]
+    positions: IntArray = np.unique(np.concatenate([first_min, first_max]))
+    return positions
 
 
 def _first_in_bucket(mask: np.ndarray, bucket_of: np.ndarray, buckets: int) -> IntArray:
@@ -85,9 +91,9 @@ def render_plot(series: Series, scores: Scores, title: PlotTitle, max_points: in
         lower_y = np.full(2, scores.lower[0])
         upper_y = np.full(2, scores.upper[0])
     else:
-        band_ts, _ = downsample_minmax(series.timestamps, expected, max_points)
-        index = np.searchsorted(series.timestamps, band_ts)
-        band_x = band_ts.astype("datetime64[s]")
+        # Positions, not timestamps: a series may repeat a timestamp.
+        index = minmax_positions(expected, max_points)
+        band_x = times[index]
         expected_y, lower_y, upper_y = expected[index], scores.lower[index], scores.upper[index]
     axes.plot(band_x, expected_y, color="#2ca02c", lw=0.8, label="expected", zorder=1)
     finite_low = np.where(np.isfinite(lower_y), lower_y, np.nan)

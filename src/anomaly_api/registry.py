@@ -112,6 +112,8 @@ class ModelRegistry:
         model = detector_class(detector or self.default_detector)(params)
         series = Series.from_arrays(timestamps, values)
         model.fit(series)
+        with self._lock:
+            epoch = self._deletion_epoch
         record = self.store.create_version(
             NewModel(
                 series_id=series_id,
@@ -125,7 +127,10 @@ class ModelRegistry:
             )
         )
         with self._lock:
-            self._models[(series_id, record.version)] = LoadedModel(record, model)
+            # A delete noticed since the commit may have removed this very version; then
+            # caching it would serve a deleted model, so leave it to the store.
+            if self._deletion_epoch == epoch:
+                self._models[(series_id, record.version)] = LoadedModel(record, model)
         self.training_latency.record(time.perf_counter() - started)
         return record
 
@@ -197,6 +202,7 @@ class ModelRegistry:
         """The fitted model for ``version`` (latest when None), from cache or store."""
         check_series_id(series_id)
         generation = self._sync()
+        asked_latest = version is None
         if version is None:
             version = self._latest_version(series_id, generation)
         with self._lock:
@@ -204,6 +210,12 @@ class ModelRegistry:
         if cached is not None:
             return cached
         record = self.store.get_model(series_id, version)
+        if record is None and asked_latest:
+            # The remembered latest was deleted meanwhile: ask the store, not the map.
+            record = self.store.get_model(series_id)
+            if record is None:
+                raise SeriesNotFound(series_id)
+            version = record.version
         if record is None:
             latest = self.store.latest_version(series_id)
             if latest is None:

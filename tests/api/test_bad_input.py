@@ -87,6 +87,51 @@ FIT_CASES = [
     ("unsorted is sorted", b'{"timestamps": [5,4,3,2,1], "values": [1,2,3,4,5]}', 200, ""),
     ("duplicates kept", b'{"timestamps": [1,1,1,2,2], "values": [1,2,3,4,5]}', 200, ""),
     ("invalid utf8", b'{"timestamps": [1], "values": ["\xff"]}', 422, "not valid JSON"),
+    ("deeply nested", b"[" * 100_000, 422, "nested too deeply"),
+    (
+        "lone surrogate param",
+        b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "params": {"\\ud800": 1}}',
+        422,
+        "unknown parameter",
+    ),
+    (
+        "huge threshold",
+        b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "threshold": 1e400}',
+        422,
+        "threshold",
+    ),
+    (
+        "huge int param",
+        b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "params": {"threshold": 1'
+        + b"0" * 400
+        + b"}}",
+        422,
+        "finite",
+    ),
+    (
+        "huge window",
+        b'{"timestamps": [1,2,3,4,5,6,7,8,9,10], "values": [1,2,3,4,5,6,7,8,9,10], "detector": "hampel", "params": {"window": 10000000000000}}',
+        422,
+        "at most 1000",
+    ),
+    (
+        "adaptive quantile 1",
+        b'{"timestamps": [1,2,3,4,5,6,7,8,9,10], "values": [1,2,3,4,5,6,7,8,9,10], "detector": "adaptive", "params": {"quantile": 1}}',
+        422,
+        "at most 0.9999",
+    ),
+    (
+        "values overflowing the mean",
+        b'{"timestamps": [1,2,3,4,5], "values": [1.7e308, 1.7e308, 1.7e308, 1.7e308, 1.6e308]}',
+        422,
+        "overflows",
+    ),
+    (
+        "values overflowing the spread",
+        b'{"timestamps": [1,2,3,4,5,6], "values": [1e308, -1e308, 1e308, -1e308, 1e308, -1e308]}',
+        422,
+        "overflows",
+    ),
 ]
 
 

@@ -45,3 +45,41 @@ def test_unwritable_location_is_store_unavailable(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises((StoreUnavailable, OSError)):
         SQLiteModelStore(blocker / "models.db")
+
+
+def test_connections_are_pooled_not_piled_up(tmp_path: Path) -> None:
+    import threading
+
+    from anomaly_api.storage.sqlite import MAX_IDLE_CONNECTIONS
+
+    store = SQLiteModelStore(tmp_path / "m.db")
+    try:
+        for _ in range(3):  # bursts of short-lived threads, as a thread pool has
+            threads = [threading.Thread(target=store.count_series) for _ in range(30)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert store.idle_connections() <= MAX_IDLE_CONNECTIONS
+    finally:
+        store.close()
+
+
+def test_a_failed_write_releases_the_lock(tmp_path: Path) -> None:
+    store = SQLiteModelStore(tmp_path / "m.db", busy_timeout_s=1)
+    other = SQLiteModelStore(tmp_path / "m.db", busy_timeout_s=1)
+    try:
+
+        def fail_mid_transaction() -> None:
+            with store._write() as connection:
+                connection.execute("UPDATE meta SET value = value + 1")
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            fail_mid_transaction()
+        with other._write() as connection:  # would time out if the lock were still held
+            connection.execute("UPDATE meta SET value = value + 1")
+        assert store.deletion_epoch() == 1
+    finally:
+        store.close()
+        other.close()

@@ -39,6 +39,8 @@ def _parse(raw: bytes) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}", field="body") from None
+    except RecursionError:
+        raise InvalidInput("request body is nested too deeply", field="body") from None
 
 
 def _validate(model: type[ModelT], raw: bytes) -> ModelT:

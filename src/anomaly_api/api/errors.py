@@ -41,8 +41,23 @@ def status_for(error: errors.AnomalyApiError) -> int:
 
 
 def error_response(status: int, detail: str, **extra: Any) -> JSONResponse:
-    """The one shape of every error body."""
-    return JSONResponse({"detail": detail, **extra}, status_code=status)
+    """The one shape of every error body.
+
+    Messages quote what the client sent, which may hold lone UTF-16 surrogates (valid in
+    JSON escapes, not in UTF-8); they are shown escaped rather than failing to encode.
+    """
+    body = json.loads(json.dumps({"detail": detail, **extra}, ensure_ascii=True, default=str))
+    return JSONResponse(_printable(body), status_code=status)
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    return value
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -80,7 +95,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     detail = "; ".join(problem["message"] for problem in problems[:5])
     if len(problems) > 5:
         detail += f"; and {len(problems) - 5} more"
-    return error_response(422, detail, errors=json.loads(json.dumps(problems, default=str)))
+    return error_response(422, detail, errors=problems)
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:

@@ -16,6 +16,7 @@ from anomaly_api.detectors.base import (
     JsonDict,
     Parameter,
     Scores,
+    consistent_score,
     robust_scale,
 )
 from anomaly_api.detectors.hampel import rolling_median_forecast
@@ -40,17 +41,41 @@ def trailing_mean(history: FloatArray, values: FloatArray, window: int) -> Float
     return means
 
 
-def recent_maxima(times: FloatArray, levels: FloatArray, first: int, horizon: float) -> FloatArray:
-    """For each point from ``first`` on, the largest level of the points before it that
-    lie less than ``horizon`` seconds earlier (0 when there are none)."""
-    result = np.zeros(times.size - first, dtype=np.float64)
-    window: list[int] = []  # indices with decreasing levels: a monotonic deque
+def staircase(times: FloatArray, levels: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The points no later point outdoes: all a future "largest recent level" can be.
+
+    Their levels fall strictly with time, so a state of a day of 1-second data keeps a
+    handful of points, not 86,400.
+    """
+    if levels.size == 0:
+        return times, levels
+    later_best = np.append(np.maximum.accumulate(levels[::-1])[::-1][1:], -np.inf)
+    keep = levels > later_best
+    return times[keep], levels[keep]
+
+
+def recent_maxima(
+    history: tuple[FloatArray, FloatArray],
+    times: FloatArray,
+    levels: FloatArray,
+    horizon: float,
+) -> FloatArray:
+    """For each point, the largest level among the points before it (``history``, a
+    :func:`staircase`, then the earlier points of ``times``) that lie less than
+    ``horizon`` seconds earlier; 0 when there are none."""
+    history_times, history_levels = history
+    # History: its levels fall with time, so the first one inside the horizon is the max.
+    first = np.searchsorted(history_times, times - horizon, side="right")
+    padded = np.append(history_levels, 0.0)
+    result = padded[np.minimum(first, history_levels.size)]
+    # Earlier points of the batch: a monotonic deque, one pass.
+    window: list[int] = []
     head = 0
     for index in range(times.size):
-        if index >= first:
-            while head < len(window) and times[window[head]] <= times[index] - horizon:
-                head += 1
-            result[index - first] = levels[window[head]] if head < len(window) else 0.0
+        while head < len(window) and times[window[head]] <= times[index] - horizon:
+            head += 1
+        if head < len(window):
+            result[index] = max(result[index], levels[window[head]])
         while len(window) > head and levels[window[-1]] <= levels[index]:
             window.pop()
         window.append(index)
@@ -115,16 +140,24 @@ class AdaptiveDetector(Detector):
         ),
         DIRECTION,
         PERIOD,
-        Parameter("window", int, 3, "Residuals the rolling-median level covers.", minimum=1),
+        Parameter(
+            "window", int, 3, "Residuals the rolling-median level covers.", minimum=1, maximum=1000
+        ),
         Parameter(
             "quantile",
             float,
             0.99,
             "Quantile of the training deviations that serves as the unit of deviation.",
             minimum=0.5,
+            maximum=0.9999,
         ),
         Parameter(
-            "rate_window", int, 12, "Points averaged for the sustained-change part.", minimum=1
+            "rate_window",
+            int,
+            12,
+            "Points averaged for the sustained-change part.",
+            minimum=1,
+            maximum=10_000,
         ),
         Parameter(
             "cooldown_seconds",
@@ -132,6 +165,7 @@ class AdaptiveDetector(Detector):
             86_400,
             "How long the band stays stretched to the largest recent deviation (0: never).",
             minimum=0,
+            maximum=30 * 86_400,
         ),
     )
 
@@ -145,8 +179,6 @@ class AdaptiveDetector(Detector):
     recent_levels_: FloatArray
 
     def _fit_core(self, series: Series) -> None:
-        if float(self.params["quantile"]) >= 1.0:
-            raise ValueError("quantile must be below 1")
         window = int(self.params["window"])
         self.seasonal_ = SeasonalDetector({"period": self.params["period"]}).fit(series)
         times = series.timestamps.astype(np.float64)
@@ -167,8 +199,7 @@ class AdaptiveDetector(Detector):
         self.deviations_ = deviations[deviations.size - keep :].copy() if keep else deviations[:0]
         levels = self._relative(deviations, rates)
         recent = times[1:] > times[-1] - self.params["cooldown_seconds"]
-        self.recent_times_ = times[1:][recent].copy()
-        self.recent_levels_ = levels[recent].copy()
+        self.recent_times_, self.recent_levels_ = staircase(times[1:][recent], levels[recent])
 
     def _deviations(self, departures: FloatArray) -> FloatArray:
         """|departure| on the watched side(s), in units of the robust scale."""
@@ -197,16 +228,16 @@ class AdaptiveDetector(Detector):
         relative = self._relative(deviations, rates)
         threshold = float(self.params["threshold"])
         stretch = recent_maxima(
-            np.concatenate([self.recent_times_, timestamps]),
-            np.concatenate([self.recent_levels_, relative]),
-            self.recent_times_.size,
+            (self.recent_times_, self.recent_levels_),
+            timestamps,
+            relative,
             float(self.params["cooldown_seconds"]),
         )
         band = np.maximum(threshold, stretch)
         ratio = relative / band
         squared = ratio * ratio
-        score = squared / (1.0 + squared)
         anomaly = ratio > 1.0
+        score = consistent_score(squared / (1.0 + squared), anomaly)
         expected = seasonal + level
         half_width = band * self.unit_ * self.scale_
         direction = self.params["direction"]

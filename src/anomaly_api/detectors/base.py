@@ -47,6 +47,8 @@ class Parameter:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     exclusive_minimum: bool = False
+    maximum: float | None = None
+    """Inclusive upper bound; it also keeps a single request from asking for huge work."""
 
     def validate(self, detector: str, value: Any) -> Any:
         """Return ``value`` converted to ``kind``, or raise naming the parameter."""
@@ -54,7 +56,10 @@ class Parameter:
         if self.kind is float:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidParameter(f"{detector}: {self.name} must be a number", field=where)
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                value = math.inf
             if not math.isfinite(value):
                 raise InvalidParameter(f"{detector}: {self.name} must be finite", field=where)
         elif self.kind is int:
@@ -77,6 +82,10 @@ class Parameter:
                     f"{detector}: {self.name} must be {relation} {self.minimum}, got {value}",
                     field=where,
                 )
+        if self.maximum is not None and value > self.maximum:
+            raise InvalidParameter(
+                f"{detector}: {self.name} must be at most {self.maximum}, got {value}", field=where
+            )
         return value
 
     def describe(self) -> JsonDict:
@@ -94,6 +103,8 @@ class Parameter:
         if self.minimum is not None:
             key = "exclusive_minimum" if self.exclusive_minimum else "minimum"
             described[key] = self.minimum
+        if self.maximum is not None:
+            described["maximum"] = self.maximum
         return described
 
 
@@ -134,6 +145,19 @@ class Scores:
 
     def __len__(self) -> int:
         return int(self.score.size)
+
+
+def consistent_score(score: FloatArray, anomaly: npt.NDArray[np.bool_]) -> FloatArray:
+    """``score`` nudged so that ``anomaly == (score > 0.5)`` holds exactly.
+
+    Rounding may put a point a hair outside the band with a deviation of exactly one
+    half-width (or inside with a hair more); the decision is what users act on, so the
+    score follows it.
+    """
+    nudged: FloatArray = np.where(
+        anomaly, np.maximum(score, _JUST_ABOVE_HALF), np.minimum(score, 0.5)
+    )
+    return nudged
 
 
 def band_scores(
@@ -180,9 +204,7 @@ def band_scores(
     above = values > upper
     below = values < lower
     anomaly = above | below
-    # Rounding may put a point a hair outside the band with d == 1 (or inside with d a hair
-    # above 1); the band edges are what users see, so the score follows them.
-    score = np.where(anomaly, np.maximum(score, _JUST_ABOVE_HALF), np.minimum(score, 0.5))
+    score = consistent_score(score, anomaly)
     side = np.where(above, 1, np.where(below, -1, 0)).astype(np.int8)
     return Scores(
         expected=np.asarray(expected, dtype=np.float64),
@@ -218,6 +240,17 @@ def robust_scale(values: FloatArray, center: float | None = None) -> float:
     if mad > 0:
         return mad * _MAD_TO_SIGMA
     return float(deviations.mean()) * _MEANAD_TO_SIGMA
+
+
+def _all_finite(state: Any) -> bool:
+    """Whether every number in a JSON-like state is finite."""
+    if isinstance(state, float):
+        return math.isfinite(state)
+    if isinstance(state, dict):
+        return all(_all_finite(item) for item in state.values())
+    if isinstance(state, list | tuple):
+        return all(_all_finite(item) for item in state)
+    return True
 
 
 class Detector(abc.ABC):
@@ -271,7 +304,16 @@ class Detector(abc.ABC):
                 f"{self.name} needs at least {self.min_points} points to fit, got {len(series)}",
                 field="values",
             )
-        self._fit_core(series)
+        # Values near the float limit overflow in sums; the check below turns that into a
+        # clear error instead of a model full of NaN.
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._fit_core(series)
+        if not _all_finite(self.state()):
+            raise InvalidInput(
+                f"{self.name} cannot model these values: they are so large that their mean or "
+                "spread overflows floating point",
+                field="values",
+            )
         self.fitted_ = True
         return self
 

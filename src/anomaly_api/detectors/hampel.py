@@ -86,6 +86,7 @@ class HampelDetector(Detector):
             6,
             "How many preceding points the rolling median covers.",
             minimum=1,
+            maximum=1000,
         ),
     )
 

@@ -110,6 +110,7 @@ class SeasonalDetector(Detector):
             0,
             "A custom period in seconds; overrides 'period' when above 0.",
             minimum=0,
+            maximum=366 * DAY,
         ),
     )
 

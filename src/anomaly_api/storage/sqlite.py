@@ -7,8 +7,10 @@
   per-series counter is bumped (``INSERT … ON CONFLICT DO UPDATE … RETURNING``), so
   threads and processes sharing the file queue up instead of reading the same counter;
   ``busy_timeout`` makes them wait rather than fail.
-* **Connections.** One per thread (sqlite3 connections must not be shared by threads
-  mid-transaction), plus one *watch* connection whose ``PRAGMA data_version`` changes
+* **Connections.** A small pool: each operation borrows a connection for its duration
+  (a sqlite3 connection must not be shared mid-transaction) and returns it; at most
+  ``MAX_IDLE_CONNECTIONS`` are kept open between bursts, so short-lived worker threads
+  cannot pile up connections. Plus one *watch* connection whose ``PRAGMA data_version`` changes
   whenever any other connection, in this process or another, commits: a microsecond
   check that lets the registry keep "latest" right without a query per predict.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import sqlite3
 import threading
 import time
@@ -35,6 +38,7 @@ from anomaly_api.storage.codec import (
 )
 
 SCHEMA_VERSION = 1
+MAX_IDLE_CONNECTIONS = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -96,13 +100,16 @@ class SQLiteModelStore:
         self._synchronous = "FULL" if durable else "OFF"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
+        self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._closed = False
         self._watch_lock = threading.Lock()
         with self._translate():
             self._watch = self._open_connection()
-            self._migrate()
+            try:
+                self._migrate()
+            except BaseException:
+                self.close()
+                raise
 
     # -- connections -----------------------------------------------------------------
 
@@ -116,16 +123,31 @@ class SQLiteModelStore:
         connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
-        with self._connections_lock:
-            self._connections.append(connection)
         return connection
 
-    def _connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
+    @contextlib.contextmanager
+    def _borrow(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one operation; back to the pool (or closed) afterwards."""
+        try:
+            connection = self._idle.get_nowait()
+        except queue.Empty:
             connection = self._open_connection()
-            self._local.connection = connection
-        return connection
+        try:
+            yield connection
+        finally:
+            if (
+                self._closed
+                or connection.in_transaction
+                or self._idle.qsize() >= MAX_IDLE_CONNECTIONS
+            ):
+                connection.close()
+            else:
+                self._idle.put(connection)
+
+    def _read(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Every row a query returns."""
+        with self._translate(), self._borrow() as connection:
+            return connection.execute(sql, parameters).fetchall()
 
     @contextlib.contextmanager
     def _translate(self) -> Iterator[None]:
@@ -138,15 +160,17 @@ class SQLiteModelStore:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding SQLite's write lock from its first statement."""
-        with self._translate():
-            connection = self._connection()
+        with self._translate(), self._borrow() as connection:
             connection.execute("BEGIN IMMEDIATE")
             try:
                 yield connection
+                connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                # A failed COMMIT must not leave the write lock held; a failing ROLLBACK
+                # must not hide the error that got us here (the connection is then closed).
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
                 raise
-            connection.execute("COMMIT")
 
     def _migrate(self) -> None:
         with self._write() as connection:
@@ -209,59 +233,44 @@ class SQLiteModelStore:
         )
 
     def get_model(self, series_id: str, version: int | None = None) -> ModelRecord | None:
-        with self._translate():
-            connection = self._connection()
-            if version is None:
-                row = connection.execute(
-                    f"SELECT {_RECORD_COLUMNS} FROM models WHERE series_id = ? "
-                    "ORDER BY version DESC LIMIT 1",
-                    (series_id,),
-                ).fetchone()
-            else:
-                row = connection.execute(
-                    f"SELECT {_RECORD_COLUMNS} FROM models WHERE series_id = ? AND version = ?",
-                    (series_id, version),
-                ).fetchone()
-        return None if row is None else _record(row)
+        if version is None:
+            rows = self._read(
+                f"SELECT {_RECORD_COLUMNS} FROM models WHERE series_id = ? "
+                "ORDER BY version DESC LIMIT 1",
+                (series_id,),
+            )
+        else:
+            rows = self._read(
+                f"SELECT {_RECORD_COLUMNS} FROM models WHERE series_id = ? AND version = ?",
+                (series_id, version),
+            )
+        return _record(rows[0]) if rows else None
 
     def latest_version(self, series_id: str) -> int | None:
-        with self._translate():
-            (latest,) = (
-                self._connection()
-                .execute("SELECT MAX(version) FROM models WHERE series_id = ?", (series_id,))
-                .fetchone()
-            )
+        [(latest,)] = self._read(
+            "SELECT MAX(version) FROM models WHERE series_id = ?", (series_id,)
+        )
         return None if latest is None else int(latest)
 
     def list_versions(self, series_id: str) -> list[ModelRecord]:
-        with self._translate():
-            rows = (
-                self._connection()
-                .execute(
-                    f"SELECT {_RECORD_COLUMNS} FROM models WHERE series_id = ? ORDER BY version",
-                    (series_id,),
-                )
-                .fetchall()
-            )
+        rows = self._read(
+            f"SELECT {_RECORD_COLUMNS} FROM models WHERE series_id = ? ORDER BY version",
+            (series_id,),
+        )
         return [_record(row) for row in rows]
 
     def list_series(self, limit: int, after: str | None = None) -> list[SeriesSummary]:
-        with self._translate():
-            rows = (
-                self._connection()
-                .execute(
-                    "WITH page AS ("
-                    "  SELECT series_id, MAX(version) AS latest, COUNT(*) AS versions"
-                    "  FROM models WHERE series_id > ? GROUP BY series_id"
-                    "  ORDER BY series_id LIMIT ?)"
-                    " SELECT p.series_id, p.latest, p.versions, m.points_used, m.created_at"
-                    " FROM page p JOIN models m"
-                    "  ON m.series_id = p.series_id AND m.version = p.latest"
-                    " ORDER BY p.series_id",
-                    ("" if after is None else after, limit),
-                )
-                .fetchall()
-            )
+        rows = self._read(
+            "WITH page AS ("
+            "  SELECT series_id, MAX(version) AS latest, COUNT(*) AS versions"
+            "  FROM models WHERE series_id > ? GROUP BY series_id"
+            "  ORDER BY series_id LIMIT ?)"
+            " SELECT p.series_id, p.latest, p.versions, m.points_used, m.created_at"
+            " FROM page p JOIN models m"
+            "  ON m.series_id = p.series_id AND m.version = p.latest"
+            " ORDER BY p.series_id",
+            ("" if after is None else after, limit),
+        )
         return [
             SeriesSummary(
                 series_id=row[0],
@@ -274,28 +283,18 @@ class SQLiteModelStore:
         ]
 
     def count_series(self) -> int:
-        with self._translate():
-            (count,) = (
-                self._connection()
-                .execute("SELECT COUNT(*) FROM (SELECT DISTINCT series_id FROM models)")
-                .fetchone()
-            )
+        [(count,)] = self._read("SELECT COUNT(*) FROM (SELECT DISTINCT series_id FROM models)")
         return int(count)
 
     def training_data(self, series_id: str, version: int) -> Series | None:
-        with self._translate():
-            row = (
-                self._connection()
-                .execute(
-                    "SELECT training_timestamps, training_values FROM models "
-                    "WHERE series_id = ? AND version = ?",
-                    (series_id, version),
-                )
-                .fetchone()
-            )
-        if row is None:
+        rows = self._read(
+            "SELECT training_timestamps, training_values FROM models "
+            "WHERE series_id = ? AND version = ?",
+            (series_id, version),
+        )
+        if not rows:
             return None
-        return Series(decode_timestamps(row[0]), decode_values(row[1]))
+        return Series(decode_timestamps(rows[0][0]), decode_values(rows[0][1]))
 
     def delete_series(self, series_id: str) -> int:
         with self._write() as connection:
@@ -325,20 +324,22 @@ class SQLiteModelStore:
         return int(marker)
 
     def deletion_epoch(self) -> int:
-        with self._translate():
-            (epoch,) = (
-                self._connection()
-                .execute("SELECT value FROM meta WHERE key = 'deletion_epoch'")
-                .fetchone()
-            )
+        [(epoch,)] = self._read("SELECT value FROM meta WHERE key = 'deletion_epoch'")
         return int(epoch)
 
     def ping(self) -> None:
-        with self._translate():
-            self._connection().execute("SELECT 1").fetchone()
+        self._read("SELECT 1")
+
+    def idle_connections(self) -> int:
+        """Connections kept open for reuse (bounded by ``MAX_IDLE_CONNECTIONS``)."""
+        return self._idle.qsize()
 
     def close(self) -> None:
-        with self._connections_lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            connection.close()
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                break
+        with self._watch_lock:
+            self._watch.close()
