@@ -152,7 +152,12 @@ class SeasonalDetector(Detector):
         steps = steps[steps > 0]
         interval = int(np.median(steps)) if steps.size else period
         bins = min(period // max(interval, 1), MAX_BINS, len(series) // MIN_POINTS_PER_BIN)
-        return int(np.ceil(period / max(bins, 1)))
+        if interval <= 0 or interval >= period:
+            return int(np.ceil(period / max(bins, 1)))
+        # A whole number of sampling intervals per bin: bins that straddle samples
+        # unevenly hold 1 or 2 points of a cycle in turn and make the profile ragged.
+        samples = int(np.ceil(period / interval / max(bins, 1)))
+        return interval * samples
 
     def expected(self, timestamps: FloatArray) -> FloatArray:
         """The profile's value at each timestamp."""
