@@ -108,13 +108,3 @@ def test_fitted_scores_cover_the_training_data(name: str, cls: type[Detector]) -
     scores = cls().fit(series).fitted_scores(series)
     assert len(scores) == len(series)
     assert scores.anomaly.mean() < 0.05  # its own training data is mostly normal
-
-
-def test_adaptive_state_stays_small_for_dense_data() -> None:
-    from anomaly_api.detectors import AdaptiveDetector
-
-    seconds = np.arange(100_000)
-    values = np.random.default_rng(4).normal(0, 1, seconds.size)
-    detector = AdaptiveDetector().fit(Series.from_arrays(seconds, values))
-    assert len(json.dumps(detector.state())) < 100_000  # not a day of 1-second points
-    assert detector.recent_times_.size < 100

@@ -103,13 +103,19 @@ class AdaptiveDetector(Detector):
     3. **Sustained change**: the mean deviation of the last ``rate_window`` points, in
        units of its largest value in training, catches incidents made of many ordinary-
        looking points (spikes coming more often), which no single point reveals.
-    4. **Only news alerts**: the band is at least ``threshold`` units wide and stretches
+    4. **Never seen before**: how far a value lies beyond the range of the training
+       values, in units of ``range_margin`` times that range (the out-of-bounds rule of
+       monitoring systems, with bounds learnt from the window). A slow climb to a level
+       the series never reached moves no point far from its predecessors, so parts 1-3
+       see nothing; a temperature that leaves its two-week range does.
+    5. **Only news alerts**: the band is at least ``threshold`` units wide and stretches
        to the largest deviation of the last ``cooldown_seconds`` (a day): an ongoing
        incident alerts once, and again only if it gets worse. Scoring a batch carries
        this from point to point; a single predict uses the end of the training data.
 
-    ``expected``/``lower``/``upper`` are the level and the point's own band; a point
-    inside them can still be anomalous through the sustained-change part (3).
+    ``expected`` is the level; ``lower``/``upper`` bound what the point may be (its own
+    band, cut to the range part's bounds where those are tighter). A point inside them
+    can still be anomalous through the sustained-change part (3).
 
     Examples
     --------
@@ -160,6 +166,15 @@ class AdaptiveDetector(Detector):
             maximum=10_000,
         ),
         Parameter(
+            "range_margin",
+            float,
+            0.1,
+            "Share of the training range that counts as one unit of deviation beyond it "
+            "(0: no range part).",
+            minimum=0.0,
+            maximum=1000.0,
+        ),
+        Parameter(
             "cooldown_seconds",
             int,
             86_400,
@@ -173,6 +188,8 @@ class AdaptiveDetector(Detector):
     scale_: float
     unit_: float
     rate_unit_: float
+    low_: float
+    high_: float
     residuals_: FloatArray
     deviations_: FloatArray
     recent_times_: FloatArray
@@ -194,6 +211,7 @@ class AdaptiveDetector(Detector):
         # Only full windows: the first means average fewer points and would overstate.
         full = rates[rate_window - 1 :] if rates.size >= rate_window else rates
         self.rate_unit_ = float(full.max())
+        self.low_, self.high_ = float(series.values.min()), float(series.values.max())
         self.residuals_ = residuals[-window:].copy()
         keep = int(self.params["rate_window"]) - 1
         self.deviations_ = deviations[deviations.size - keep :].copy() if keep else deviations[:0]
@@ -217,6 +235,25 @@ class AdaptiveDetector(Detector):
             np.maximum(_ratio(deviations, self.unit_), _ratio(rates, self.rate_unit_)), _HUGE
         )
 
+    def _range_unit(self) -> float:
+        """One unit of excess beyond the training range (inf: the range part is off)."""
+        margin = float(self.params["range_margin"])
+        if margin <= 0 or not np.isfinite(self.high_ - self.low_):
+            return np.inf
+        return margin * (self.high_ - self.low_)
+
+    def _beyond_range(self, values: FloatArray) -> FloatArray:
+        """How far each value lies outside the training range on the watched side(s), in
+        range units; 0 inside it."""
+        direction = self.params["direction"]
+        above = np.maximum(values - self.high_, 0.0)
+        below = np.maximum(self.low_ - values, 0.0)
+        excess = above if direction == "upper" else below if direction == "lower" else above + below
+        unit = self._range_unit()
+        if np.isinf(unit):
+            return np.zeros(values.shape, dtype=np.float64)
+        return np.minimum(_ratio(excess, unit), _HUGE)
+
     def _score_core(self, timestamps: FloatArray, values: FloatArray) -> Scores:
         window = int(self.params["window"])
         seasonal = self.seasonal_.expected(timestamps)
@@ -225,7 +262,7 @@ class AdaptiveDetector(Detector):
         departures = residuals - level
         deviations = self._deviations(departures)
         rates = trailing_mean(self.deviations_, deviations, int(self.params["rate_window"]))
-        relative = self._relative(deviations, rates)
+        relative = np.maximum(self._relative(deviations, rates), self._beyond_range(values))
         threshold = float(self.params["threshold"])
         stretch = recent_maxima(
             (self.recent_times_, self.recent_levels_),
@@ -240,9 +277,20 @@ class AdaptiveDetector(Detector):
         score = consistent_score(squared / (1.0 + squared), anomaly)
         expected = seasonal + level
         half_width = band * self.unit_ * self.scale_
+        reach = band * self._range_unit()
         direction = self.params["direction"]
-        lower = expected - half_width if direction != "upper" else np.full(values.shape, -np.inf)
-        upper = expected + half_width if direction != "lower" else np.full(values.shape, np.inf)
+        lower = np.maximum(expected - half_width, self.low_ - reach)
+        upper = np.minimum(expected + half_width, self.high_ + reach)
+        # Bands that do not overlap leave no value unflagged: show the range bound.
+        empty = lower > upper
+        if empty.any():
+            collapsed = np.clip(expected, self.low_ - reach, self.high_ + reach)
+            lower = np.where(empty, collapsed, lower)
+            upper = np.where(empty, collapsed, upper)
+        if direction == "upper":
+            lower = np.full(values.shape, -np.inf)
+        elif direction == "lower":
+            upper = np.full(values.shape, np.inf)
         side = np.where(anomaly, np.where(departures >= 0, 1, -1), 0).astype(np.int8)
         return Scores(expected, lower, upper, score, anomaly, side)
 
@@ -259,6 +307,8 @@ class AdaptiveDetector(Detector):
             "scale": self.scale_,
             "unit": self.unit_,
             "rate_unit": self.rate_unit_,
+            "low": self.low_,
+            "high": self.high_,
             "residuals": self.residuals_.tolist(),
             "deviations": self.deviations_.tolist(),
             "recent_times": self.recent_times_.tolist(),
@@ -272,6 +322,9 @@ class AdaptiveDetector(Detector):
         self.scale_ = float(state["scale"])
         self.unit_ = float(state["unit"])
         self.rate_unit_ = float(state["rate_unit"])
+        # Models stored before the range part existed keep their old behaviour.
+        self.low_ = float(state.get("low", -np.inf))
+        self.high_ = float(state.get("high", np.inf))
         self.residuals_ = np.asarray(state["residuals"], dtype=np.float64)
         self.deviations_ = np.asarray(state["deviations"], dtype=np.float64)
         self.recent_times_ = np.asarray(state["recent_times"], dtype=np.float64)
