@@ -108,3 +108,39 @@ def test_fitted_scores_cover_the_training_data(name: str, cls: type[Detector]) -
     scores = cls().fit(series).fitted_scores(series)
     assert len(scores) == len(series)
     assert scores.anomaly.mean() < 0.05  # its own training data is mostly normal
+
+
+@pytest.mark.parametrize(("name", "cls"), ALL)
+@pytest.mark.parametrize("direction", ["both", "upper", "lower"])
+@settings(max_examples=60, deadline=None)
+@given(
+    value=st.floats(allow_nan=False, allow_infinity=False),
+    offset=st.integers(min_value=0, max_value=14 * 86_400),
+)
+def test_score_point_is_score_for_one_point(
+    name: str, cls: type[Detector], direction: str, value: float, offset: int
+) -> None:
+    detector = cls({"direction": direction}).fit(noisy(points=3000))
+    timestamp = float(1_691_000_000 + 300 * 3000 + offset)
+    point = detector.score_point(timestamp, value)
+    scores = detector.score([timestamp], [value])
+    assert point.expected == scores.expected[0]
+    assert point.lower == scores.lower[0] and point.upper == scores.upper[0]
+    assert point.score == scores.score[0]
+    assert point.anomaly == bool(scores.anomaly[0]) and point.side == int(scores.side[0])
+
+
+@pytest.mark.parametrize(("name", "cls"), ALL)
+def test_score_point_handles_a_constant_model(name: str, cls: type[Detector]) -> None:
+    series = Series.from_arrays(1_691_000_000 + 300 * np.arange(50), np.full(50, 7.0))
+    detector = cls().fit(series)
+    assert not detector.score_point(1_691_015_000.0, 7.0).anomaly
+    far = detector.score_point(1_691_015_000.0, 8.0)
+    assert far.anomaly and far.score == 1.0
+
+
+@pytest.mark.parametrize(("name", "cls"), ALL)
+def test_score_point_rejects_non_finite(name: str, cls: type[Detector]) -> None:
+    detector = cls().fit(noisy())
+    with pytest.raises(InvalidInput, match="value"):
+        detector.score_point(1_691_200_000.0, float("nan"))

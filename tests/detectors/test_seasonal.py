@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anomaly_api.detectors import SeasonalDetector, Series
 
@@ -46,3 +48,19 @@ def test_custom_period_in_seconds() -> None:
     )
     assert detector.period_ == 600
     assert detector.score([600 * 60, 605 * 60], [0.0, 0.0]).anomaly.tolist() == [False, True]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    timestamp=st.integers(min_value=-62_135_596_800, max_value=253_402_300_799),
+    value=st.floats(min_value=-1e6, max_value=1e6),
+)
+def test_score_point_reads_the_same_bin_as_score(timestamp: int, value: float) -> None:
+    hours = np.arange(0, 21 * 24 * 4)  # 15-minute data, three weeks
+    values = 10 + 5 * np.sin(2 * np.pi * hours / 96) + (hours % 7)
+    detector = SeasonalDetector().fit(Series.from_arrays(hours * 900, values))
+    assert detector.period_ > 0
+    point = detector.score_point(float(timestamp), value)
+    scores = detector.score([timestamp], [value])
+    assert point.expected == scores.expected[0]
+    assert point.score == scores.score[0] and point.anomaly == bool(scores.anomaly[0])

@@ -8,7 +8,15 @@ the evaluator and anyone who wants to use a detector as a library.
 from __future__ import annotations
 
 from anomaly_api.detectors.adaptive import AdaptiveDetector
-from anomaly_api.detectors.base import Detector, Parameter, Scores, band_scores, robust_scale
+from anomaly_api.detectors.base import (
+    Detector,
+    Parameter,
+    PointScore,
+    Scores,
+    band_point,
+    band_scores,
+    robust_scale,
+)
 from anomaly_api.detectors.hampel import HampelDetector
 from anomaly_api.detectors.robust import RobustDetector
 from anomaly_api.detectors.seasonal import SeasonalDetector
@@ -45,11 +53,13 @@ __all__ = [
     "Detector",
     "HampelDetector",
     "Parameter",
+    "PointScore",
     "RobustDetector",
     "Scores",
     "SeasonalDetector",
     "Series",
     "ZScoreDetector",
+    "band_point",
     "band_scores",
     "detector_class",
     "robust_scale",

@@ -60,6 +60,9 @@ class RobustDetector(Detector):
         half_width = np.array(self.params["threshold"] * self.scale_)
         return band_scores(values, np.array(self.median_), half_width, self.params["direction"])
 
+    def _point_band(self, timestamp: float) -> tuple[float, float]:
+        return self.median_, float(self.params["threshold"] * self.scale_)
+
     def state(self) -> JsonDict:
         return {"median": self.median_, "scale": self.scale_}
 

@@ -172,6 +172,13 @@ class SeasonalDetector(Detector):
         half_width = np.array(self.params["threshold"] * self.scale_)
         return band_scores(values, self.expected(timestamps), half_width, self.params["direction"])
 
+    def _point_band(self, timestamp: float) -> tuple[float, float]:
+        if self.period_ == 0:
+            expected = float(self.profile_[0])
+        else:
+            expected = float(self.profile_[int(timestamp % self.period_ // self.bin_seconds_)])
+        return expected, float(self.params["threshold"] * self.scale_)
+
     def state(self) -> JsonDict:
         return {
             "period": self.period_,

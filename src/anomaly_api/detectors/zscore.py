@@ -71,6 +71,9 @@ class ZScoreDetector(Detector):
         half_width = np.array(self.params["threshold"] * self.std_)
         return band_scores(values, np.array(self.mean_), half_width, self.params["direction"])
 
+    def _point_band(self, timestamp: float) -> tuple[float, float]:
+        return self.mean_, float(self.params["threshold"] * self.std_)
+
     def state(self) -> JsonDict:
         return {"mean": self.mean_, "std": self.std_}
 
