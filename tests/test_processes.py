@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import CONTRACT_FIT
 from tests.servers import Server, call
@@ -82,3 +85,75 @@ def test_workers_share_versions_and_health(tmp_path: Path, servers: list[Server]
     for _ in range(10):  # whichever worker answers, latest is 20
         assert call(server.url + "/predict/w", "POST", POINT)[1]["model_version"] == "20"
     assert call(server.url + "/healthcheck")[1]["series_trained"] == 1
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples called ``name`` whose labels include ``labels``."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def scrape(server: Server) -> str:
+    with urllib.request.urlopen(server.url + "/metrics", timeout=30) as response:
+        text: str = response.read().decode()
+        return text
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait for ``check`` (a worker starting; a count recorded just after its answer)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the server never got there"
+        time.sleep(0.05)
+
+
+def test_workers_metrics_and_health_describe_the_whole_server(
+    tmp_path: Path, servers: list[Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where serve makes its run directory
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    server = Server(tmp_path / "models.db", workers=2)
+    servers.append(server)
+    eventually(lambda: call(server.url + "/healthcheck")[1]["workers"] == 2)
+    (run_dir,) = tmp_path.glob("anomaly-api-run-*")
+    fits, predicts = 12, 30
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        fitted = list(
+            pool.map(
+                lambda i: call(f"{server.url}/fit/s{i % 3}", "POST", CONTRACT_FIT), range(fits)
+            )
+        )
+        predicted = list(
+            pool.map(
+                lambda i: call(f"{server.url}/predict/s{i % 3}", "POST", POINT), range(predicts)
+            )
+        )
+    assert all(status == 200 for status, _ in fitted + predicted)
+    assert all(body["anomaly"] for _, body in predicted)
+    # Whichever worker answers, it describes both: ask each question several times.
+    for _ in range(10):
+        health = call(server.url + "/healthcheck")[1]
+        assert (health["workers"], health["series_trained"]) == (2, 3)
+        assert health["training_latency_ms"]["count"] == fits
+        assert health["inference_latency_ms"]["count"] == predicts
+        assert health["models_cached"] >= 3
+    # Fits and scores are counted before the answer; a request's own duration just after.
+    requests = "anomaly_http_request_duration_seconds_count"
+    predict_route = {"handler": "/predict/{series_id}", "status": "200"}
+    eventually(lambda: metric(scrape(server), requests, **predict_route) == predicts)
+    for _ in range(10):
+        text = scrape(server)
+        assert metric(text, "anomaly_fits_total", detector="zscore") == fits
+        assert metric(text, "anomaly_points_scored_total", detector="zscore") == predicts
+        assert metric(text, "anomaly_anomalies_flagged_total", detector="zscore") == predicts
+        assert metric(text, requests, handler="/fit/{series_id}", status="200") == fits
+        assert metric(text, requests, **predict_route) == predicts
+        assert metric(text, "anomaly_model_cache_size") == health["models_cached"]
+        assert "/predict/s0" not in text  # labels are route templates, not paths
+    assert len(list((run_dir / "health").glob("worker-*.stats"))) == 2
+    server.stop()
+    assert not run_dir.exists()  # serve removes the run directory it made

@@ -19,6 +19,8 @@ version is never served.
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -29,12 +31,12 @@ import numpy as np
 import numpy.typing as npt
 from cachetools import LRUCache
 
-from anomaly_api import __version__
+from anomaly_api import __version__, metrics
 from anomaly_api.detectors import Detector, Scores, Series, detector_class
 from anomaly_api.errors import SeriesNotFound, StoreUnavailable, VersionNotFound
 from anomaly_api.series_ids import check_series_id
 from anomaly_api.storage.base import ModelRecord, ModelStore, NewModel, SeriesSummary
-from anomaly_api.telemetry import LatencyWindow
+from anomaly_api.telemetry import WorkerStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,7 @@ _SIDES = {1: "above", -1: "below", 0: None}
 
 
 def _finite_or_none(number: float) -> float | None:
-    return number if np.isfinite(number) else None
+    return number if math.isfinite(number) else None
 
 
 class ModelRegistry:
@@ -81,13 +83,16 @@ class ModelRegistry:
         model_cache_size: int = 10_000,
         training_points_cap: int = 100_000,
         latency_window: int = 1000,
+        run_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         detector_class(default_detector)  # fail at start-up, not on the first fit
         self.store = store
         self.default_detector = default_detector
         self.training_points_cap = training_points_cap
-        self.inference_latency = LatencyWindow(latency_window)
-        self.training_latency = LatencyWindow(latency_window)
+        # With ``run_dir`` (the server's shared directory) health describes every worker.
+        self.stats = WorkerStats(latency_window, run_dir)
+        self.inference_latency = self.stats.inference
+        self.training_latency = self.stats.training
         self.started_at = time.time()
         self._lock = threading.Lock()
         self._models: LRUCache[tuple[str, int], LoadedModel] = LRUCache(model_cache_size)
@@ -131,6 +136,8 @@ class ModelRegistry:
             # caching it would serve a deleted model, so leave it to the store.
             if self._deletion_epoch == epoch:
                 self._models[(series_id, record.version)] = LoadedModel(record, model)
+                self._cache_changed()
+        metrics.record_fit(model.name)
         self.training_latency.record(time.perf_counter() - started)
         return record
 
@@ -163,13 +170,14 @@ class ModelRegistry:
                     return None
             loaded = self._models.get((series_id, version))
         if loaded is None:
-            return None
+            return None  # not a miss yet: predict() looks again and counts it
+        metrics.record_cache_hit()
         return self._answer(loaded, value, timestamp, started)
 
     def _answer(
         self, loaded: LoadedModel, value: float, timestamp: float, started: float
     ) -> Prediction:
-        scores = loaded.detector.score(np.array([timestamp]), np.array([value]))
+        point = loaded.detector.score_point(timestamp, value)
         params = loaded.record.params
         prediction = Prediction(
             series_id=loaded.record.series_id,
@@ -177,13 +185,14 @@ class ModelRegistry:
             detector=loaded.record.detector,
             threshold=params.get("threshold"),
             value=float(value),
-            anomaly=bool(scores.anomaly[0]),
-            score=float(scores.score[0]),
-            expected=float(scores.expected[0]),
-            lower=_finite_or_none(float(scores.lower[0])),
-            upper=_finite_or_none(float(scores.upper[0])),
-            direction=_SIDES[int(scores.side[0])],
+            anomaly=point.anomaly,
+            score=point.score,
+            expected=point.expected,
+            lower=_finite_or_none(point.lower),
+            upper=_finite_or_none(point.upper),
+            direction=_SIDES[point.side],
         )
+        metrics.record_scores(prediction.detector, 1, int(prediction.anomaly))
         self.inference_latency.record(time.perf_counter() - started)
         return prediction
 
@@ -196,7 +205,10 @@ class ModelRegistry:
     ) -> tuple[LoadedModel, Scores]:
         """Score many points at once, as the continuation of the model's training data."""
         loaded = self.model(series_id, version)
-        return loaded, loaded.detector.score(timestamps, values)
+        scores = loaded.detector.score(timestamps, values)
+        flagged = int(np.count_nonzero(scores.anomaly))
+        metrics.record_scores(loaded.record.detector, int(scores.anomaly.size), flagged)
+        return loaded, scores
 
     def model(self, series_id: str, version: int | None = None) -> LoadedModel:
         """The fitted model for ``version`` (latest when None), from cache or store."""
@@ -208,7 +220,9 @@ class ModelRegistry:
         with self._lock:
             cached = self._models.get((series_id, version))
         if cached is not None:
+            metrics.record_cache_hit()
             return cached
+        metrics.record_cache_miss()
         record = self.store.get_model(series_id, version)
         if record is None and asked_latest:
             # The remembered latest was deleted meanwhile: ask the store, not the map.
@@ -227,6 +241,7 @@ class ModelRegistry:
         with self._lock:
             if self._generation == generation:
                 self._models[(series_id, version)] = loaded
+                self._cache_changed()
         return loaded
 
     def _latest_version(self, series_id: str, generation: int) -> int:
@@ -259,7 +274,14 @@ class ModelRegistry:
                 if epoch != self._deletion_epoch:
                     self._deletion_epoch = epoch
                     self._models.clear()
+                    self._cache_changed()
             return self._generation
+
+    def _cache_changed(self) -> None:
+        """Publish the model cache's size; call it with the lock held."""
+        size = len(self._models)
+        self.stats.models_cached = size
+        metrics.set_cache_size(size)
 
     # -- series management --------------------------------------------------------------
 
@@ -311,7 +333,11 @@ class ModelRegistry:
     # -- health --------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """The contract's healthcheck fields plus store status, uptime and cache size."""
+        """The contract's healthcheck fields plus store status, uptime and cache size.
+
+        Latencies, ``models_cached`` and ``workers`` cover every live worker of the server
+        when the registry was given a ``run_dir``, this process alone otherwise.
+        """
         store_error: str | None = None
         series_trained: int | None = None
         try:
@@ -319,23 +345,66 @@ class ModelRegistry:
             series_trained = self.store.count_series()
         except StoreUnavailable as exc:
             store_error = exc.message
-        with self._lock:
-            cached = len(self._models)
+        server = self.stats.server_view()
         return {
             "series_trained": series_trained,
-            "inference_latency_ms": self.inference_latency.summary(),
-            "training_latency_ms": self.training_latency.summary(),
+            "inference_latency_ms": server.inference_latency_ms,
+            "training_latency_ms": server.training_latency_ms,
             "status": "ok" if store_error is None else "unavailable",
             "store": {
                 "backend": self.store.backend,
                 "ok": store_error is None,
                 "error": store_error,
             },
-            "models_cached": cached,
+            "models_cached": server.models_cached,
+            "workers": server.workers,
             "uptime_s": round(time.time() - self.started_at, 3),
             "version": __version__,
         }
 
     def close(self) -> None:
-        """Release the store's connections."""
+        """Release the store's connections and withdraw from the server's health figures."""
+        self.stats.close()
         self.store.close()
+
+    # -- one-off detection ---------------------------------------------------------------
+
+    def detect(
+        self,
+        timestamps: npt.ArrayLike,
+        values: npt.ArrayLike,
+        detector: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> tuple[Detector, Scores]:
+        """Fit ``detector`` on the points and score every one of them; store nothing.
+
+        The model sees the points in time order (as a fit would); the scores come back
+        in the order the points were given.
+        """
+        model = detector_class(detector or self.default_detector)(params)
+        series = Series.from_arrays(timestamps, values)
+        model.fit(series)
+        scores = model.fitted_scores(series)
+        stamps = np.asarray(timestamps)
+        if stamps.size > 1 and not bool(np.all(stamps[1:] >= stamps[:-1])):
+            scores = _unsorted(scores, np.argsort(stamps, kind="stable"))
+        metrics.record_scores(model.name, len(scores), int(np.count_nonzero(scores.anomaly)))
+        return model, scores
+
+
+def _unsorted(scores: Scores, order: npt.NDArray[np.intp]) -> Scores:
+    """``scores`` of time-sorted points put back in the order the points came in."""
+
+    def back(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        result = np.empty_like(array)
+        result[order] = array
+        return result
+
+    return Scores(
+        expected=back(scores.expected),
+        lower=back(scores.lower),
+        upper=back(scores.upper),
+        score=back(scores.score),
+        anomaly=back(scores.anomaly),
+        side=back(scores.side),
+    )

@@ -50,3 +50,8 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
         "info", description="uvicorn log level."
     )
+    access_log: bool = Field(
+        False,
+        description="Log a line per request. Off by default: at thousands of predicts a "
+        "second it costs more CPU than the predicts, and /metrics counts requests anyway.",
+    )

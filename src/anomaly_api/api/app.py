@@ -15,10 +15,14 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from anomaly_api import __version__
+from anomaly_api import __version__, metrics
+from anomaly_api.api.columnar import BatchRequest, DetectRequest
 from anomaly_api.api.errors import install_error_handlers
+from anomaly_api.api.fast import FastPredict
 from anomaly_api.api.limits import BodySizeLimit
-from anomaly_api.api.routes import detectors, health, models, plot, series
+from anomaly_api.api.metrics_middleware import MetricsMiddleware
+from anomaly_api.api.routes import batch, detectors, health, models, plot, series
+from anomaly_api.api.routes import metrics as metrics_route
 from anomaly_api.api.schemas import ErrorResponse, FitRequest, PredictRequest
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.settings import Settings
@@ -37,8 +41,14 @@ Errors are `{"detail": "..."}` with a sentence that names the field or the missi
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app for ``settings`` (read from ``ANOMALY_*`` variables when None)."""
+def create_app(settings: Settings | None = None) -> FastPredict:
+    """The ASGI app to serve for ``settings`` (read from ``ANOMALY_*`` variables when None):
+    :func:`create_api` behind the predict fast path (see :mod:`anomaly_api.api.fast`)."""
+    return FastPredict(create_api(settings))
+
+
+def create_api(settings: Settings | None = None) -> FastAPI:
+    """The FastAPI application: every route, its validation, errors and documentation."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -50,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             model_cache_size=settings.model_cache_size,
             training_points_cap=settings.training_points_cap,
             latency_window=settings.latency_window,
+            run_dir=metrics.run_dir(),
         )
         app.state.registry = registry
         # matplotlib takes about a second to import; do it off the request path, without
@@ -68,10 +79,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for router in (models.router, series.router, health.router, detectors.router, plot.router):
+    # batch first: /predict/{id}/batch would otherwise be read as the id "{id}/batch".
+    for router in (
+        batch.router,
+        models.router,
+        series.router,
+        health.router,
+        detectors.router,
+        plot.router,
+    ):
         app.include_router(router)
+    app.include_router(metrics_route.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    _complete_openapi(app, (FitRequest, PredictRequest, ErrorResponse))
+    app.add_middleware(MetricsMiddleware)  # outside the size limit, so a 413 is counted too
+    _complete_openapi(app, (FitRequest, PredictRequest, BatchRequest, DetectRequest, ErrorResponse))
     return app
 
 

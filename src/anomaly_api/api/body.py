@@ -18,6 +18,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import msgspec
 import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +29,7 @@ from anomaly_api.errors import InvalidInput
 
 _PARSE_IN_THREAD_BYTES = 64 * 1024
 ModelT = TypeVar("ModelT", bound=BaseModel)
+StructT = TypeVar("StructT", bound=msgspec.Struct)
 
 
 def _parse(raw: bytes) -> Any:
@@ -67,6 +69,33 @@ def json_body(model: type[ModelT]) -> Callable[[Request], Awaitable[ModelT]]:
         if len(raw) > _PARSE_IN_THREAD_BYTES:
             return await run_in_threadpool(_validate, model, raw)
         return _validate(model, raw)
+
+    return read_body
+
+
+def _decode(struct: type[StructT], model: type[ModelT], raw: bytes) -> StructT | ModelT:
+    try:
+        return msgspec.json.decode(raw, type=struct)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        # The model either explains what is wrong, naming the field, or accepts what
+        # msgspec cannot hold (integers beyond 64 bits): one behaviour either way.
+        return _validate(model, raw)
+
+
+def fast_body(
+    struct: type[StructT], model: type[ModelT]
+) -> Callable[[Request], Awaitable[StructT | ModelT]]:
+    """A dependency that decodes large bodies with msgspec's ``struct``, which must
+    accept what ``model`` accepts (see :mod:`anomaly_api.api.columnar`); ``model`` reads
+    the bodies msgspec refuses, and documents the route."""
+
+    async def read_body(request: Request) -> StructT | ModelT:
+        raw = await request.body()
+        if not raw.strip():
+            raise InvalidInput("request body is empty: expected a JSON object", field="body")
+        if len(raw) > _PARSE_IN_THREAD_BYTES:
+            return await run_in_threadpool(_decode, struct, model, raw)
+        return _decode(struct, model, raw)
 
     return read_body
 

@@ -75,19 +75,26 @@ class FitRequest(BaseModel):
 
     def detector_params(self) -> dict[str, Any]:
         """``params`` with the top-level shorthands merged in; a conflict is an error."""
-        merged = dict(self.params or {})
-        for name in ("threshold", "direction"):
-            shorthand = getattr(self, name)
-            if shorthand is None:
-                continue
-            if name in merged and merged[name] != shorthand:
-                raise InvalidParameter(
-                    f"{name} is given twice with different values ({shorthand!r} and "
-                    f"params.{name}={merged[name]!r}); give it once",
-                    field=name,
-                )
-            merged[name] = shorthand
-        return merged
+        return merge_params(self.params, self.threshold, self.direction)
+
+
+def merge_params(
+    params: dict[str, Any] | None, threshold: float | None, direction: str | None
+) -> dict[str, Any]:
+    """Detector ``params`` with the fit body's ``threshold``/``direction`` shorthands
+    merged in; the same name given twice with different values is an error."""
+    merged = dict(params or {})
+    for name, shorthand in (("threshold", threshold), ("direction", direction)):
+        if shorthand is None:
+            continue
+        if name in merged and merged[name] != shorthand:
+            raise InvalidParameter(
+                f"{name} is given twice with different values ({shorthand!r} and "
+                f"params.{name}={merged[name]!r}); give it once",
+                field=name,
+            )
+        merged[name] = shorthand
+    return merged
 
 
 class FitResponse(BaseModel):
@@ -210,7 +217,10 @@ class HealthResponse(BaseModel):
     training_latency_ms: LatencySummary
     status: Literal["ok", "unavailable"]
     store: StoreStatus
-    models_cached: int = Field(description="Fitted models held in this process's cache.")
+    models_cached: int = Field(
+        description="Fitted models held in memory, summed over the server's live workers."
+    )
+    workers: int = Field(description="Live worker processes the latencies and models_cached cover.")
     uptime_s: float
     version: str = Field(description="anomaly-api release.")
 

@@ -319,8 +319,12 @@ class SQLiteModelStore:
         connection.execute("UPDATE meta SET value = value + 1 WHERE key = 'deletion_epoch'")
 
     def change_marker(self) -> int:
-        with self._translate(), self._watch_lock:
-            (marker,) = self._watch.execute("PRAGMA data_version").fetchone()
+        # Called on every cached predict: no context managers, just the one statement.
+        try:
+            with self._watch_lock:
+                (marker,) = self._watch.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store at {self.path} failed: {exc}") from exc
         return int(marker)
 
     def deletion_epoch(self) -> int:

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from anomaly_api.api.body import documented_body, json_body
+from anomaly_api.api.body import documented_body, fast_body, json_body
+from anomaly_api.api.columnar import FitBody, values_array
 from anomaly_api.api.deps import RegistryDep, SeriesIdPath, VersionDep
 from anomaly_api.api.schemas import (
     ErrorResponse,
@@ -39,7 +40,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 )
 def fit(
     series_id: SeriesIdPath,
-    body: Annotated[FitRequest, Depends(json_body(FitRequest))],
+    body: Annotated[FitBody | FitRequest, Depends(fast_body(FitBody, FitRequest))],
     registry: RegistryDep,
 ) -> FitResponse:
     """Fit the detector on the points and store the result as the series' next version
@@ -54,7 +55,7 @@ def fit(
     record = registry.fit(
         series_id,
         parse_timestamps(body.timestamps),
-        body.values,
+        values_array(body.values),
         detector=body.detector,
         params=body.detector_params(),
     )

@@ -1,0 +1,274 @@
+"""The service against a bare ASGI app, on this machine, in one run.
+
+Usage: ``python benchmarks/wrk/compare.py [--rounds 3] [--seconds 10] [--out DIR]``
+(``make bench`` runs it when ``wrk`` is installed).
+
+1. **Single predicts**, as the issue measures them: ``wrk -t1 -c100`` for ``--seconds``,
+   wrk pinned to one core and the server (one uvicorn worker) to the other. In each
+   round: the bare app (``bare_asgi.py``: parse with orjson, compare, answer), then the
+   service with ``?version=1``, then latest. Reported: median requests/s over the
+   rounds, the service's share of the bare app's, p50/p99 latency, errors, and the
+   server's CPU time per request (read from ``/proc``; steadier than requests/s when
+   the machine is shared).
+2. **Large bodies**: a 1M-point body sent to the bare app (which parses it and answers
+   with its length), to ``POST /predict/{id}/batch`` (1M points scored, columnar answer)
+   and to ``POST /fit`` (1M points fitted and stored), timed by the client from the
+   first byte sent to the last byte received; median of ``--repeats``.
+
+Prints a markdown table and writes ``compare.json`` (and ``compare.md``) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+HERE = Path(__file__).resolve().parent
+SERVER_CORE, CLIENT_CORE = "0", "1"
+PREDICT_LUA = HERE / "predict.lua"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its children so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
+    return (utime + stime + cutime + cstime) / TICKS
+
+
+def wait_ready(port: int, path: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", path)
+            connection.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+def start(command: list[str], env: dict[str, str], port: int, ready: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, *command],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_ready(port, ready)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def post(port: int, path: str, body: bytes) -> tuple[int, bytes, float]:
+    """Status, body and seconds from sending the first byte to reading the last."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    connection.connect()
+    started = time.perf_counter()
+    connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    data = response.read()
+    seconds = time.perf_counter() - started
+    connection.close()
+    return response.status, data, seconds
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(port: int, path: str, seconds: int, pid: int) -> dict[str, Any]:
+    """One wrk run against ``path``: rate, latency percentiles, errors, CPU/request."""
+    cpu_before = cpu_seconds(pid)
+    output = subprocess.run(
+        [
+            "taskset", "-c", CLIENT_CORE, "wrk", "-t1", "-c100", f"-d{seconds}s", "--latency",
+            "-s", str(PREDICT_LUA), f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    cpu = cpu_seconds(pid) - cpu_before
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    latency = {
+        name: float(value) * _UNITS[unit]
+        for name, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", output, re.M)
+    }
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "requests_per_s": rate,
+        "p50_ms": latency.get("50"),
+        "p99_ms": latency.get("99"),
+        "errors": errors + (int(non_2xx.group(1)) if non_2xx else 0),
+        "cpu_us_per_request": cpu / total * 1e6 if total else None,
+    }
+
+
+def median_of(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(run[key] for run in runs))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    args = parser.parse_args()
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        print("compare: needs wrk and taskset (apt install wrk util-linux)", file=sys.stderr)
+        return 2
+    bin_dir = Path(sys.executable).parent
+    scratch = Path(tempfile.mkdtemp(prefix="anomaly-compare-"))
+    env = {
+        **os.environ,
+        "ANOMALY_DATABASE_URL": f"sqlite:///{scratch}/models.db",
+        "ANOMALY_LOG_LEVEL": "warning",
+    }
+    bare_port, service_port = free_port(), free_port()
+    bare = start(
+        [str(bin_dir / "uvicorn"), "--app-dir", str(HERE), "bare_asgi:app", "--port",
+         str(bare_port), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+         "--no-access-log"],
+        env, bare_port, "/",
+    )
+    service = start(
+        [str(bin_dir / "anomaly-api"), "serve", "--port", str(service_port)],
+        env, service_port, "/healthcheck",
+    )
+    results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    try:
+        from anomaly_api.sample import sample_points
+
+        timestamps, values = sample_points(1000, 42)
+        fit = orjson.dumps({"timestamps": timestamps, "values": values})
+        status, _, _ = post(service_port, "/fit/sample", fit)
+        assert status == 200, status
+        predict = b'{"timestamp": 1691001000, "value": 150.5}'
+        for path in ("/predict/sample?version=1", "/predict/sample"):
+            assert post(service_port, path, predict)[0] == 200
+        targets = {
+            "bare ASGI + orjson": (bare_port, "/predict/sample", bare.pid),
+            "service, ?version=1": (service_port, "/predict/sample?version=1", service.pid),
+            "service, latest": (service_port, "/predict/sample", service.pid),
+        }
+        for port, path, pid in targets.values():
+            wrk(port, path, 2, pid)  # warm-up, discarded
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+        for round_ in range(args.rounds):
+            for name, (port, path, pid) in targets.items():
+                runs[name].append(wrk(port, path, args.seconds, pid))
+                print(f"round {round_ + 1}: {name}: {runs[name][-1]}", file=sys.stderr)
+        results["predict"] = runs
+        results["large"] = large_bodies(args.points, args.repeats, bare_port, service_port)
+    finally:
+        stop(service)
+        stop(bare)
+        shutil.rmtree(scratch, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compare.json").write_text(json.dumps(results, indent=2))
+    table = markdown(results, args)
+    (args.out / "compare.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+def large_bodies(points: int, repeats: int, bare_port: int, service_port: int) -> dict[str, Any]:
+    rng = np.random.default_rng(5)
+    stamps = (1_700_000_000 + np.arange(points)).tolist()
+    values = rng.normal(100, 10, points).tolist()
+    body = orjson.dumps({"timestamps": stamps, "values": values})
+    targets = {
+        "bare app accepts the body": (bare_port, "/fit/big"),
+        "POST /predict/{id}/batch": (service_port, "/predict/sample/batch"),
+        "POST /fit (stored)": (service_port, "/fit/big"),
+        "POST /detect": (service_port, "/detect"),
+    }
+    timings: dict[str, list[float]] = {name: [] for name in targets}
+    for _ in range(repeats):
+        for name, (port, path) in targets.items():
+            status, answer, seconds = post(port, path, body)
+            if status != 200:
+                raise RuntimeError(f"{name}: {status} {answer[:200]!r}")
+            timings[name].append(seconds)
+    return {"points": points, "body_mb": len(body) / 1e6, "seconds": timings}
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}"
+
+
+def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
+    runs = results["predict"]
+    bare = median_of(runs["bare ASGI + orjson"], "requests_per_s")
+    lines = [
+        f"Machine: {results['machine']}. Date: {results['date']}. Command: "
+        f"`python benchmarks/wrk/compare.py --rounds {args.rounds} --seconds {args.seconds}` "
+        f"(wrk -t1 -c100, {args.seconds} s per run, medians of {args.rounds} rounds; server "
+        f"and wrk pinned to different cores).",
+        "",
+        "| single predict | requests/s | share of bare | p50 ms | p99 ms | errors | CPU µs/request |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, name_runs in runs.items():
+        rate = median_of(name_runs, "requests_per_s")
+        lines.append(
+            f"| {name} | {rate:,.0f} | {rate / bare:.0%} | {median_of(name_runs, 'p50_ms'):.2f} | "
+            f"{median_of(name_runs, 'p99_ms'):.2f} | {sum(r['errors'] for r in name_runs)} | "
+            f"{median_of(name_runs, 'cpu_us_per_request'):.0f} |"
+        )
+    large = results["large"]
+    base = statistics.median(large["seconds"]["bare app accepts the body"])
+    lines += [
+        "",
+        f"| {large['points']:,} points ({large['body_mb']:.0f} MB body), client to last byte "
+        f"| median s | × bare |",
+        "|---|---:|---:|",
+    ]
+    for name, seconds in large["seconds"].items():
+        median = statistics.median(seconds)
+        lines.append(f"| {name} | {median:.3f} | {median / base:.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

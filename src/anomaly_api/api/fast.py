@@ -1,0 +1,149 @@
+"""The hot path: ``POST /predict/{series_id}`` answered in front of the framework.
+
+A single predict is a few microseconds of arithmetic, but FastAPI's routing, dependency
+injection and pydantic validation cost well over 100 µs of CPU per request, which caps
+one worker at a few thousand predicts per second. This ASGI middleware sits outside the
+framework (in front of the FastAPI app itself, whose own middleware costs tens of µs)
+and answers the common case itself:
+
+* the body is small, complete, and a JSON object whose ``timestamp`` and ``value`` have
+  the types :class:`~anomaly_api.api.schemas.PredictRequest` accepts;
+* the series id is valid and ``?version=`` is absent or a plain positive integer;
+* the model is in memory and known current (:meth:`ModelRegistry.predict_cached`, the
+  same call the FastAPI route makes first).
+
+Everything else (bad input to explain, a model to load from the store, a store that is
+down, any other route) goes to the FastAPI app unchanged, with the body already read
+replayed to it. So validation, error bodies, ``/docs``, the "latest" guarantee and the
+latency windows are the framework route's by construction: this module only skips work
+on requests that the route would have answered with 200, and the answer's bytes are the
+same (:func:`~anomaly_api.api.schemas.prediction_json`). ``tests/api/test_fast.py``
+compares the two paths answer for answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from starlette.datastructures import State
+
+from anomaly_api import metrics
+from anomaly_api.api.deps import parse_version
+from anomaly_api.api.schemas import prediction_json
+from anomaly_api.errors import AnomalyApiError
+from anomaly_api.registry import ModelRegistry
+from anomaly_api.timestamps import parse_timestamp
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PREFIX = "/predict/"
+#: The route template the predict metrics are recorded under, as the framework names it.
+HANDLER = "/predict/{series_id}"
+#: A predict body is ~50 bytes; anything much larger is left to the framework's checks.
+MAX_FAST_BODY = 4096
+_VERSION = b"version="
+_HEADERS = [(b"content-type", b"application/json")]
+
+
+class FastPredict:
+    """ASGI wrapper answering cache-hit predicts without the framework (see module)."""
+
+    def __init__(self, api: FastAPI) -> None:
+        self.api = api
+
+    @property
+    def state(self) -> State:
+        """The FastAPI app's state (its registry and settings), as on the app itself."""
+        return self.api.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not scope["path"].startswith(PREFIX)
+        ):
+            await self.api(scope, receive, send)
+            return
+        started = time.perf_counter()
+        body, complete = await _read_body(receive)
+        small = complete and len(body) <= MAX_FAST_BODY
+        answer = _answer(self.api.state, scope, body) if small else None
+        if answer is None:
+            await self.api(scope, _replay(body, complete, receive), send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        await send({"type": "http.response.body", "body": answer})
+        metrics.observe_request(HANDLER, "POST", 200, time.perf_counter() - started)
+
+
+def _answer(state: State, scope: Scope, body: bytes) -> bytes | None:
+    """The 200 body for a cache-hit predict, or None to let the framework answer."""
+    registry: ModelRegistry | None = getattr(state, "registry", None)
+    series_id: str = scope["path"][len(PREFIX) :]
+    if registry is None or "/" in series_id:
+        return None
+    try:
+        version = _version(scope["query_string"])
+        point = orjson.loads(body)
+        if type(point) is not dict:
+            return None
+        raw_timestamp: Any = point.get("timestamp")
+        value: Any = point.get("value")
+        # The types PredictRequest accepts (strict: no bools, no null).
+        if type(value) not in (int, float) or type(raw_timestamp) not in (int, float, str):
+            return None
+        timestamp = parse_timestamp(raw_timestamp)
+        prediction = registry.predict_cached(series_id, float(value), timestamp, version)
+    except (AnomalyApiError, orjson.JSONDecodeError, ValueError, OverflowError):
+        return None
+    if prediction is None:
+        return None
+    return prediction_json(prediction, timestamp)
+
+
+def _version(query: bytes) -> int | None:
+    """``?version=N`` in its plain form; anything fancier raises for the framework to parse."""
+    if not query:
+        return None
+    if not query.startswith(_VERSION) or b"&" in query or b"%" in query or b"+" in query:
+        raise ValueError("not a plain version query")
+    return parse_version(query[len(_VERSION) :].decode("ascii"))
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The request body if it is complete within :data:`MAX_FAST_BODY` bytes; otherwise
+    what was read so far and False."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+        if size > MAX_FAST_BODY:
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
+    """A ``receive`` that first hands back what was already read, then the rest."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": not complete}
+        return await receive()
+
+    return replay

@@ -1,0 +1,148 @@
+"""``POST /predict/{series_id}/batch`` and ``POST /detect``: many points per request.
+
+Registered before ``/predict/{series_id}``, whose id may contain anything (so that an
+id with a slash gets a 422 that says so, not a 404).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from anomaly_api.api.body import documented_body, fast_body
+from anomaly_api.api.columnar import (
+    BatchRequest,
+    BatchResponse,
+    DetectRequest,
+    DetectResponse,
+    FitBody,
+    PointsBody,
+    columnar_json,
+    parse_columns,
+    values_array,
+)
+from anomaly_api.api.deps import RegistryDep, SeriesIdPath, VersionDep
+from anomaly_api.api.schemas import ErrorResponse
+from anomaly_api.errors import InvalidInput
+from anomaly_api.registry import ModelRegistry
+from anomaly_api.timestamps import parse_timestamps
+
+router = APIRouter(tags=["models"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "Unknown series or version."},
+    413: {"model": ErrorResponse, "description": "Body over ANOMALY_MAX_BODY_BYTES."},
+    422: {"model": ErrorResponse, "description": "Invalid input; the message names the field."},
+    503: {"model": ErrorResponse, "description": "The model store is unavailable."},
+}
+
+
+async def columns_query(
+    columns: Annotated[
+        str | None,
+        Query(
+            description="Comma-separated subset of anomaly,score,expected,lower,upper to "
+            "return (all when omitted): fewer columns, smaller and faster answers.",
+            examples=["anomaly,score"],
+        ),
+    ] = None,
+) -> tuple[str, ...]:
+    return parse_columns(columns)
+
+
+ColumnsDep = Annotated[tuple[str, ...], Depends(columns_query)]
+
+
+def _points(body: PointsBody | BatchRequest | FitBody | DetectRequest) -> tuple[Any, Any]:
+    if len(body.timestamps) != len(body.values):
+        raise InvalidInput(
+            f"timestamps has {len(body.timestamps)} items but values has {len(body.values)}; "
+            "give one timestamp per value",
+            field="timestamps",
+        )
+    return parse_timestamps(body.timestamps), values_array(body.values)
+
+
+@router.post(
+    "/predict/{series_id:series}/batch",
+    response_model=BatchResponse,
+    responses=_ERRORS,
+    summary="Score many points of a series at once",
+    openapi_extra=documented_body(BatchRequest),
+)
+async def predict_batch(
+    series_id: SeriesIdPath,
+    body: Annotated[PointsBody | BatchRequest, Depends(fast_body(PointsBody, BatchRequest))],
+    registry: RegistryDep,
+    version: VersionDep,
+    columns: ColumnsDep,
+) -> Response:
+    """Score every point against a version of the series' model (the latest when
+    `version` is omitted), in the order given, as the continuation of its training data.
+    Answers with one array per field: a million points take about as long as parsing
+    their JSON.
+
+    ```
+    curl -X POST 'localhost:8000/predict/sensor_1/batch?version=1' \\
+      -d '{"timestamps": [1691000300, 1691000360], "values": [12.5, 80.0]}'
+    ```
+    """
+    return Response(
+        await run_in_threadpool(_score_batch, registry, series_id, body, version, columns),
+        media_type="application/json",
+    )
+
+
+def _score_batch(
+    registry: ModelRegistry,
+    series_id: str,
+    body: PointsBody | BatchRequest,
+    version: int | None,
+    columns: tuple[str, ...],
+) -> bytes:
+    timestamps, values = _points(body)
+    loaded, scores = registry.score_batch(series_id, timestamps, values, version)
+    return columnar_json(
+        scores,
+        columns,
+        series_id=series_id,
+        model_version=str(loaded.record.version),
+        detector=loaded.record.detector,
+    )
+
+
+@router.post(
+    "/detect",
+    response_model=DetectResponse,
+    responses={code: doc for code, doc in _ERRORS.items() if code not in (404, 503)},
+    summary="Fit and score a whole series in one call, storing nothing",
+    openapi_extra=documented_body(DetectRequest),
+)
+async def detect(
+    body: Annotated[FitBody | DetectRequest, Depends(fast_body(FitBody, DetectRequest))],
+    registry: RegistryDep,
+    columns: ColumnsDep,
+) -> Response:
+    """Fit the detector (as `POST /fit` would, same body) on the points and say how it
+    judges each of them: for backfills and one-off analysis. Nothing is stored; the
+    answer has one array per field, in the order of the points given.
+
+    ```
+    curl -X POST localhost:8000/detect -d '{"timestamps": [1, 2, 3, 4, 5, 6],
+      "values": [10, 11, 9, 12, 10, 50], "detector": "robust"}'
+    ```
+    """
+    return Response(
+        await run_in_threadpool(_detect, registry, body, columns), media_type="application/json"
+    )
+
+
+def _detect(
+    registry: ModelRegistry, body: FitBody | DetectRequest, columns: tuple[str, ...]
+) -> bytes:
+    timestamps, values = _points(body)
+    model, scores = registry.detect(timestamps, values, body.detector, body.detector_params())
+    return columnar_json(scores, columns, detector=model.name, params=model.params)
