@@ -6,6 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 NAB ?= ../shared/nab
+BENCH_OUT ?= bench-results
 
 .PHONY: install install-dev run test lint typecheck pytest bench evaluate clean
 
@@ -30,8 +31,8 @@ run: install
 	$(BIN)/anomaly-api serve --host $(HOST) --port $(PORT)
 
 lint: install-dev
-	$(BIN)/ruff format --check src tests
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
 
 typecheck: install-dev
 	$(BIN)/mypy
@@ -41,8 +42,16 @@ pytest: install-dev
 
 test: lint typecheck pytest
 
+# The README's performance tables: every scenario against a throwaway server (medians of
+# 3 runs), how cost grows with series, points and cache size, and (where wrk and taskset
+# are installed) the service against a bare ASGI app under wrk. Each prints markdown;
+# JSON, markdown and scaling.png land in $(BENCH_OUT). About 8 minutes on 2 cores.
 bench: install
-	$(BIN)/anomaly-api bench
+	$(BIN)/anomaly-api bench --serve --scenario all --runs 3 --markdown --out $(BENCH_OUT)
+	$(BIN)/anomaly-api bench --scenario scaling --out $(BENCH_OUT)
+	@if command -v wrk >/dev/null && command -v taskset >/dev/null; then \
+		$(BIN)/python benchmarks/wrk/compare.py --rounds 3 --seconds 10 --out $(BENCH_OUT); \
+	else echo "bench: wrk or taskset not installed, skipping the wrk comparison (apt install wrk)"; fi
 
 # Every detector on a NAB-layout corpus (the README's detection table).
 evaluate: install

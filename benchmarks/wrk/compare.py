@@ -72,7 +72,9 @@ def wait_ready(port: int, path: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"server on port {port} did not start")
 
 
-def start(command: list[str], env: dict[str, str], port: int, ready: str) -> subprocess.Popen[bytes]:
+def start(
+    command: list[str], env: dict[str, str], port: int, ready: str
+) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, *command],
         env=env,
@@ -114,10 +116,21 @@ def wrk(port: int, path: str, seconds: int, pid: int) -> dict[str, Any]:
     cpu_before = cpu_seconds(pid)
     output = subprocess.run(
         [
-            "taskset", "-c", CLIENT_CORE, "wrk", "-t1", "-c100", f"-d{seconds}s", "--latency",
-            "-s", str(PREDICT_LUA), f"http://127.0.0.1:{port}{path}",
+            "taskset",
+            "-c",
+            CLIENT_CORE,
+            "wrk",
+            "-t1",
+            "-c100",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(PREDICT_LUA),
+            f"http://127.0.0.1:{port}{path}",
         ],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     cpu = cpu_seconds(pid) - cpu_before
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
@@ -161,14 +174,30 @@ def main() -> int:
     }
     bare_port, service_port = free_port(), free_port()
     bare = start(
-        [str(bin_dir / "uvicorn"), "--app-dir", str(HERE), "bare_asgi:app", "--port",
-         str(bare_port), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-         "--no-access-log"],
-        env, bare_port, "/",
+        [
+            str(bin_dir / "uvicorn"),
+            "--app-dir",
+            str(HERE),
+            "bare_asgi:app",
+            "--port",
+            str(bare_port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env,
+        bare_port,
+        "/",
     )
     service = start(
         [str(bin_dir / "anomaly-api"), "serve", "--port", str(service_port)],
-        env, service_port, "/healthcheck",
+        env,
+        service_port,
+        "/healthcheck",
     )
     results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     try:
@@ -246,7 +275,8 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"(wrk -t1 -c100, {args.seconds} s per run, medians of {args.rounds} rounds; server "
         f"and wrk pinned to different cores).",
         "",
-        "| single predict | requests/s | share of bare | p50 ms | p99 ms | errors | CPU µs/request |",
+        "| single predict | requests/s | share of bare | p50 ms | p99 ms | errors "
+        "| CPU µs/request |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, name_runs in runs.items():
@@ -261,7 +291,7 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines += [
         "",
         f"| {large['points']:,} points ({large['body_mb']:.0f} MB body), client to last byte "
-        f"| median s | × bare |",
+        f"| median s | times bare |",
         "|---|---:|---:|",
     ]
     for name, seconds in large["seconds"].items():

@@ -28,24 +28,47 @@ def serve(
         str | None, typer.Option(help="Model store [ANOMALY_DATABASE_URL].")
     ] = None,
 ) -> None:
-    """Run the HTTP service (uvicorn with uvloop and httptools)."""
+    """Run the HTTP service (uvicorn with uvloop and httptools).
+
+    The workers share a run directory, so that /metrics and /healthcheck describe all of
+    them: a fresh temporary one, removed on exit, unless PROMETHEUS_MULTIPROC_DIR names
+    one (which must then be emptied between runs, or old counters are added in).
+    """
+    import shutil
+    import tempfile
+
     import uvicorn
 
     if database_url is not None:
         # Workers build their own Settings from the environment, so pass it on there.
         os.environ["ANOMALY_DATABASE_URL"] = database_url
     settings = Settings()
-    uvicorn.run(
-        "anomaly_api.api.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers or settings.workers,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
-    )
+    # prometheus_client reads the variable when first imported, which only the app (in
+    # this process or in the workers uvicorn spawns) does, after this line.
+    run_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    temporary = None
+    if run_dir:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    else:
+        temporary = tempfile.mkdtemp(prefix="anomaly-api-run-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = temporary
+    try:
+        uvicorn.run(
+            "anomaly_api.api.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers or settings.workers,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.log_level,
+            access_log=settings.access_log,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if temporary is not None:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 @app.command()
@@ -66,23 +89,150 @@ def bench(
     url: Annotated[str, typer.Option(help="Base URL of a running service.")] = (
         "http://127.0.0.1:8000"
     ),
-    requests: Annotated[int, typer.Option(min=1, help="Predict requests to send.")] = 5000,
-    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 100,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="predict, batch, fit, mixed, a comma-separated list, 'all', or 'scaling' "
+            "(how cost grows; starts its own servers)."
+        ),
+    ] = "predict",
+    requests: Annotated[
+        int | None,
+        typer.Option(min=1, help="Requests per scenario run [predict 5000, batch/fit 200]."),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Requests in flight at once [predict 100, batch/fit 8]."),
+    ] = None,
+    points: Annotated[
+        int | None,
+        typer.Option(min=5, help="Points per batch [10000] or per fit [1000]."),
+    ] = None,
+    runs: Annotated[int, typer.Option(min=1, help="Runs per scenario; medians reported.")] = 1,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Start a throwaway server (1 worker, fresh SQLite file) instead of --url.",
+        ),
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document instead of text.")
+    ] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Also print the README's markdown table.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Write JSON, markdown (and scaling's PNG) here.")
+    ] = None,
+    max_series: Annotated[
+        int, typer.Option(min=1, help="scaling: stored series (largest working set).")
+    ] = 100_000,
+    max_fit_points: Annotated[
+        int, typer.Option(min=5, help="scaling: largest fit measured.")
+    ] = 1_000_000,
     series_id: Annotated[str, typer.Option(help="Series the benchmark fits.")] = "bench_sample",
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Fit the sample, then send predicts concurrently; print rate, latency and health."""
-    from anomaly_api.bench import BenchError, format_report, run_bench
+    """Load-test the service: fit the sample, then predict (default), batch-predict, fit,
+    or both at once; print rate, latency percentiles, errors and the healthcheck.
 
-    try:
-        report = run_bench(
-            url, requests=requests, concurrency=concurrency, series_id=series_id, progress=progress
+    With the defaults this is the original's benchmark and prints its detailed report;
+    other scenarios, --runs or --json print a table or a JSON document. '--scenario
+    scaling' measures how predict latency, fit time and memory grow with the number of
+    series, the cache size and the points (see the README).
+    """
+    import json
+    import shlex
+    import sys
+
+    from anomaly_api.bench import (
+        BenchError,
+        format_markdown,
+        format_report,
+        format_table,
+        run_bench,
+        run_scenarios,
+        scenario_names,
+        suite_json,
+        write_suite,
+    )
+    from anomaly_api.bench_server import ServerError, target_url
+
+    command = shlex.join(["anomaly-api", *sys.argv[1:]])
+    if scenario.strip() == "scaling":
+        from anomaly_api.bench_scaling import (
+            ScalingConfig,
+            format_scaling,
+            run_scaling,
+            scaling_json,
+            write_scaling,
         )
-    except BenchError as exc:
-        typer.echo(f"bench: {exc}", err=True)
-        raise typer.Exit(code=2) from None
-    typer.echo(format_report(report))
-    if report.errors:
+
+        config = ScalingConfig.sized(
+            max_series=max_series,
+            max_fit_points=max_fit_points,
+            requests=requests,
+            concurrency=concurrency,
+        )
+        try:
+            result = run_scaling(config, progress=progress, command=command)
+        except ServerError as exc:
+            typer.echo(f"bench: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        if out is not None:
+            write_scaling(result, out)
+        typer.echo(
+            json.dumps(scaling_json(result), indent=2) if json_output else format_scaling(result)
+        )
+        return
+    try:
+        names = scenario_names(scenario)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scenario") from None
+    if names == ["predict"] and runs == 1 and not (json_output or markdown or out):
+        # The original's benchmark, reported in detail as it printed it.
+        try:
+            with target_url(url, serve) as target:
+                report = run_bench(
+                    target,
+                    requests=requests or 5000,
+                    concurrency=concurrency or 100,
+                    series_id=series_id,
+                    progress=progress,
+                )
+        except (BenchError, ServerError) as exc:
+            typer.echo(f"bench: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        typer.echo(format_report(report))
+        errors = report.errors
+    else:
+        try:
+            with target_url(url, serve) as target:
+                suite = run_scenarios(
+                    target,
+                    names,
+                    runs=runs,
+                    requests=requests,
+                    concurrency=concurrency,
+                    points=points,
+                    series_id=series_id,
+                    progress=progress,
+                    command=command,
+                )
+        except (BenchError, ServerError) as exc:
+            typer.echo(f"bench: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        if out is not None:
+            write_suite(suite, out)
+        if json_output:
+            typer.echo(json.dumps(suite_json(suite), indent=2))
+        else:
+            typer.echo(format_table(suite))
+            if markdown:
+                typer.echo("\n" + format_markdown(suite))
+        errors = suite.errors
+    if errors:
         raise typer.Exit(code=1)
 
 

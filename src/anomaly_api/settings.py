@@ -39,7 +39,9 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=1024, description="Larger request bodies are refused with 413."
     )
     latency_window: int = Field(
-        1000, ge=1, description="Recent requests the healthcheck's latency figures cover."
+        1000,
+        ge=1,
+        description="Recent requests per worker the healthcheck's latency figures cover.",
     )
     store_busy_timeout_s: float = Field(
         30.0, gt=0, description="How long a write waits for the database lock before a 503."

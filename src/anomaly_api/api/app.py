@@ -6,6 +6,7 @@ and closes on shutdown, so each app (and each test) owns its own database.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import threading
 from collections.abc import AsyncIterator
@@ -66,10 +67,12 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         # matplotlib takes about a second to import; do it off the request path, without
         # delaying start-up, so the first /plot is as fast as the others.
         threading.Thread(target=_warm_up_plotting, name="warm-up-plotting", daemon=True).start()
+        _freeze_startup_objects()
         try:
             yield
         finally:
             registry.close()
+            gc.unfreeze()  # what this app built may be collected again
 
     app = FastAPI(
         title="Anomaly Detection API",
@@ -98,6 +101,16 @@ def create_api(settings: Settings | None = None) -> FastAPI:
 
 def _warm_up_plotting() -> None:
     importlib.import_module("anomaly_api.plotting")
+    _freeze_startup_objects()
+
+
+def _freeze_startup_objects() -> None:
+    """Exempt what start-up built (modules, routes, schemas: ~10^5 objects) from the
+    garbage collector's full passes, which otherwise walk them all every few thousand
+    requests: a pause of milliseconds that lands in the p99 (the practice CPython's
+    ``gc.freeze`` was added for)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _complete_openapi(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:

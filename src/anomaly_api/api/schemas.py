@@ -192,11 +192,12 @@ def prediction_json(prediction: Prediction, timestamp: int) -> bytes:
 
 
 class LatencySummary(BaseModel):
-    """Latency over the most recent requests (ANOMALY_LATENCY_WINDOW)."""
+    """Latency over the most recent requests: ANOMALY_LATENCY_WINDOW per worker, merged
+    over the server's live workers."""
 
     avg: float = Field(description="Mean, in milliseconds.")
     p95: float = Field(description="95th percentile, in milliseconds.")
-    count: int = Field(description="How many requests the window holds.")
+    count: int = Field(description="How many requests the merged windows hold.")
 
 
 class StoreStatus(BaseModel):

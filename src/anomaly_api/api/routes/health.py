@@ -18,9 +18,11 @@ router = APIRouter(tags=["service"])
     summary="Service health and recent latencies",
 )
 def healthcheck(registry: RegistryDep) -> JSONResponse:
-    """`series_trained` is counted in the store (every process agrees); latencies cover
-    the most recent `ANOMALY_LATENCY_WINDOW` fits and predicts of this process. Answers
-    503 with `status: "unavailable"` when the store does not answer."""
+    """`series_trained` is counted in the store (every process agrees). Latencies cover
+    the most recent `ANOMALY_LATENCY_WINDOW` fits and predicts of each worker, merged
+    over all live workers of the server (`workers` says how many), as is
+    `models_cached`. Answers 503 with `status: "unavailable"` when the store does not
+    answer."""
     health = HealthResponse.model_validate(registry.health())
     return JSONResponse(
         health.model_dump(mode="json"), status_code=200 if health.status == "ok" else 503
