@@ -11,8 +11,9 @@ Usage: ``python benchmarks/wrk/compare.py [--rounds 3] [--seconds 10] [--out DIR
    server's CPU time per request (read from ``/proc``; steadier than requests/s when
    the machine is shared).
 2. **Large bodies**: a 1M-point body sent to the bare app (which parses it and answers
-   with its length), to ``POST /predict/{id}/batch`` (1M points scored, columnar answer)
-   and to ``POST /fit`` (1M points fitted and stored), timed by the client from the
+   with its length), to ``POST /predict/{id}/batch`` (1M points scored, columnar answer;
+   all five columns, then only ``anomaly,score``), to ``POST /fit`` (1M points fitted and
+   stored) and to ``POST /detect``, timed by the client from the
    first byte sent to the last byte received; median of ``--repeats``.
 
 Prints a markdown table and writes ``compare.json`` (and ``compare.md``) to ``--out``.
@@ -244,6 +245,10 @@ def large_bodies(points: int, repeats: int, bare_port: int, service_port: int) -
     targets = {
         "bare app accepts the body": (bare_port, "/fit/big"),
         "POST /predict/{id}/batch": (service_port, "/predict/sample/batch"),
+        "POST /predict/{id}/batch?columns=anomaly,score": (
+            service_port,
+            "/predict/sample/batch?columns=anomaly,score",
+        ),
         "POST /fit (stored)": (service_port, "/fit/big"),
         "POST /detect": (service_port, "/detect"),
     }

@@ -125,6 +125,14 @@ class _Tally:
             self._counts[value] = self._counts.get(value, 0.0) + amount
             self._arm()
 
+    def add_many(self, *values: Any) -> None:
+        """Add 1 to each of ``values`` (counter children), under one lock."""
+        with self._lock:
+            counts = self._counts
+            for value in values:
+                counts[value] = counts.get(value, 0.0) + 1
+            self._arm()
+
     def observe(self, histogram: Histogram, seconds: float) -> None:
         """Count ``seconds`` in its bucket of ``histogram`` (a labelled child)."""
         with self._lock:
@@ -214,6 +222,16 @@ def record_scores(detector: str, points: int, anomalies: int) -> None:
     _tally.add(_child(POINTS_SCORED, detector), points)
     if anomalies:
         _tally.add(_child(ANOMALIES_FLAGGED, detector), anomalies)
+
+
+def record_predict(detector: str, anomaly: bool, cache_hit: bool) -> None:
+    """Count one scored point of a single predict (and the cache hit that served it)."""
+    counters = [_child(POINTS_SCORED, detector)]
+    if anomaly:
+        counters.append(_child(ANOMALIES_FLAGGED, detector))
+    if cache_hit:
+        counters.append(CACHE_HITS)
+    _tally.add_many(*counters)
 
 
 def record_cache_hit() -> None:

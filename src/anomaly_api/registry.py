@@ -159,7 +159,6 @@ class ModelRegistry:
         call it directly and hand only the misses to a thread.
         """
         started = time.perf_counter()
-        check_series_id(series_id)
         marker = self.store.change_marker()
         with self._lock:
             if marker != self._marker:
@@ -169,13 +168,19 @@ class ModelRegistry:
                 if version is None:
                     return None
             loaded = self._models.get((series_id, version))
+        # Only valid ids are ever cached, so a hit needs no id check; a miss goes to
+        # predict(), which checks the id and counts the miss.
         if loaded is None:
-            return None  # not a miss yet: predict() looks again and counts it
-        metrics.record_cache_hit()
-        return self._answer(loaded, value, timestamp, started)
+            return None
+        return self._answer(loaded, value, timestamp, started, cache_hit=True)
 
     def _answer(
-        self, loaded: LoadedModel, value: float, timestamp: float, started: float
+        self,
+        loaded: LoadedModel,
+        value: float,
+        timestamp: float,
+        started: float,
+        cache_hit: bool = False,
     ) -> Prediction:
         point = loaded.detector.score_point(timestamp, value)
         params = loaded.record.params
@@ -192,7 +197,7 @@ class ModelRegistry:
             upper=_finite_or_none(point.upper),
             direction=_SIDES[point.side],
         )
-        metrics.record_scores(prediction.detector, 1, int(prediction.anomaly))
+        metrics.record_predict(prediction.detector, prediction.anomaly, cache_hit)
         self.inference_latency.record(time.perf_counter() - started)
         return prediction
 

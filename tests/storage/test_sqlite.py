@@ -83,3 +83,41 @@ def test_a_failed_write_releases_the_lock(tmp_path: Path) -> None:
     finally:
         store.close()
         other.close()
+
+
+def test_a_commit_is_announced_to_every_store_on_the_file(tmp_path: Path) -> None:
+    from tests.storage.test_store import new_model
+
+    path = tmp_path / "m.db"
+    first, second = SQLiteModelStore(path), SQLiteModelStore(path)
+    try:
+        marker = first.change_marker()
+        assert first.change_marker() == marker  # reading changes nothing
+        second.create_version(new_model("a"))
+        assert first.change_marker() != marker
+        marker = first.change_marker()
+        second.delete_series("a")
+        assert first.change_marker() != marker
+        assert (tmp_path / "m.db-changes").stat().st_size == 8
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_commit_by_another_program_is_noticed_within_the_watch_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anomaly_api.storage.sqlite as module
+
+    path = tmp_path / "m.db"
+    store = SQLiteModelStore(path)
+    monkeypatch.setattr(module, "WATCH_INTERVAL_S", 3600.0)
+    try:
+        marker = store.change_marker()
+        with sqlite3.connect(path) as other:  # writes without announcing
+            other.execute("UPDATE meta SET value = value + 1 WHERE key = 'deletion_epoch'")
+        assert store.change_marker() == marker  # not yet: the watch is read only so often
+        monkeypatch.setattr(module, "WATCH_INTERVAL_S", 0.0)
+        assert store.change_marker() != marker
+    finally:
+        store.close()

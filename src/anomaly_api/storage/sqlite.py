@@ -10,15 +10,24 @@
 * **Connections.** A small pool: each operation borrows a connection for its duration
   (a sqlite3 connection must not be shared mid-transaction) and returns it; at most
   ``MAX_IDLE_CONNECTIONS`` are kept open between bursts, so short-lived worker threads
-  cannot pile up connections. Plus one *watch* connection whose ``PRAGMA data_version`` changes
-  whenever any other connection, in this process or another, commits: a microsecond
-  check that lets the registry keep "latest" right without a query per predict.
+  cannot pile up connections.
+* **Change marker.** Every commit of this store (a fit, a delete) is announced by
+  writing a fresh random number into ``<database>-changes``, an 8-byte file every
+  process maps into memory; :meth:`change_marker` reads it, a memory read rather than a
+  query (``PRAGMA data_version`` took ~35 µs per call under load in a server, a third
+  of a cached predict's cost). The announcement comes after the commit and before the
+  fit is acknowledged, so a predict that starts after the acknowledgement sees it.
+  Writers other than this store (another program writing the file) are caught by the
+  ``PRAGMA data_version`` of a *watch* connection, read at most every
+  :data:`WATCH_INTERVAL_S`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import mmap
+import os
 import queue
 import sqlite3
 import threading
@@ -39,6 +48,8 @@ from anomaly_api.storage.codec import (
 
 SCHEMA_VERSION = 1
 MAX_IDLE_CONNECTIONS = 8
+WATCH_INTERVAL_S = 1.0
+"""How stale the change marker may be for commits made without this store's announcement."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -103,6 +114,9 @@ class SQLiteModelStore:
         self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._closed = False
         self._watch_lock = threading.Lock()
+        self._announcements = _Announcements(Path(f"{self.path}-changes"))
+        self._watched_at = 0.0
+        self._data_version = 0
         with self._translate():
             self._watch = self._open_connection()
             try:
@@ -219,6 +233,7 @@ class SQLiteModelStore:
                     values_blob,
                 ),
             )
+        self._announcements.announce()
         return ModelRecord(
             series_id=model.series_id,
             version=int(version),
@@ -303,6 +318,8 @@ class SQLiteModelStore:
             ).rowcount
             if deleted:
                 self._bump_deletion_epoch(connection)
+        if deleted:
+            self._announcements.announce()
         return int(deleted)
 
     def delete_version(self, series_id: str, version: int) -> bool:
@@ -312,6 +329,8 @@ class SQLiteModelStore:
             ).rowcount
             if deleted:
                 self._bump_deletion_epoch(connection)
+        if deleted:
+            self._announcements.announce()
         return bool(deleted)
 
     @staticmethod
@@ -319,13 +338,16 @@ class SQLiteModelStore:
         connection.execute("UPDATE meta SET value = value + 1 WHERE key = 'deletion_epoch'")
 
     def change_marker(self) -> int:
-        # Called on every cached predict: no context managers, just the one statement.
-        try:
-            with self._watch_lock:
-                (marker,) = self._watch.execute("PRAGMA data_version").fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store at {self.path} failed: {exc}") from exc
-        return int(marker)
+        # Called on every cached predict: a memory read, and a query once a second.
+        now = time.monotonic()
+        if now - self._watched_at >= WATCH_INTERVAL_S:
+            try:
+                with self._watch_lock:
+                    (version,) = self._watch.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"SQLite store at {self.path} failed: {exc}") from exc
+            self._data_version, self._watched_at = int(version), now
+        return self._announcements.latest() * 1_000_003 + self._data_version
 
     def deletion_epoch(self) -> int:
         [(epoch,)] = self._read("SELECT value FROM meta WHERE key = 'deletion_epoch'")
@@ -347,3 +369,31 @@ class SQLiteModelStore:
                 break
         with self._watch_lock:
             self._watch.close()
+        self._announcements.close()
+
+
+class _Announcements:
+    """An 8-byte file shared by every process using the database: each commit writes a
+    fresh random number there, so readers notice any commit with one memory read."""
+
+    def __init__(self, path: Path) -> None:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(descriptor).st_size < 8:
+                os.ftruncate(descriptor, 8)
+            self._map = mmap.mmap(descriptor, 8)
+        finally:
+            os.close(descriptor)
+        self._slot = memoryview(self._map).cast("Q")
+
+    def announce(self) -> None:
+        """Tell every reader that something was committed (one aligned 8-byte store)."""
+        self._slot[0] = int.from_bytes(os.urandom(8), "little")
+
+    def latest(self) -> int:
+        """The last announcement; it changes with every commit."""
+        return int(self._slot[0])
+
+    def close(self) -> None:
+        self._slot.release()
+        self._map.close()
