@@ -47,7 +47,7 @@ class LoadedModel:
     detector: Detector
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prediction:
     """The answer for one point, with everything a user needs to see why."""
 

@@ -42,7 +42,11 @@ def test_batch_of_many_points_keeps_their_order(client: TestClient) -> None:
     client.post("/fit/s", json=CONTRACT_FIT)
     values = np.linspace(-100, 100, 50_000)
     body = {"timestamps": list(range(1691001000, 1691051000))[::-1], "values": values.tolist()}
-    batch = client.post("/predict/s/batch", json=body).json()
+    response = client.post("/predict/s/batch", json=body)
+    # Sent in parts, with the length announced up front.
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert "transfer-encoding" not in response.headers
+    batch = response.json()
     assert batch["count"] == 50_000
     scores = np.array(batch["score"])
     middle = int(np.argmin(np.abs(values - 11.4)))  # the training mean

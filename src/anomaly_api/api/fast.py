@@ -49,6 +49,8 @@ HANDLER = "/predict/{series_id}"
 #: A predict body is ~50 bytes; anything much larger is left to the framework's checks.
 MAX_FAST_BODY = 4096
 _VERSION = b"version="
+MAX_REMEMBERED_QUERIES = 4096
+_versions: dict[bytes, int] = {}
 _HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -109,12 +111,22 @@ def _answer(state: State, scope: Scope, body: bytes) -> bytes | None:
 
 
 def _version(query: bytes) -> int | None:
-    """``?version=N`` in its plain form; anything fancier raises for the framework to parse."""
+    """``?version=N`` in its plain form; anything fancier raises for the framework to parse.
+
+    Clients ask for the same few versions over and over: answers are remembered (for at
+    most :data:`MAX_REMEMBERED_QUERIES` distinct query strings).
+    """
     if not query:
         return None
+    version = _versions.get(query)
+    if version is not None:
+        return version
     if not query.startswith(_VERSION) or b"&" in query or b"%" in query or b"+" in query:
         raise ValueError("not a plain version query")
-    return parse_version(query[len(_VERSION) :].decode("ascii"))
+    version = parse_version(query[len(_VERSION) :].decode("ascii"))
+    if version is not None and len(_versions) < MAX_REMEMBERED_QUERIES:
+        _versions[query] = version
+    return version
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

@@ -19,8 +19,9 @@ from anomaly_api.api.columnar import (
     DetectRequest,
     DetectResponse,
     FitBody,
+    PartsResponse,
     PointsBody,
-    columnar_json,
+    columnar_parts,
     parse_columns,
     values_array,
 )
@@ -90,9 +91,8 @@ async def predict_batch(
       -d '{"timestamps": [1691000300, 1691000360], "values": [12.5, 80.0]}'
     ```
     """
-    return Response(
-        await run_in_threadpool(_score_batch, registry, series_id, body, version, columns),
-        media_type="application/json",
+    return PartsResponse(
+        await run_in_threadpool(_score_batch, registry, series_id, body, version, columns)
     )
 
 
@@ -102,10 +102,10 @@ def _score_batch(
     body: PointsBody | BatchRequest,
     version: int | None,
     columns: tuple[str, ...],
-) -> bytes:
+) -> list[bytes]:
     timestamps, values = _points(body)
     loaded, scores = registry.score_batch(series_id, timestamps, values, version)
-    return columnar_json(
+    return columnar_parts(
         scores,
         columns,
         series_id=series_id,
@@ -135,14 +135,12 @@ async def detect(
       "values": [10, 11, 9, 12, 10, 50], "detector": "robust"}'
     ```
     """
-    return Response(
-        await run_in_threadpool(_detect, registry, body, columns), media_type="application/json"
-    )
+    return PartsResponse(await run_in_threadpool(_detect, registry, body, columns))
 
 
 def _detect(
     registry: ModelRegistry, body: FitBody | DetectRequest, columns: tuple[str, ...]
-) -> bytes:
+) -> list[bytes]:
     timestamps, values = _points(body)
     model, scores = registry.detect(timestamps, values, body.detector, body.detector_params())
-    return columnar_json(scores, columns, detector=model.name, params=model.params)
+    return columnar_parts(scores, columns, detector=model.name, params=model.params)
