@@ -48,3 +48,26 @@ def test_columns_are_validated() -> None:
     assert parse_columns(None) == COLUMNS
     with pytest.raises(InvalidInput, match="valid: anomaly, score"):
         parse_columns("score,nope")
+
+
+def test_integer_timestamps_take_the_quick_path_with_the_same_result() -> None:
+    import msgspec
+
+    from anomaly_api.api.body import _decode
+    from anomaly_api.api.columnar import (
+        BatchRequest,
+        IntPointsBody,
+        PointsBody,
+        timestamps_array,
+    )
+
+    structs = (IntPointsBody, PointsBody)
+    ints = _decode(structs, BatchRequest, b'{"timestamps": [3, 1, 2], "values": [1, 2, 3]}')
+    mixed = _decode(structs, BatchRequest, b'{"timestamps": [3.7, "1", 2], "values": [1, 2, 3]}')
+    assert isinstance(ints, IntPointsBody) and not isinstance(mixed, IntPointsBody)
+    assert timestamps_array(ints).tolist() == timestamps_array(mixed).tolist() == [3, 1, 2]
+    huge = msgspec.json.decode(
+        b'{"timestamps": [18446744073709551615], "values": [1]}', type=IntPointsBody
+    )
+    with pytest.raises(InvalidInput, match="timestamps"):
+        timestamps_array(huge)

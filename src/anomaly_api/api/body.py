@@ -73,29 +73,34 @@ def json_body(model: type[ModelT]) -> Callable[[Request], Awaitable[ModelT]]:
     return read_body
 
 
-def _decode(struct: type[StructT], model: type[ModelT], raw: bytes) -> StructT | ModelT:
-    try:
-        return msgspec.json.decode(raw, type=struct)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        # The model either explains what is wrong, naming the field, or accepts what
-        # msgspec cannot hold (integers beyond 64 bits): one behaviour either way.
-        return _validate(model, raw)
+def _decode(
+    structs: tuple[type[StructT], ...], model: type[ModelT], raw: bytes
+) -> StructT | ModelT:
+    for struct in structs:
+        try:
+            return msgspec.json.decode(raw, type=struct)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            continue  # a narrower struct stops at the first item it cannot take
+    # The model either explains what is wrong, naming the field, or accepts what msgspec
+    # cannot hold (integers beyond 64 bits): one behaviour either way.
+    return _validate(model, raw)
 
 
 def fast_body(
-    struct: type[StructT], model: type[ModelT]
+    structs: tuple[type[StructT], ...], model: type[ModelT]
 ) -> Callable[[Request], Awaitable[StructT | ModelT]]:
-    """A dependency that decodes large bodies with msgspec's ``struct``, which must
-    accept what ``model`` accepts (see :mod:`anomaly_api.api.columnar`); ``model`` reads
-    the bodies msgspec refuses, and documents the route."""
+    """A dependency that decodes bodies with the first of msgspec's ``structs`` that
+    takes them (the last must accept what ``model`` accepts, see
+    :mod:`anomaly_api.api.columnar`); ``model`` reads the bodies msgspec refuses, and
+    documents the route."""
 
     async def read_body(request: Request) -> StructT | ModelT:
         raw = await request.body()
         if not raw.strip():
             raise InvalidInput("request body is empty: expected a JSON object", field="body")
         if len(raw) > _PARSE_IN_THREAD_BYTES:
-            return await run_in_threadpool(_decode, struct, model, raw)
-        return _decode(struct, model, raw)
+            return await run_in_threadpool(_decode, structs, model, raw)
+        return _decode(structs, model, raw)
 
     return read_body
 

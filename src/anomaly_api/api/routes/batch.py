@@ -19,17 +19,19 @@ from anomaly_api.api.columnar import (
     DetectRequest,
     DetectResponse,
     FitBody,
+    IntFitBody,
+    IntPointsBody,
     PartsResponse,
     PointsBody,
     columnar_parts,
     parse_columns,
+    timestamps_array,
     values_array,
 )
 from anomaly_api.api.deps import RegistryDep, SeriesIdPath, VersionDep
 from anomaly_api.api.schemas import ErrorResponse
 from anomaly_api.errors import InvalidInput
 from anomaly_api.registry import ModelRegistry
-from anomaly_api.timestamps import parse_timestamps
 
 router = APIRouter(tags=["models"])
 
@@ -64,7 +66,7 @@ def _points(body: PointsBody | BatchRequest | FitBody | DetectRequest) -> tuple[
             "give one timestamp per value",
             field="timestamps",
         )
-    return parse_timestamps(body.timestamps), values_array(body.values)
+    return timestamps_array(body), values_array(body.values)
 
 
 @router.post(
@@ -76,7 +78,9 @@ def _points(body: PointsBody | BatchRequest | FitBody | DetectRequest) -> tuple[
 )
 async def predict_batch(
     series_id: SeriesIdPath,
-    body: Annotated[PointsBody | BatchRequest, Depends(fast_body(PointsBody, BatchRequest))],
+    body: Annotated[
+        PointsBody | BatchRequest, Depends(fast_body((IntPointsBody, PointsBody), BatchRequest))
+    ],
     registry: RegistryDep,
     version: VersionDep,
     columns: ColumnsDep,
@@ -122,7 +126,9 @@ def _score_batch(
     openapi_extra=documented_body(DetectRequest),
 )
 async def detect(
-    body: Annotated[FitBody | DetectRequest, Depends(fast_body(FitBody, DetectRequest))],
+    body: Annotated[
+        FitBody | DetectRequest, Depends(fast_body((IntFitBody, FitBody), DetectRequest))
+    ],
     registry: RegistryDep,
     columns: ColumnsDep,
 ) -> Response:

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from anomaly_api.api.body import documented_body, fast_body, json_body
-from anomaly_api.api.columnar import FitBody, values_array
+from anomaly_api.api.columnar import FitBody, IntFitBody, timestamps_array, values_array
 from anomaly_api.api.deps import RegistryDep, SeriesIdPath, VersionDep
 from anomaly_api.api.schemas import (
     ErrorResponse,
@@ -19,7 +19,7 @@ from anomaly_api.api.schemas import (
     PredictResponse,
     prediction_json,
 )
-from anomaly_api.timestamps import parse_timestamp, parse_timestamps
+from anomaly_api.timestamps import parse_timestamp
 
 router = APIRouter(tags=["models"])
 
@@ -40,7 +40,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 )
 def fit(
     series_id: SeriesIdPath,
-    body: Annotated[FitBody | FitRequest, Depends(fast_body(FitBody, FitRequest))],
+    body: Annotated[FitBody | FitRequest, Depends(fast_body((IntFitBody, FitBody), FitRequest))],
     registry: RegistryDep,
 ) -> FitResponse:
     """Fit the detector on the points and store the result as the series' next version
@@ -54,7 +54,7 @@ def fit(
     """
     record = registry.fit(
         series_id,
-        parse_timestamps(body.timestamps),
+        timestamps_array(body),
         values_array(body.values),
         detector=body.detector,
         params=body.detector_params(),
