@@ -80,7 +80,8 @@ class FastPredict:
         if answer is None:
             await self.api(scope, _replay(body, complete, receive), send)
             return
-        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        headers = [*_HEADERS, (b"content-length", str(len(answer)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
         metrics.observe_request(HANDLER, "POST", 200, time.perf_counter() - started)
 
