@@ -5,11 +5,11 @@ Usage: ``python benchmarks/wrk/compare.py [--rounds 3] [--seconds 10] [--out DIR
 
 1. **Single predicts**, as the issue measures them: ``wrk -t1 -c100`` for ``--seconds``,
    wrk pinned to one core and the server (one uvicorn worker) to the other. In each
-   round: the bare app (``bare_asgi.py``: parse with orjson, compare, answer), then the
-   service with ``?version=1``, then latest. Reported: median requests/s over the
-   rounds, the service's share of the bare app's, p50/p99 latency, errors, and the
-   server's CPU time per request (read from ``/proc``; steadier than requests/s when
-   the machine is shared).
+   round: the bare app (``bare_asgi.py``: parse with orjson, compare, answer), the
+   service with ``?version=1`` and with latest, each round starting with the next one.
+   Reported: median requests/s over the rounds, the service's share of the bare app's,
+   p50/p99 latency, errors, and the server's CPU time per request (read from
+   ``/proc``; steadier than requests/s when the machine is shared).
 2. **Large bodies**: a 1M-point body sent to the bare app (which parses it and answers
    with its length), to ``POST /predict/{id}/batch`` (1M points scored, columnar answer;
    all five columns, then only ``anomaly,score``), to ``POST /fit`` (1M points fitted and
@@ -219,8 +219,13 @@ def main() -> int:
         for port, path, pid in targets.values():
             wrk(port, path, 2, pid)  # warm-up, discarded
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+        names = list(targets)
         for round_ in range(args.rounds):
-            for name, (port, path, pid) in targets.items():
+            # Each round starts with a different target, so that a slow spell of the
+            # machine does not always fall on the same one.
+            shift = round_ % len(names)
+            for name in names[shift:] + names[:shift]:
+                port, path, pid = targets[name]
                 runs[name].append(wrk(port, path, args.seconds, pid))
                 print(f"round {round_ + 1}: {name}: {runs[name][-1]}", file=sys.stderr)
         results["predict"] = runs
