@@ -125,7 +125,7 @@ class _Tally:
             self._counts[value] = self._counts.get(value, 0.0) + amount
             self._arm()
 
-    def add_many(self, *values: Any) -> None:
+    def add_many(self, values: list[Any]) -> None:
         """Add 1 to each of ``values`` (counter children), under one lock."""
         with self._lock:
             counts = self._counts
@@ -226,12 +226,18 @@ def record_scores(detector: str, points: int, anomalies: int) -> None:
 
 def record_predict(detector: str, anomaly: bool, cache_hit: bool) -> None:
     """Count one scored point of a single predict (and the cache hit that served it)."""
-    counters = [_child(POINTS_SCORED, detector)]
-    if anomaly:
-        counters.append(_child(ANOMALIES_FLAGGED, detector))
-    if cache_hit:
-        counters.append(CACHE_HITS)
-    _tally.add_many(*counters)
+    counters = _predict_counters.get((detector, anomaly, cache_hit))
+    if counters is None:
+        counters = [_child(POINTS_SCORED, detector)]
+        if anomaly:
+            counters.append(_child(ANOMALIES_FLAGGED, detector))
+        if cache_hit:
+            counters.append(CACHE_HITS)
+        _predict_counters[(detector, anomaly, cache_hit)] = counters
+    _tally.add_many(counters)
+
+
+_predict_counters: dict[tuple[str, bool, bool], list[Counter]] = {}
 
 
 def record_cache_hit() -> None:

@@ -60,16 +60,23 @@ class LatencyWindow:
     def __init__(self, size: int, buffer: bytearray | mmap.mmap | None = None, offset: int = 0):
         if size < 1:
             raise ValueError(f"a latency window holds at least 1 sample, got size={size}")
-        store = bytearray(self.nbytes(size)) if buffer is None else buffer
         self.size = size
+        self._lock = threading.Lock()
+        self._bind(bytearray(self.nbytes(size)) if buffer is None else buffer, offset)
+        self._next = int(self._written[0])
+
+    def _bind(self, store: bytearray | mmap.mmap, offset: int) -> None:
+        """Read ``store`` through numpy, write it through plain memoryviews (a third of
+        numpy's item assignment on the predict path)."""
         self._written: npt.NDArray[np.int64] = np.frombuffer(
             store, dtype=np.int64, count=1, offset=offset
         )
         self._ring: npt.NDArray[np.float64] = np.frombuffer(
-            store, dtype=np.float64, count=size, offset=offset + 8
+            store, dtype=np.float64, count=self.size, offset=offset + 8
         )
-        self._next = int(self._written[0])
-        self._lock = threading.Lock()
+        view = memoryview(store)
+        self._written_slot = view[offset : offset + 8].cast("q")
+        self._ring_slots = view[offset + 8 : offset + 8 * (1 + self.size)].cast("d")
 
     @staticmethod
     def nbytes(size: int) -> int:
@@ -79,9 +86,9 @@ class LatencyWindow:
     def record(self, seconds: float) -> None:
         """Add one duration, pushing out the oldest when the window is full."""
         with self._lock:
-            self._ring[self._next % self.size] = seconds
+            self._ring_slots[self._next % self.size] = seconds
             self._next += 1
-            self._written[0] = self._next  # after the sample, so a reader never counts ahead
+            self._written_slot[0] = self._next  # after the sample: readers never count ahead
 
     def samples(self) -> npt.NDArray[np.float64]:
         """A copy of the samples the window holds, in seconds (in no particular order)."""
@@ -93,10 +100,15 @@ class LatencyWindow:
         return summarize(self.samples())
 
     def release(self) -> None:
-        """Drop the views of the buffer, so a memory map under them can close."""
+        """Drop the views of the buffer, so a memory map under them can close; the
+        window goes on in a private copy."""
         with self._lock:
-            self._ring = self._ring.copy()
-            self._written = self._written.copy()
+            copy = bytearray(self.nbytes(self.size))
+            copy[:8] = self._written.tobytes()
+            copy[8:] = self._ring.tobytes()
+            self._written_slot.release()
+            self._ring_slots.release()
+            self._bind(copy, 0)
 
 
 def _held(written: int, ring: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

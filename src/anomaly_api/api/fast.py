@@ -88,7 +88,7 @@ class FastPredict:
 
 def _answer(state: State, scope: Scope, body: bytes) -> bytes | None:
     """The 200 body for a cache-hit predict, or None to let the framework answer."""
-    registry: ModelRegistry | None = getattr(state, "registry", None)
+    registry: ModelRegistry | None = state._state.get("registry")  # no __getattr__ detour
     series_id: str = scope["path"][len(PREFIX) :]
     if registry is None or "/" in series_id:
         return None
