@@ -42,10 +42,16 @@ def call(url: str, method: str = "GET", body: Any = None, timeout: float = 30) -
 class Server:
     """``anomaly-api serve`` on a free port against ``database``; stop() or kill()."""
 
-    def __init__(self, database: Path, workers: int = 1, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        database: Path,
+        workers: int = 1,
+        log: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "ANOMALY_DATABASE_URL": f"sqlite:///{database}"}
+        env = {**os.environ, "ANOMALY_DATABASE_URL": f"sqlite:///{database}", **(env or {})}
         self._log = open(log or database.with_suffix(f".{self.port}.log"), "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [*cli_command(), "serve", "--port", str(self.port), "--workers", str(workers)],

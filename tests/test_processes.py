@@ -157,3 +157,15 @@ def test_workers_metrics_and_health_describe_the_whole_server(
     assert len(list((run_dir / "health").glob("worker-*.stats"))) == 2
     server.stop()
     assert not run_dir.exists()  # serve removes the run directory it made
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_removes_the_run_directory(tmp_path: Path, workers: int) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    server = Server(tmp_path / "m.db", workers=workers, env={"TMPDIR": str(scratch)})
+    try:
+        assert len(list(scratch.glob("anomaly-api-run-*"))) == 1
+    finally:
+        server.stop()  # SIGTERM, as docker stop and systemd send
+    assert list(scratch.glob("anomaly-api-run-*")) == []

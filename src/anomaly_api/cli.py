@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +53,10 @@ def serve(
     else:
         temporary = tempfile.mkdtemp(prefix="anomaly-api-run-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = temporary
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
+    # handler it found: make that handler an exit, so the clean-up below still runs
+    # (the default would kill the process and leave the run directory behind).
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(
             "anomaly_api.api.app:create_app",
@@ -69,6 +74,10 @@ def serve(
         if temporary is not None:
             del os.environ["PROMETHEUS_MULTIPROC_DIR"]
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _exit_on_signal(number: int, frame: object) -> None:
+    raise SystemExit(128 + number)
 
 
 @app.command()

@@ -73,7 +73,9 @@ def _parse_text(text: str, field: str) -> int:
     else:
         if not math.isfinite(number):
             raise InvalidInput(f"{field} is not a finite number", field=field)
-        return int(text) if text.lstrip("+-").isdigit() else math.floor(number)
+        if text.lstrip("+-").isdigit() and len(text) <= 20:  # int() refuses 4,300+ digits
+            return int(text)
+        return math.floor(number)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -79,7 +79,7 @@ def _decode(
     for struct in structs:
         try:
             return msgspec.json.decode(raw, type=struct)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             continue  # a narrower struct stops at the first item it cannot take
     # The model either explains what is wrong, naming the field, or accepts what msgspec
     # cannot hold (integers beyond 64 bits): one behaviour either way.

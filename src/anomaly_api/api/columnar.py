@@ -182,13 +182,15 @@ def columnar_json(scores: Scores, columns: tuple[str, ...] = COLUMNS, **fields: 
     return b"".join(columnar_parts(scores, columns, **fields))
 
 
+def _all_same(column: npt.NDArray[np.float64]) -> bool:
+    """Every item equal to the first, bit for bit as far as JSON goes (-0.0 is not 0.0)."""
+    first = column[0]
+    return bool(np.all(column == first)) and bool(np.all(np.signbit(column) == np.signbit(first)))
+
+
 def _column_parts(column: npt.NDArray[Any]) -> list[bytes]:
     constant = column.ndim == 1 and column.strides[0] == 0  # one band for every point
-    if (
-        column.size > 1
-        and column.dtype == np.float64
-        and (constant or bool(np.all(column == column[0])))
-    ):
+    if column.size > 1 and column.dtype == np.float64 and (constant or _all_same(column)):
         item = orjson.dumps(float(column[0]))  # inf is null, as orjson writes it in arrays
         return [b"[", (item + b",") * (column.size - 1), item, b"]"]
     # orjson writes contiguous arrays only (broadcast bands are views with stride 0).
@@ -235,4 +237,8 @@ class PartsResponse(Response):
 def values_array(values: list[float] | list[int | float]) -> npt.NDArray[np.float64]:
     """Decoded values as float64; a NaN or infinity (JSON tokens some clients send) is
     an error naming the item."""
-    return finite_values(np.fromiter(values, dtype=np.float64, count=len(values)))
+    try:
+        array = np.fromiter(values, dtype=np.float64, count=len(values))
+    except (OverflowError, TypeError, ValueError):  # an integer beyond float range, say
+        return finite_values(values)  # which names the problem
+    return finite_values(array)

@@ -208,9 +208,9 @@ def band_scores(
         np.multiply(score, score, out=score)
         score += 1.0
         np.divide(1.0, score, out=score)
-    # A band the same for every point stays a broadcast view: no array is written.
-    lower = expected - half_width if watch_lower else np.float64(-np.inf)
-    upper = expected + half_width if watch_upper else np.float64(np.inf)
+        # A band the same for every point stays a broadcast view: no array is written.
+        lower = expected - half_width if watch_lower else np.float64(-np.inf)
+        upper = expected + half_width if watch_upper else np.float64(np.inf)
     above = values > upper
     below = values < lower
     anomaly = above | below

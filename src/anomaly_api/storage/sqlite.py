@@ -114,12 +114,13 @@ class SQLiteModelStore:
         self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._closed = False
         self._watch_lock = threading.Lock()
-        self._announcements = _Announcements(Path(f"{self.path}-changes"))
         self._watched_at = 0.0
         self._data_version = 0
         with self._translate():
             self._watch = self._open_connection()
             try:
+                # Named after the real path, so every name of the file shares it.
+                self._announcements = _Announcements(Path(f"{os.path.realpath(self.path)}-changes"))
                 self._migrate()
             except BaseException:
                 self.close()
@@ -369,7 +370,8 @@ class SQLiteModelStore:
                 break
         with self._watch_lock:
             self._watch.close()
-        self._announcements.close()
+        if hasattr(self, "_announcements"):
+            self._announcements.close()
 
 
 class _Announcements:
