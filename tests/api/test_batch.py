@@ -169,7 +169,7 @@ def test_columns_picks_the_arrays_returned(client: TestClient) -> None:
 
 
 DEEP = "[" * 1000 + "]" * 1000  # msgspec gives up on this; the JSON parsers do not
-DEEPER = "[" * 5000 + "]" * 5000  # beyond every parser
+DEEPER = "[" * 100_000 + "]" * 100_000
 
 
 @pytest.mark.parametrize(
@@ -191,12 +191,6 @@ DEEPER = "[" * 5000 + "]" * 5000  # beyond every parser
             "/detect",
             '{"timestamps": [1], "values": [1], "params": {"y": ' + DEEP + "}}",
             "unknown parameter",
-        ),
-        ("/fit/s", '{"timestamps": [1], "values": [1], "x": ' + DEEPER + "}", "nested too deeply"),
-        (
-            "/predict/s/batch",
-            '{"timestamps": [1], "values": [1], "x": ' + DEEPER + "}",
-            "nested too deeply",
         ),
         (
             "/predict/s/batch",
@@ -225,3 +219,15 @@ def test_negative_zero_survives_a_constant_looking_column() -> None:
 
     column = np.array([0.0, -0.0, 0.0])
     assert b"".join(_column_parts(column)) == b"[0.0,-0.0,0.0]"
+
+
+@pytest.mark.parametrize("path", ["/fit/s", "/predict/s/batch", "/detect"])
+def test_extreme_nesting_is_never_a_server_error(client: TestClient, path: str) -> None:
+    client.post("/fit/s", json=CONTRACT_FIT)
+    body = '{"timestamps": [1, 2, 3, 4, 5], "values": [1, 2, 3, 4, 5], "x": ' + DEEPER + "}"
+    response = client.post(path, content=body.encode())
+    # Whether a parser reads this (Python 3.13's json does) or refuses it (3.11's says it
+    # is nested too deeply), the answer is the usual one, not a 500.
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 422:
+        assert "nested too deeply" in response.json()["detail"]

@@ -114,8 +114,12 @@ def test_a_commit_by_another_program_is_noticed_within_the_watch_interval(
     monkeypatch.setattr(module, "WATCH_INTERVAL_S", 3600.0)
     try:
         marker = store.change_marker()
-        with sqlite3.connect(path) as other:  # writes without announcing
-            other.execute("UPDATE meta SET value = value + 1 WHERE key = 'deletion_epoch'")
+        other = sqlite3.connect(path)  # writes without announcing
+        try:
+            with other:  # commits (a sqlite3 connection's own context does not close it)
+                other.execute("UPDATE meta SET value = value + 1 WHERE key = 'deletion_epoch'")
+        finally:
+            other.close()
         assert store.change_marker() == marker  # not yet: the watch is read only so often
         monkeypatch.setattr(module, "WATCH_INTERVAL_S", 0.0)
         assert store.change_marker() != marker
