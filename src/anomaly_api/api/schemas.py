@@ -326,3 +326,18 @@ class ErrorResponse(BaseModel):
     errors: list[dict[str, str]] | None = Field(
         None, description="For validation errors: each problem with its field."
     )
+
+
+_ERROR_DESCRIPTIONS = {
+    404: "Unknown series or version.",
+    413: "Body over ANOMALY_MAX_BODY_BYTES.",
+    422: "Invalid input; the message names the field.",
+    503: "The model store is unavailable.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting the routes' usual error answers for ``codes``."""
+    return {
+        code: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[code]} for code in codes
+    }

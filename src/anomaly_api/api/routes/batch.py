@@ -29,18 +29,11 @@ from anomaly_api.api.columnar import (
     values_array,
 )
 from anomaly_api.api.deps import RegistryDep, SeriesIdPath, VersionDep
-from anomaly_api.api.schemas import ErrorResponse
+from anomaly_api.api.schemas import error_responses
 from anomaly_api.errors import InvalidInput
 from anomaly_api.registry import ModelRegistry
 
 router = APIRouter(tags=["models"])
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "Unknown series or version."},
-    413: {"model": ErrorResponse, "description": "Body over ANOMALY_MAX_BODY_BYTES."},
-    422: {"model": ErrorResponse, "description": "Invalid input; the message names the field."},
-    503: {"model": ErrorResponse, "description": "The model store is unavailable."},
-}
 
 
 async def columns_query(
@@ -72,7 +65,7 @@ def _points(body: PointsBody | BatchRequest | FitBody | DetectRequest) -> tuple[
 @router.post(
     "/predict/{series_id:series}/batch",
     response_model=BatchResponse,
-    responses=_ERRORS,
+    responses=error_responses(404, 413, 422, 503),
     summary="Score many points of a series at once",
     openapi_extra=documented_body(BatchRequest),
 )
@@ -121,7 +114,7 @@ def _score_batch(
 @router.post(
     "/detect",
     response_model=DetectResponse,
-    responses={code: doc for code, doc in _ERRORS.items() if code not in (404, 503)},
+    responses=error_responses(413, 422),
     summary="Fit and score a whole series in one call, storing nothing",
     openapi_extra=documented_body(DetectRequest),
 )

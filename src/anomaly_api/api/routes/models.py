@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
@@ -12,29 +12,22 @@ from anomaly_api.api.body import documented_body, fast_body, json_body
 from anomaly_api.api.columnar import FitBody, IntFitBody, timestamps_array, values_array
 from anomaly_api.api.deps import RegistryDep, SeriesIdPath, VersionDep
 from anomaly_api.api.schemas import (
-    ErrorResponse,
     FitRequest,
     FitResponse,
     PredictRequest,
     PredictResponse,
+    error_responses,
     prediction_json,
 )
 from anomaly_api.timestamps import parse_timestamp
 
 router = APIRouter(tags=["models"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "Unknown series or version."},
-    413: {"model": ErrorResponse, "description": "Body over ANOMALY_MAX_BODY_BYTES."},
-    422: {"model": ErrorResponse, "description": "Invalid input; the message names the field."},
-    503: {"model": ErrorResponse, "description": "The model store is unavailable."},
-}
-
 
 @router.post(
     "/fit/{series_id:series}",
     response_model=FitResponse,
-    responses={code: doc for code, doc in _ERRORS.items() if code != 404},
+    responses=error_responses(413, 422, 503),
     summary="Train a new model version for a series",
     openapi_extra=documented_body(FitRequest),
 )
@@ -65,7 +58,7 @@ def fit(
 @router.post(
     "/predict/{series_id:series}",
     response_model=PredictResponse,
-    responses=_ERRORS,
+    responses=error_responses(404, 413, 422, 503),
     summary="Is this point anomalous?",
     openapi_extra=documented_body(PredictRequest),
 )
