@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from anomaly_api.api.app import create_app
 from anomaly_api.settings import Settings
 
+pytest_plugins = ["tests.postgres"]  # postgresql_database, postgresql_url
+
 CONTRACT_FIT = {
     "timestamps": [1691000000, 1691000060, 1691000120, 1691000180, 1691000240],
     "values": [10, 11, 9, 12, 15],

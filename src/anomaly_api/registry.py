@@ -9,10 +9,13 @@ Freshness of "latest"
 Fitted versions are immutable, so a cached ``(series, version)`` model never goes
 stale; only the answer to "which version is latest?" can. Before resolving latest the
 registry reads the store's :meth:`~anomaly_api.storage.base.ModelStore.change_marker`
-(SQLite's ``PRAGMA data_version``: no table is read). When it moved, some process
-committed something, so the remembered latest versions are dropped and re-read on
-demand. Hence the guarantee: **a predict that starts after a fit was acknowledged, by
-any process sharing the store, answers with that version or a newer one.** Deletes
+(a memory read on both backends: SQLite's commit announcement file, PostgreSQL's count
+of NOTIFY messages). When it moved, some process committed something, so the remembered
+latest versions are dropped and re-read on demand. Hence the guarantee: **a predict
+that starts after a fit was acknowledged answers with that version or a newer one**,
+for every process sharing a SQLite file, and on PostgreSQL for the process that made
+the fit; other PostgreSQL replicas follow once the notification arrives (milliseconds;
+the README gives the measured bound). Deletes
 also bump the store's deletion epoch, which empties the model cache so a deleted
 version is never served.
 """
@@ -98,8 +101,15 @@ class ModelRegistry:
         self._models: LRUCache[tuple[str, int], LoadedModel] = LRUCache(model_cache_size)
         self._latest: LRUCache[str, int] = LRUCache(model_cache_size)
         self._generation = 0
-        self._marker = store.change_marker()
-        self._deletion_epoch = store.deletion_epoch()
+        # Nothing is read eagerly beyond these two, and a store that is down at start-up
+        # (PostgreSQL not up yet) is fine: an unknown marker makes the first request sync.
+        self._marker: int | None = None
+        self._deletion_epoch: int | None = None
+        try:
+            self._deletion_epoch = store.deletion_epoch()
+            self._marker = store.change_marker()
+        except StoreUnavailable:
+            pass
 
     # -- fitting -------------------------------------------------------------------------
 

@@ -20,7 +20,22 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         "sqlite:///./data/anomaly.db",
-        description="Where models are stored: sqlite:///relative.db or sqlite:////abs/path.db.",
+        description="Where models are stored: sqlite:///relative.db or sqlite:////abs/path.db "
+        "(one machine), or postgresql://user:password@host:5432/dbname (replicas sharing one "
+        "store).",
+    )
+    database_pool_size: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="PostgreSQL connections per worker process at most (predicts served from "
+        "the cache use none).",
+    )
+    database_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="How long a request waits for a PostgreSQL connection before a 503 (a "
+        "server known to be down answers 503 at once).",
     )
     host: str = Field("127.0.0.1", description="Address `anomaly-api serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `anomaly-api serve` listens on.")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,20 @@ import pytest
 from anomaly_api.detectors import Series
 from anomaly_api.storage import ModelStore, NewModel, open_store
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ModelStore]:
-    opened = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the store under test lives: a fresh SQLite file or PostgreSQL schema."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgresql_url"))
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[ModelStore]:
+    opened = open_store(store_url)
     yield opened
     opened.close()
 
@@ -97,16 +106,37 @@ def test_deletes_never_reuse_numbers(store: ModelStore) -> None:
 
 
 def test_change_marker_moves_when_another_connection_commits(
-    store: ModelStore, tmp_path: Path
+    store: ModelStore, store_url: str
 ) -> None:
-    other = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    other = open_store(store_url)
     try:
+        store.ping()  # connected, and listening where the backend listens
+        wait_until(lambda: store.change_marker() == store.change_marker(), "a steady marker")
         before = store.change_marker()
         other.create_version(new_model("a"))
-        assert store.change_marker() != before
+        # SQLite announces before the commit is acknowledged; PostgreSQL's notification
+        # arrives a moment later.
+        wait_until(lambda: store.change_marker() != before, "the marker to move")
         assert store.latest_version("a") == 1
     finally:
         other.close()
+
+
+def test_change_marker_moves_at_once_for_own_commits(store: ModelStore) -> None:
+    before = store.change_marker()
+    store.create_version(new_model("a"))
+    assert store.change_marker() != before
+    moved = store.change_marker()
+    assert store.delete_series("a") == 1
+    assert store.change_marker() != moved
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        time.sleep(0.005)
 
 
 def test_concurrent_creates_get_distinct_consecutive_versions(store: ModelStore) -> None:

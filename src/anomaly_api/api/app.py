@@ -54,7 +54,12 @@ def create_api(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = open_store(settings.database_url, busy_timeout_s=settings.store_busy_timeout_s)
+        store = open_store(
+            settings.database_url,
+            busy_timeout_s=settings.store_busy_timeout_s,
+            pool_size=settings.database_pool_size,
+            connect_timeout_s=settings.database_timeout_s,
+        )
         registry = ModelRegistry(
             store,
             default_detector=settings.default_detector,

@@ -7,13 +7,15 @@ the same series at once. Numbers are never reused: deleting versions or a whole
 series leaves the counter where it was, so a version number, once answered, always
 means the same model.
 
-Implementations: :class:`~anomaly_api.storage.sqlite.SQLiteModelStore`; a PostgreSQL
-store will satisfy the same protocol and the same test suite (``tests/storage``).
+Implementations: :class:`~anomaly_api.storage.sqlite.SQLiteModelStore` (one machine) and
+:class:`~anomaly_api.storage.postgresql.PostgreSQLModelStore` (replicas sharing one
+database); both pass the same test suite (``tests/storage/test_store.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from anomaly_api.detectors.series import Series
@@ -51,6 +53,14 @@ class ModelRecord:
     last_timestamp: int
     created_at: float
     """Unix seconds (UTC) when the version was committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """A stored version with its training points: what copying between stores moves."""
+
+    record: ModelRecord
+    training: Series
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,25 @@ class ModelStore(Protocol):
 
     def deletion_epoch(self) -> int:
         """A counter bumped by every delete, so caches know when to drop versions."""
+        ...
+
+    def export_versions(self, batch_size: int = 500) -> Iterator[list[StoredVersion]]:
+        """Every stored version with its training points, in (series, version) order, a
+        batch at a time (for ``anomaly-api migrate``)."""
+        ...
+
+    def series_counters(self) -> dict[str, int]:
+        """Each series' version counter, including series whose versions were all deleted
+        (their numbers must not be reused after a copy either)."""
+        ...
+
+    def import_versions(
+        self, versions: Sequence[StoredVersion], counters: Mapping[str, int]
+    ) -> int:
+        """Store copied versions under their own numbers and creation times, in one
+        transaction, and raise each series' counter to at least ``counters`` and its
+        highest copied version. Versions already present are left alone, so an interrupted
+        copy can be run again. Returns how many versions were inserted."""
         ...
 
     def ping(self) -> None:

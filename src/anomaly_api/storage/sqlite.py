@@ -32,13 +32,13 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from anomaly_api.detectors.series import Series
 from anomaly_api.errors import StoreUnavailable
-from anomaly_api.storage.base import ModelRecord, NewModel, SeriesSummary
+from anomaly_api.storage.base import ModelRecord, NewModel, SeriesSummary, StoredVersion
 from anomaly_api.storage.codec import (
     decode_timestamps,
     decode_values,
@@ -356,6 +356,73 @@ class SQLiteModelStore:
 
     def ping(self) -> None:
         self._read("SELECT 1")
+
+    # -- copying between stores -----------------------------------------------------------
+
+    def export_versions(self, batch_size: int = 500) -> Iterator[list[StoredVersion]]:
+        after: tuple[str, int] = ("", 0)
+        while True:
+            rows = self._read(
+                f"SELECT {_RECORD_COLUMNS}, training_timestamps, training_values FROM models "
+                "WHERE series_id > ? OR (series_id = ? AND version > ?) "
+                "ORDER BY series_id, version LIMIT ?",
+                (after[0], after[0], after[1], batch_size),
+            )
+            if not rows:
+                return
+            yield [
+                StoredVersion(
+                    _record(row), Series(decode_timestamps(row[10]), decode_values(row[11]))
+                )
+                for row in rows
+            ]
+            after = (rows[-1][0], int(rows[-1][1]))
+
+    def series_counters(self) -> dict[str, int]:
+        return {
+            series_id: int(last)
+            for series_id, last in self._read("SELECT series_id, last_version FROM series")
+        }
+
+    def import_versions(
+        self, versions: Sequence[StoredVersion], counters: Mapping[str, int]
+    ) -> int:
+        floors = dict(counters)
+        for stored in versions:
+            key = stored.record.series_id
+            floors[key] = max(floors.get(key, 0), stored.record.version)
+        with self._write() as connection:
+            connection.executemany(
+                "INSERT INTO series (series_id, last_version) VALUES (?, ?) "
+                "ON CONFLICT (series_id) DO UPDATE "
+                "SET last_version = MAX(last_version, excluded.last_version)",
+                list(floors.items()),
+            )
+            inserted = 0
+            for stored in versions:
+                record = stored.record
+                inserted += connection.execute(
+                    "INSERT OR IGNORE INTO models (series_id, version, detector, params, state, "
+                    "points_used, points_stored, first_timestamp, last_timestamp, created_at, "
+                    "training_timestamps, training_values) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.series_id,
+                        record.version,
+                        record.detector,
+                        json.dumps(record.params),
+                        json.dumps(record.state),
+                        record.points_used,
+                        len(stored.training),
+                        record.first_timestamp,
+                        record.last_timestamp,
+                        record.created_at,
+                        encode_timestamps(stored.training.timestamps),
+                        encode_values(stored.training.values),
+                    ),
+                ).rowcount
+        self._announcements.announce()
+        return inserted
 
     def idle_connections(self) -> int:
         """Connections kept open for reuse (bounded by ``MAX_IDLE_CONNECTIONS``)."""
