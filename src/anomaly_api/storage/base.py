@@ -14,8 +14,8 @@ database); both pass the same test suite (``tests/storage/test_store.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from anomaly_api.detectors.series import Series

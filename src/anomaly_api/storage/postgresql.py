@@ -1,0 +1,576 @@
+"""The ``ModelStore`` for several replicas: one PostgreSQL database shared by all of them.
+
+* **Connections.** A :mod:`psycopg_pool` pool per process (``pool_size`` connections at
+  most, one opened eagerly and in the background, so a replica starts even when
+  PostgreSQL is not up yet). A request waits at most ``timeout_s`` for a connection,
+  then gets :class:`~anomaly_api.errors.StoreUnavailable` (a 503).
+* **Schema.** A versioned migration table, ``anomaly_schema_migrations``: each entry of
+  :data:`MIGRATIONS` is applied once, in order, by the first process that reaches the
+  database, under a transaction-scoped advisory lock so replicas starting together do
+  not race. It runs on the first successful connection rather than at start-up, for the
+  same reason. A database migrated by a newer release is refused with a clear message.
+* **Version numbers.** ``INSERT … ON CONFLICT DO UPDATE SET last_version = last_version
+  + 1 RETURNING`` on a per-series counter row: the row lock queues concurrent fits of
+  one series, whichever replica they reach, so they get exactly 1..N. The model row is
+  inserted in the same statement, so a version is never half-written.
+* **Durability.** A fit is acknowledged after its COMMIT returns, and sessions run with
+  ``synchronous_commit`` at least ``on`` (raised if the server default is ``off``).
+* **Change marker, without I/O.** Every commit also sends ``NOTIFY`` on
+  :data:`CHANNEL` (delivered by PostgreSQL at commit). A listener thread per process
+  counts the notifications; :meth:`change_marker` returns that count plus the number of
+  this process's own commits, a memory read. So a predict in the process that made the
+  fit sees it at once, and every other process (worker or replica) within the
+  notification's delivery time. When the listener loses its connection it reconnects
+  every :data:`RECONNECT_INTERVAL_S` and then bumps the count, since anything may have
+  changed meanwhile.
+* **Unavailability.** While the listener's latest connection attempt has failed, calls
+  that need the database fail at once with :class:`StoreUnavailable` instead of waiting
+  for the pool; models already in the registry's cache keep answering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from anomaly_api.detectors.series import Series
+from anomaly_api.errors import StoreUnavailable
+from anomaly_api.storage.base import ModelRecord, NewModel, SeriesSummary, StoredVersion
+from anomaly_api.storage.codec import (
+    decode_timestamps,
+    decode_values,
+    encode_timestamps,
+    encode_values,
+)
+
+CHANNEL = "anomaly_api_changes"
+RECONNECT_INTERVAL_S = 0.5
+"""How often the listener retries a lost connection; the store is reported down meanwhile."""
+_LISTEN_POLL_S = 0.25
+_MIGRATION_LOCK = 0x616E6F6D616C79  # an arbitrary advisory-lock key: "anomaly" in ASCII
+
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (
+        1,
+        "series counters, model versions and store metadata",
+        """
+        CREATE TABLE anomaly_series (
+            series_id    text COLLATE "C" PRIMARY KEY,
+            last_version integer NOT NULL
+        );
+        CREATE TABLE anomaly_models (
+            series_id           text COLLATE "C" NOT NULL,
+            version             integer NOT NULL,
+            detector            text NOT NULL,
+            params              text NOT NULL,
+            state               text NOT NULL,
+            points_used         bigint NOT NULL,
+            points_stored       bigint NOT NULL,
+            first_timestamp     bigint NOT NULL,
+            last_timestamp      bigint NOT NULL,
+            created_at          double precision NOT NULL,
+            training_timestamps bytea NOT NULL,
+            training_values     bytea NOT NULL,
+            PRIMARY KEY (series_id, version)
+        );
+        CREATE TABLE anomaly_meta (
+            key   text PRIMARY KEY,
+            value bigint NOT NULL
+        );
+        INSERT INTO anomaly_meta (key, value) VALUES ('deletion_epoch', 0)
+        """,
+    ),
+)
+"""(version, description, SQL) in order; append, never edit an applied one.
+
+Series ids sort with the "C" collation (bytewise UTF-8), as SQLite's do, so listings
+page identically on both backends whatever the server's locale."""
+
+_RECORD_COLUMNS = (
+    "series_id, version, detector, params, state, points_used, points_stored, "
+    "first_timestamp, last_timestamp, created_at"
+)
+_INSERT_MODEL = (
+    "INSERT INTO anomaly_models (series_id, version, detector, params, state, points_used, "
+    "points_stored, first_timestamp, last_timestamp, created_at, training_timestamps, "
+    "training_values) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+T = TypeVar("T")
+
+
+def _record(row: Sequence[Any]) -> ModelRecord:
+    return ModelRecord(
+        series_id=row[0],
+        version=int(row[1]),
+        detector=row[2],
+        params=json.loads(row[3]),
+        state=json.loads(row[4]),
+        points_used=int(row[5]),
+        points_stored=int(row[6]),
+        first_timestamp=int(row[7]),
+        last_timestamp=int(row[8]),
+        created_at=float(row[9]),
+    )
+
+
+def describe_url(url: str) -> str:
+    """``host:port/dbname`` of a PostgreSQL URL, for messages (never the password)."""
+    try:
+        parts = pg_conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the configured PostgreSQL server"
+    host = parts.get("host") or "localhost"
+    return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+
+
+class PostgreSQLModelStore:
+    """A :class:`~anomaly_api.storage.base.ModelStore` in a PostgreSQL database."""
+
+    backend = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        timeout_s: float = 5.0,
+        durable: bool = True,
+    ) -> None:
+        self.url = url
+        self.where = describe_url(url)
+        self._timeout_s = timeout_s
+        self._durable = durable
+        self._connect_kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(2, round(timeout_s)),
+            "application_name": "anomaly-api",
+            # A server that vanishes without closing the socket (host down, cable cut) is
+            # noticed in seconds instead of the kernel's default of hours.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 10_000,
+        }
+        pg_conninfo.conninfo_to_dict(url)  # a malformed URL fails here, at start-up
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        self._own_commits = 0
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(1, pool_size),
+            kwargs=self._connect_kwargs,
+            configure=self._configure,
+            timeout=timeout_s,
+            reconnect_timeout=0,  # keep retrying for as long as the outage lasts
+            name="anomaly-api",
+            open=False,
+        )
+        self._pool.open(wait=False)
+        self._listener = _ChangeListener(url, self._connect_kwargs)
+
+    # -- connections -----------------------------------------------------------------
+
+    def _configure(self, connection: psycopg.Connection[Any]) -> None:
+        if self._durable:
+            row = connection.execute("SHOW synchronous_commit").fetchone()
+            if row is not None and row[0] in {"off", "local"}:
+                connection.execute("SET synchronous_commit = on")
+        else:
+            connection.execute("SET synchronous_commit = off")
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection with the schema in place; errors become StoreUnavailable."""
+        down = self._listener.failure()
+        if down is not None:
+            raise StoreUnavailable(f"PostgreSQL at {self.where} is unreachable: {down}")
+        try:
+            with self._pool.connection() as connection:
+                if not self._schema_ready:
+                    self._migrate(connection)
+                yield connection
+        except PoolTimeout as exc:
+            raise StoreUnavailable(
+                f"PostgreSQL at {self.where} gave no connection within {self._timeout_s:g} s"
+            ) from exc
+        except PoolClosed as exc:
+            raise StoreUnavailable("the PostgreSQL store is closed") from exc
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"PostgreSQL at {self.where} failed: {_first_line(exc)}"
+            ) from exc
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T], *, retry: bool = True) -> T:
+        """``work`` on a pooled connection. A read that meets a connection broken since it
+        was pooled (the server restarted) is retried once on a fresh one."""
+        try:
+            with self._connection() as connection:
+                return work(connection)
+        except StoreUnavailable as exc:
+            cause = exc.__cause__
+            if not (retry and isinstance(cause, psycopg.OperationalError)):
+                raise
+            self._pool.check()  # drop every other broken connection too
+            with self._connection() as connection:
+                return work(connection)
+
+    def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._run(lambda connection: connection.execute(sql, parameters).fetchall())
+
+    def _migrate(self, connection: psycopg.Connection[Any]) -> None:
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            known = max(version for version, _, _ in MIGRATIONS)
+            with connection.transaction():
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                connection.execute(
+                    "CREATE TABLE IF NOT EXISTS anomaly_schema_migrations ("
+                    " version integer PRIMARY KEY, description text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                applied = {
+                    row[0]
+                    for row in connection.execute(
+                        "SELECT version FROM anomaly_schema_migrations"
+                    ).fetchall()
+                }
+                if applied and max(applied) > known:
+                    raise StoreUnavailable(
+                        f"PostgreSQL at {self.where} has schema version {max(applied)}, "
+                        f"newer than this release understands ({known}); upgrade anomaly-api"
+                    )
+                for version, description, sql in MIGRATIONS:
+                    if version in applied:
+                        continue
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            connection.execute(statement.encode())
+                    connection.execute(
+                        "INSERT INTO anomaly_schema_migrations (version, description) "
+                        "VALUES (%s, %s)",
+                        (version, description),
+                    )
+            self._schema_ready = True
+
+    def schema_version(self) -> int:
+        """The newest migration applied to the database."""
+        [(version,)] = self._read("SELECT MAX(version) FROM anomaly_schema_migrations")
+        return int(version)
+
+    def _committed(self) -> None:
+        """Count a commit of this process: its own predicts must see it at once."""
+        self._own_commits += 1
+
+    # -- the ModelStore protocol ----------------------------------------------------------
+
+    def create_version(self, model: NewModel) -> ModelRecord:
+        timestamps_blob = encode_timestamps(model.training.timestamps)
+        values_blob = encode_values(model.training.values)
+        params_json = json.dumps(model.params)
+        state_json = json.dumps(model.state)
+        created_at = time.time()
+
+        def write(connection: psycopg.Connection[Any]) -> int:
+            with connection.transaction():
+                row = connection.execute(
+                    "WITH counter AS ("
+                    "  INSERT INTO anomaly_series AS s (series_id, last_version) VALUES (%s, 1)"
+                    "  ON CONFLICT (series_id) DO UPDATE SET last_version = s.last_version + 1"
+                    "  RETURNING last_version)"
+                    " INSERT INTO anomaly_models (series_id, version, detector, params, state,"
+                    "  points_used, points_stored, first_timestamp, last_timestamp, created_at,"
+                    "  training_timestamps, training_values)"
+                    " SELECT %s, last_version, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+                    " FROM counter RETURNING version",
+                    (
+                        model.series_id,
+                        model.series_id,
+                        model.detector,
+                        params_json,
+                        state_json,
+                        model.points_used,
+                        len(model.training),
+                        model.first_timestamp,
+                        model.last_timestamp,
+                        created_at,
+                        timestamps_blob,
+                        values_blob,
+                    ),
+                ).fetchone()
+                connection.execute("SELECT pg_notify(%s, 'fit')", (CHANNEL,))
+            assert row is not None
+            return int(row[0])
+
+        # No retry: a write whose connection broke may have committed.
+        version = self._run(write, retry=False)
+        self._committed()
+        return ModelRecord(
+            series_id=model.series_id,
+            version=version,
+            detector=model.detector,
+            params=model.params,
+            state=model.state,
+            points_used=model.points_used,
+            points_stored=len(model.training),
+            first_timestamp=model.first_timestamp,
+            last_timestamp=model.last_timestamp,
+            created_at=created_at,
+        )
+
+    def get_model(self, series_id: str, version: int | None = None) -> ModelRecord | None:
+        if version is None:
+            rows = self._read(
+                f"SELECT {_RECORD_COLUMNS} FROM anomaly_models WHERE series_id = %s "
+                "ORDER BY version DESC LIMIT 1",
+                (series_id,),
+            )
+        else:
+            if not _fits_integer(version):
+                return None
+            rows = self._read(
+                f"SELECT {_RECORD_COLUMNS} FROM anomaly_models "
+                "WHERE series_id = %s AND version = %s",
+                (series_id, version),
+            )
+        return _record(rows[0]) if rows else None
+
+    def latest_version(self, series_id: str) -> int | None:
+        [(latest,)] = self._read(
+            "SELECT MAX(version) FROM anomaly_models WHERE series_id = %s", (series_id,)
+        )
+        return None if latest is None else int(latest)
+
+    def list_versions(self, series_id: str) -> list[ModelRecord]:
+        rows = self._read(
+            f"SELECT {_RECORD_COLUMNS} FROM anomaly_models WHERE series_id = %s ORDER BY version",
+            (series_id,),
+        )
+        return [_record(row) for row in rows]
+
+    def list_series(self, limit: int, after: str | None = None) -> list[SeriesSummary]:
+        # Walks the counter table's primary key and looks up each series' newest model,
+        # so a page costs the same at the start and at the end of 10^5 series.
+        rows = self._read(
+            "SELECT s.series_id, m.version, m.points_used, m.created_at,"
+            "  (SELECT COUNT(*) FROM anomaly_models c WHERE c.series_id = s.series_id)"
+            " FROM anomaly_series s"
+            " JOIN LATERAL (SELECT version, points_used, created_at FROM anomaly_models l"
+            "  WHERE l.series_id = s.series_id ORDER BY version DESC LIMIT 1) m ON true"
+            " WHERE s.series_id > %s ORDER BY s.series_id LIMIT %s",
+            ("" if after is None else after, limit),
+        )
+        return [
+            SeriesSummary(
+                series_id=row[0],
+                latest_version=int(row[1]),
+                version_count=int(row[4]),
+                points_used=int(row[2]),
+                last_fit_at=float(row[3]),
+            )
+            for row in rows
+        ]
+
+    def count_series(self) -> int:
+        [(count,)] = self._read(
+            "SELECT COUNT(*) FROM anomaly_series s WHERE EXISTS "
+            "(SELECT 1 FROM anomaly_models m WHERE m.series_id = s.series_id)"
+        )
+        return int(count)
+
+    def training_data(self, series_id: str, version: int) -> Series | None:
+        if not _fits_integer(version):
+            return None
+        rows = self._read(
+            "SELECT training_timestamps, training_values FROM anomaly_models "
+            "WHERE series_id = %s AND version = %s",
+            (series_id, version),
+        )
+        if not rows:
+            return None
+        return Series(decode_timestamps(bytes(rows[0][0])), decode_values(bytes(rows[0][1])))
+
+    def delete_series(self, series_id: str) -> int:
+        return self._delete("DELETE FROM anomaly_models WHERE series_id = %s", (series_id,))
+
+    def delete_version(self, series_id: str, version: int) -> bool:
+        if not _fits_integer(version):
+            return False
+        return bool(
+            self._delete(
+                "DELETE FROM anomaly_models WHERE series_id = %s AND version = %s",
+                (series_id, version),
+            )
+        )
+
+    def _delete(self, sql: str, parameters: tuple[Any, ...]) -> int:
+        def write(connection: psycopg.Connection[Any]) -> int:
+            with connection.transaction():
+                deleted = connection.execute(sql, parameters).rowcount
+                if deleted:
+                    connection.execute(
+                        "UPDATE anomaly_meta SET value = value + 1 WHERE key = 'deletion_epoch'"
+                    )
+                    connection.execute("SELECT pg_notify(%s, 'delete')", (CHANNEL,))
+            return int(deleted)
+
+        deleted = self._run(write, retry=False)
+        if deleted:
+            self._committed()
+        return deleted
+
+    def change_marker(self) -> int:
+        # Called on every cached predict: two attribute reads, no I/O.
+        return self._listener.changes + self._own_commits
+
+    def deletion_epoch(self) -> int:
+        [(epoch,)] = self._read("SELECT value FROM anomaly_meta WHERE key = 'deletion_epoch'")
+        return int(epoch)
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
+
+    # -- copying between stores -----------------------------------------------------------
+
+    def export_versions(self, batch_size: int = 500) -> Iterator[list[StoredVersion]]:
+        after: tuple[str, int] = ("", 0)
+        while True:
+            rows = self._read(
+                f"SELECT {_RECORD_COLUMNS}, training_timestamps, training_values "
+                "FROM anomaly_models WHERE (series_id, version) > (%s, %s) "
+                "ORDER BY series_id, version LIMIT %s",
+                (*after, batch_size),
+            )
+            if not rows:
+                return
+            yield [
+                StoredVersion(
+                    _record(row),
+                    Series(decode_timestamps(bytes(row[10])), decode_values(bytes(row[11]))),
+                )
+                for row in rows
+            ]
+            after = (rows[-1][0], int(rows[-1][1]))
+
+    def series_counters(self) -> dict[str, int]:
+        return {
+            series_id: int(last)
+            for series_id, last in self._read("SELECT series_id, last_version FROM anomaly_series")
+        }
+
+    def import_versions(
+        self, versions: Sequence[StoredVersion], counters: Mapping[str, int]
+    ) -> int:
+        rows = [_import_row(stored) for stored in versions]
+        floors = dict(counters)
+        for stored in versions:
+            key = stored.record.series_id
+            floors[key] = max(floors.get(key, 0), stored.record.version)
+
+        def write(connection: psycopg.Connection[Any]) -> int:
+            with connection.transaction(), connection.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO anomaly_series AS s (series_id, last_version) VALUES (%s, %s) "
+                    "ON CONFLICT (series_id) DO UPDATE "
+                    "SET last_version = GREATEST(s.last_version, EXCLUDED.last_version)",
+                    list(floors.items()),
+                )
+                inserted = 0
+                for row in rows:
+                    cursor.execute(_INSERT_MODEL + " ON CONFLICT DO NOTHING", row)
+                    inserted += cursor.rowcount
+                if inserted or floors:
+                    cursor.execute("SELECT pg_notify(%s, 'import')", (CHANNEL,))
+            return inserted
+
+        inserted = self._run(write, retry=False)
+        self._committed()
+        return inserted
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._listener.close()
+        self._pool.close()
+
+
+def _first_line(error: BaseException) -> str:
+    """The driver's message without libpq's indented hints, for one-line answers."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _fits_integer(version: int) -> bool:
+    """Whether ``version`` fits the ``integer`` column; larger ones simply do not exist."""
+    return -(2**31) <= version < 2**31
+
+
+def _import_row(stored: StoredVersion) -> tuple[Any, ...]:
+    record = stored.record
+    return (
+        record.series_id,
+        record.version,
+        record.detector,
+        json.dumps(record.params),
+        json.dumps(record.state),
+        record.points_used,
+        len(stored.training),
+        record.first_timestamp,
+        record.last_timestamp,
+        record.created_at,
+        encode_timestamps(stored.training.timestamps),
+        encode_values(stored.training.values),
+    )
+
+
+class _ChangeListener:
+    """A thread holding one connection that LISTENs on :data:`CHANNEL` and counts what
+    arrives; it reconnects by itself and counts a reconnection as a change."""
+
+    def __init__(self, url: str, connect_kwargs: Mapping[str, Any]) -> None:
+        self.changes = 0
+        self._url = url
+        self._kwargs = dict(connect_kwargs)
+        self._error: str | None = None
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pg-listener", daemon=True)
+        self._thread.start()
+
+    def failure(self) -> str | None:
+        """Why the latest connection attempt failed, or None while connected (or before
+        the first attempt has finished)."""
+        return self._error
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._url, **self._kwargs) as connection:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    self.changes += 1  # anything may have been committed while away
+                    self._error = None
+                    self.connected.set()
+                    while not self._stop.is_set():
+                        for _ in connection.notifies(timeout=_LISTEN_POLL_S):
+                            self.changes += 1
+                        if connection.closed or connection.broken:
+                            raise psycopg.OperationalError("the connection was closed")
+            except psycopg.Error as exc:
+                self.connected.clear()
+                self._error = _first_line(exc)
+                self._stop.wait(RECONNECT_INTERVAL_S)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
