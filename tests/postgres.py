@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -41,6 +41,14 @@ def with_database(url: str, database: str) -> str:
     user = parts.get("user", "postgres")
     password = f":{quote(str(parts['password']))}" if parts.get("password") else ""
     return f"postgresql://{quote(str(user))}{password}@{host}:{port}/{database}"
+
+
+def with_port(url: str, port: int) -> str:
+    """``url`` reaching the server through ``127.0.0.1:port`` (a proxy) instead."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def with_schema(url: str, schema: str) -> str:

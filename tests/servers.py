@@ -40,19 +40,27 @@ def call(url: str, method: str = "GET", body: Any = None, timeout: float = 30) -
 
 
 class Server:
-    """``anomaly-api serve`` on a free port against ``database``; stop() or kill()."""
+    """``anomaly-api serve`` on a free port against ``database`` (a SQLite file, or a
+    database URL such as ``postgresql://…``, then with ``log`` given); stop() or kill()."""
 
     def __init__(
         self,
-        database: Path,
+        database: Path | str,
         workers: int = 1,
         log: Path | None = None,
         env: dict[str, str] | None = None,
+        wait: bool = True,
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "ANOMALY_DATABASE_URL": f"sqlite:///{database}", **(env or {})}
-        self._log = open(log or database.with_suffix(f".{self.port}.log"), "wb")  # noqa: SIM115
+        url = database if isinstance(database, str) else f"sqlite:///{database}"
+        env = {**os.environ, "ANOMALY_DATABASE_URL": url, **(env or {})}
+        if log is None:
+            assert isinstance(database, Path), "give a log path for a database URL"
+            log = database.with_suffix(f".{self.port}.log")
+        self.log_path = log
+        self._log = open(log, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [*cli_command(), "serve", "--port", str(self.port), "--workers", str(workers)],
             env=env,
@@ -60,15 +68,20 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._wait_ready()
+        if wait:
+            self.wait_ready()
 
-    def _wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 30.0, status: int = 200) -> None:
+        """Wait until ``/healthcheck`` answers ``status`` (503: up, with its store down)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}")
+                self._log.close()
+                raise RuntimeError(
+                    f"server exited with {self.process.returncode}; see {self.log_path}"
+                )
             try:
-                if call(self.url + "/healthcheck", timeout=2)[0] == 200:
+                if call(self.url + "/healthcheck", timeout=2)[0] == status:
                     return
             except OSError:
                 pass

@@ -88,6 +88,7 @@ class TcpProxy:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+            source.close()  # each direction's thread closes the socket it reads
 
 
 def _reset(sock: socket.socket) -> None:

@@ -18,6 +18,13 @@ the fit; other PostgreSQL replicas follow once the notification arrives (millise
 the README gives the measured bound). Deletes
 also bump the store's deletion epoch, which empties the model cache so a deleted
 version is never served.
+
+While the store is unreachable (PostgreSQL down), models held in this process's cache
+keep answering, even when a change was announced that cannot be read yet: availability
+of predictions is preferred to freshness during an outage, and every answer names the
+version it used. Anything that needs the store is a
+:class:`~anomaly_api.errors.StoreUnavailable` (503). When the store is back, the
+marker moves and the caches resynchronise.
 """
 
 from __future__ import annotations
@@ -228,7 +235,16 @@ class ModelRegistry:
     def model(self, series_id: str, version: int | None = None) -> LoadedModel:
         """The fitted model for ``version`` (latest when None), from cache or store."""
         check_series_id(series_id)
-        generation = self._sync()
+        try:
+            generation = self._sync()
+        except StoreUnavailable:
+            # The store announced a change it cannot now tell us about. A model held here
+            # still answers (it names its version); anything else needs the store.
+            held = self._held(series_id, version)
+            if held is None:
+                raise
+            metrics.record_cache_hit()
+            return held
         asked_latest = version is None
         if version is None:
             version = self._latest_version(series_id, generation)
@@ -258,6 +274,13 @@ class ModelRegistry:
                 self._models[(series_id, version)] = loaded
                 self._cache_changed()
         return loaded
+
+    def _held(self, series_id: str, version: int | None) -> LoadedModel | None:
+        """The cached model for ``version`` (the remembered latest when None), if any."""
+        with self._lock:
+            if version is None:
+                version = self._latest.get(series_id)
+            return None if version is None else self._models.get((series_id, version))
 
     def _latest_version(self, series_id: str, generation: int) -> int:
         with self._lock:

@@ -165,3 +165,80 @@ def test_unicode_and_long_ids_are_stored_verbatim(store: ModelStore) -> None:
 def test_ping_answers(store: ModelStore) -> None:
     store.ping()
     assert store.backend in {"sqlite", "postgresql"}
+
+
+def test_listing_leaves_out_series_whose_versions_were_all_deleted(store: ModelStore) -> None:
+    for series_id in ("a", "b", "c"):
+        store.create_version(new_model(series_id))
+    store.delete_series("b")
+    assert [item.series_id for item in store.list_series(10)] == ["a", "c"]
+    assert store.list_series(10, after="a")[0].series_id == "c"
+    assert store.count_series() == 2
+
+
+def test_series_ids_sort_bytewise_on_every_backend(store: ModelStore) -> None:
+    ids = ["b", "B", "é", "a", "Z", "温度", "a.b", "a-b", "~x", "0"]
+    for series_id in ids:
+        store.create_version(new_model(series_id))
+    listed = [item.series_id for item in store.list_series(100)]
+    assert listed == sorted(ids, key=lambda text: text.encode())
+    assert [item.series_id for item in store.list_series(100, after="a")] == listed[
+        listed.index("a") + 1 :
+    ]
+
+
+def test_versions_beyond_the_integer_range_simply_do_not_exist(store: ModelStore) -> None:
+    store.create_version(new_model("a"))
+    for version in (2**31, 2**40, -(2**40)):
+        assert store.get_model("a", version) is None
+        assert store.training_data("a", version) is None
+        assert store.delete_version("a", version) is False
+
+
+def test_a_copy_keeps_every_version_number_counter_and_training_point(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    for series_id, fits in (("a", 3), ("b", 2), ("gone", 2)):
+        for _ in range(fits):
+            store.create_version(new_model(series_id, points=50))
+    store.delete_version("a", 2)
+    store.delete_series("gone")
+    target = open_store(f"sqlite:///{tmp_path / 'copy.db'}")
+    try:
+        copied = 0
+        for batch in store.export_versions(batch_size=2):
+            assert len(batch) <= 2
+            copied += target.import_versions(batch, {})
+        target.import_versions([], store.series_counters())
+        assert copied == 4
+        assert target.series_counters() == store.series_counters() == {"a": 3, "b": 2, "gone": 2}
+        for series_id in ("a", "b"):
+            assert target.list_versions(series_id) == store.list_versions(series_id)
+        assert [record.version for record in target.list_versions("a")] == [1, 3]
+        source_points = store.training_data("a", 3)
+        target_points = target.training_data("a", 3)
+        assert source_points is not None and target_points is not None
+        np.testing.assert_array_equal(source_points.values, target_points.values)
+        # Copying again changes nothing; numbering continues after the copied counters.
+        assert sum(target.import_versions(b, {}) for b in store.export_versions()) == 0
+        assert target.create_version(new_model("gone")).version == 3
+        assert target.create_version(new_model("a")).version == 4
+    finally:
+        target.close()
+
+
+def test_imported_versions_land_in_this_backend_unchanged(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    source = open_store(f"sqlite:///{tmp_path / 'source.db'}")
+    try:
+        for _ in range(3):
+            source.create_version(new_model("s", points=20))
+        source.delete_version("s", 3)
+        for batch in source.export_versions():
+            assert store.import_versions(batch, source.series_counters()) == 2
+        assert store.list_versions("s") == source.list_versions("s")
+        assert store.latest_version("s") == 2
+        assert store.create_version(new_model("s")).version == 4
+    finally:
+        source.close()

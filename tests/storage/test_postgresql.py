@@ -1,0 +1,150 @@
+"""What only the PostgreSQL store has: migrations, URLs, the listener, unreachability."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from anomaly_api.errors import StoreUnavailable
+from anomaly_api.storage import ModelStore, open_store
+from anomaly_api.storage.postgresql import MIGRATIONS, PostgreSQLModelStore, describe_url
+from tests.postgres import with_port
+from tests.storage.test_store import new_model, wait_until
+from tests.tcp_proxy import TcpProxy
+
+
+@pytest.fixture
+def proxy() -> Iterator[TcpProxy]:
+    tunnel = TcpProxy("127.0.0.1", 5432)
+    yield tunnel
+    tunnel.close()
+
+
+def opened(url: str, **options: Any) -> PostgreSQLModelStore:
+    store = open_store(url, **options)
+    assert isinstance(store, PostgreSQLModelStore)
+    return store
+
+
+def test_replicas_starting_together_apply_each_migration_once(postgresql_url: str) -> None:
+    stores: list[ModelStore] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        store = open_store(postgresql_url)
+        stores.append(store)
+        try:
+            store.ping()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        with psycopg.connect(postgresql_url) as connection:
+            rows = connection.execute(
+                "SELECT version FROM anomaly_schema_migrations ORDER BY version"
+            ).fetchall()
+        assert [version for (version,) in rows] == [version for version, _, _ in MIGRATIONS]
+        assert opened(postgresql_url).schema_version() == MIGRATIONS[-1][0]
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_schema_from_a_newer_release_is_refused(postgresql_url: str) -> None:
+    store = opened(postgresql_url)
+    store.ping()
+    store.close()
+    with psycopg.connect(postgresql_url, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO anomaly_schema_migrations (version, description) VALUES (99, 'future')"
+        )
+    newer = opened(postgresql_url)
+    try:
+        with pytest.raises(StoreUnavailable, match=r"schema version 99.*upgrade anomaly-api"):
+            newer.ping()
+    finally:
+        newer.close()
+
+
+@pytest.mark.parametrize("scheme", ["postgres://", "postgresql+psycopg://"])
+def test_other_spellings_of_the_url_are_accepted(postgresql_url: str, scheme: str) -> None:
+    store = opened(scheme + postgresql_url.split("://", 1)[1])
+    try:
+        store.create_version(new_model("a"))
+        assert store.latest_version("a") == 1
+    finally:
+        store.close()
+
+
+def test_messages_name_the_server_but_never_the_password() -> None:
+    assert describe_url("postgresql://app:s3cret@db.internal:6543/models") == (
+        "db.internal:6543/models"
+    )
+    assert "s3cret" not in describe_url("postgresql://app:s3cret@db/models?sslmode=require")
+
+
+def test_an_unreachable_server_fails_fast_and_is_used_again_when_back(
+    postgresql_url: str, proxy: TcpProxy
+) -> None:
+    store = opened(with_port(postgresql_url, proxy.port), connect_timeout_s=5.0)
+    try:
+        store.create_version(new_model("a"))
+        # Connected (1), then this store's own NOTIFY came back (2): the marker is steady.
+        wait_until(lambda: store._listener.changes == 2, "the store's own notification")
+        marker = store.change_marker()
+        proxy.down()
+        wait_until(lambda: store._listener.failure() is not None, "the listener to notice")
+        started = time.monotonic()
+        with pytest.raises(
+            StoreUnavailable, match=r"PostgreSQL at 127\.0\.0\.1:\d+/.* unreachable"
+        ):
+            store.latest_version("a")
+        assert time.monotonic() - started < 0.5
+        assert store.change_marker() == marker  # an outage alone invalidates nothing
+        proxy.up()
+        wait_until(lambda: store._listener.failure() is None, "the listener to reconnect")
+        # Reconnecting counts as a change: what was committed meanwhile is re-read.
+        assert store.change_marker() != marker
+        assert store.latest_version("a") == 1
+        assert store.create_version(new_model("a")).version == 2
+    finally:
+        store.close()
+
+
+def test_a_server_down_at_start_only_delays_the_schema(
+    postgresql_url: str, proxy: TcpProxy
+) -> None:
+    proxy.down()
+    store = opened(with_port(postgresql_url, proxy.port), connect_timeout_s=2.0)
+    try:
+        wait_until(lambda: store._listener.failure() is not None, "the first attempt")
+        with pytest.raises(StoreUnavailable):
+            store.ping()
+        proxy.up()
+        wait_until(lambda: store._listener.failure() is None, "the listener to connect")
+        assert store.create_version(new_model("a")).version == 1
+    finally:
+        store.close()
+
+
+def test_sessions_commit_synchronously_unless_told_not_to(postgresql_url: str) -> None:
+    for durable, expected in ((True, "on"), (False, "off")):
+        store = opened(postgresql_url, durable=durable)
+        try:
+            store.ping()
+            with store._pool.connection() as connection:
+                row = connection.execute("SHOW synchronous_commit").fetchone()
+            assert row is not None and row[0] == expected
+        finally:
+            store.close()
