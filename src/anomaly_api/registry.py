@@ -303,6 +303,17 @@ class ModelRegistry:
         with self._lock:
             if marker == self._marker:
                 return self._generation
+            known = self._marker
+        fitted = None if known is None else self.store.fitted_since(known)
+        if fitted is not None:
+            # Only fits happened: forget those series' latest versions, nothing else.
+            with self._lock:
+                if self._marker == known:
+                    self._marker = marker
+                    self._generation += 1  # in-flight reads of latest must not be kept
+                    for series_id in fitted:
+                        self._latest.pop(series_id, None)
+                return self._generation
         epoch = self.store.deletion_epoch()
         with self._lock:
             if marker != self._marker:

@@ -12,7 +12,13 @@ import pytest
 
 from anomaly_api.errors import StoreUnavailable
 from anomaly_api.storage import ModelStore, open_store
-from anomaly_api.storage.postgresql import MIGRATIONS, PostgreSQLModelStore, describe_url
+from anomaly_api.storage.postgresql import (
+    CHANGE_LOG_SIZE,
+    MIGRATIONS,
+    ChangeLog,
+    PostgreSQLModelStore,
+    describe_url,
+)
 from tests.postgres import with_port
 from tests.storage.test_store import new_model, wait_until
 from tests.tcp_proxy import TcpProxy
@@ -100,8 +106,8 @@ def test_an_unreachable_server_fails_fast_and_is_used_again_when_back(
     store = opened(with_port(postgresql_url, proxy.port), connect_timeout_s=5.0)
     try:
         store.create_version(new_model("a"))
-        # Connected (1), then this store's own NOTIFY came back (2): the marker is steady.
-        wait_until(lambda: store._listener.changes == 2, "the store's own notification")
+        # Connected (1), its own fit logged (2), then its NOTIFY came back (3): steady.
+        wait_until(lambda: store._changes.count == 3, "the store's own notification")
         marker = store.change_marker()
         proxy.down()
         wait_until(lambda: store._listener.failure() is not None, "the listener to notice")
@@ -148,3 +154,48 @@ def test_sessions_commit_synchronously_unless_told_not_to(postgresql_url: str) -
             assert row is not None and row[0] == expected
         finally:
             store.close()
+
+
+def test_the_change_log_names_fitted_series_only_when_fits_are_all_that_happened() -> None:
+    log = ChangeLog()
+    start = log.count
+    log.record("a")
+    log.record("b")
+    log.record("a")
+    assert log.fitted_since(start) == frozenset({"a", "b"})
+    assert log.fitted_since(start + 2) == frozenset({"a"})
+    assert log.fitted_since(log.count) == frozenset()
+    middle = log.count
+    log.record(None)  # a delete, or a reconnection
+    log.record("c")
+    assert log.fitted_since(start) is None
+    assert log.fitted_since(middle) is None
+    assert log.fitted_since(log.count - 1) == frozenset({"c"})
+    assert log.fitted_since(log.count + 1) is None  # not a marker of this log
+
+
+def test_the_change_log_forgets_beyond_its_size() -> None:
+    log = ChangeLog()
+    for index in range(CHANGE_LOG_SIZE + 5):
+        log.record(f"s{index}")
+    assert log.fitted_since(0) is None
+    assert log.fitted_since(4) is None
+    assert log.fitted_since(5) is not None and len(log.fitted_since(5) or ()) == CHANGE_LOG_SIZE
+
+
+def test_a_notified_fit_names_its_series(postgresql_url: str) -> None:
+    watcher, fitter = opened(postgresql_url), opened(postgresql_url)
+    try:
+        watcher.ping()
+        wait_until(
+            lambda: watcher._listener.failure() is None and watcher._changes.count > 0, "listening"
+        )
+        marker = watcher.change_marker()
+        fitter.create_version(new_model("température"))
+        wait_until(lambda: watcher.change_marker() != marker, "the notification")
+        assert watcher.fitted_since(marker) == frozenset({"température"})
+        fitter.delete_series("température")
+        wait_until(lambda: watcher.fitted_since(marker) is None, "the delete's notification")
+    finally:
+        watcher.close()
+        fitter.close()

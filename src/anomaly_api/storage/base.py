@@ -124,6 +124,13 @@ class ModelStore(Protocol):
         """A number that changes whenever any process commits a change; cheap to call."""
         ...
 
+    def fitted_since(self, marker: int) -> frozenset[str] | None:
+        """The series that got new versions since ``marker`` (an earlier
+        :meth:`change_marker`) when new versions are all that changed; None when the
+        store cannot tell, or something else changed (a delete, a copy, a reconnection).
+        Lets caches forget one series' "latest" instead of every series'."""
+        ...
+
     def deletion_epoch(self) -> int:
         """A counter bumped by every delete, so caches know when to drop versions."""
         ...

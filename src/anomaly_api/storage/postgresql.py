@@ -16,13 +16,14 @@
 * **Durability.** A fit is acknowledged after its COMMIT returns, and sessions run with
   ``synchronous_commit`` at least ``on`` (raised if the server default is ``off``).
 * **Change marker, without I/O.** Every commit also sends ``NOTIFY`` on
-  :data:`CHANNEL` (delivered by PostgreSQL at commit). A listener thread per process
-  counts the notifications; :meth:`change_marker` returns that count plus the number of
-  this process's own commits, a memory read. So a predict in the process that made the
-  fit sees it at once, and every other process (worker or replica) within the
-  notification's delivery time. When the listener loses its connection it reconnects
-  every :data:`RECONNECT_INTERVAL_S` and then bumps the count, since anything may have
-  changed meanwhile.
+  :data:`CHANNEL` (delivered by PostgreSQL at commit; a fit's payload names its series).
+  A listener thread per process logs the notifications in a :class:`ChangeLog`;
+  :meth:`change_marker` is the log's count, a memory read, and :meth:`fitted_since`
+  tells the registry which series' "latest" moved. This process's own commits are
+  logged at once, so a predict in the process that made the fit sees it immediately;
+  every other process (worker or replica) sees it within the notification's delivery
+  time. When the listener loses its connection it reconnects every
+  :data:`RECONNECT_INTERVAL_S` and then logs "anything may have changed".
 * **Unavailability.** While the listener's latest connection attempt has failed, calls
   that need the database fail at once with :class:`StoreUnavailable` instead of waiting
   for the pool; models already in the registry's cache keep answering.
@@ -34,6 +35,7 @@ import contextlib
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -55,6 +57,9 @@ CHANNEL = "anomaly_api_changes"
 RECONNECT_INTERVAL_S = 0.5
 """How often the listener retries a lost connection; the store is reported down meanwhile."""
 _LISTEN_POLL_S = 0.25
+_FIT_PREFIX = "fit "
+CHANGE_LOG_SIZE = 10_000
+"""Changes remembered per process; a registry further behind forgets every "latest"."""
 _MIGRATION_LOCK = 0x616E6F6D616C79  # an arbitrary advisory-lock key: "anomaly" in ASCII
 
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
@@ -164,7 +169,7 @@ class PostgreSQLModelStore:
         pg_conninfo.conninfo_to_dict(url)  # a malformed URL fails here, at start-up
         self._schema_ready = False
         self._schema_lock = threading.Lock()
-        self._own_commits = 0
+        self._changes = ChangeLog()
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -177,7 +182,7 @@ class PostgreSQLModelStore:
             open=False,
         )
         self._pool.open(wait=False)
-        self._listener = _ChangeListener(url, self._connect_kwargs)
+        self._listener = _ChangeListener(url, self._connect_kwargs, self._changes)
 
     # -- connections -----------------------------------------------------------------
 
@@ -269,9 +274,10 @@ class PostgreSQLModelStore:
         [(version,)] = self._read("SELECT MAX(version) FROM anomaly_schema_migrations")
         return int(version)
 
-    def _committed(self) -> None:
-        """Count a commit of this process: its own predicts must see it at once."""
-        self._own_commits += 1
+    def _committed(self, fitted_series: str | None) -> None:
+        """Log a commit of this process at once: its own predicts must see it without
+        waiting for the notification (which arrives too, and is logged again)."""
+        self._changes.record(fitted_series)
 
     # -- the ModelStore protocol ----------------------------------------------------------
 
@@ -309,13 +315,15 @@ class PostgreSQLModelStore:
                         values_blob,
                     ),
                 ).fetchone()
-                connection.execute("SELECT pg_notify(%s, 'fit')", (CHANNEL,))
+                connection.execute(
+                    "SELECT pg_notify(%s, %s)", (CHANNEL, _FIT_PREFIX + model.series_id)
+                )
             assert row is not None
             return int(row[0])
 
         # No retry: a write whose connection broke may have committed.
         version = self._run(write, retry=False)
-        self._committed()
+        self._committed(model.series_id)
         return ModelRecord(
             series_id=model.series_id,
             version=version,
@@ -427,12 +435,15 @@ class PostgreSQLModelStore:
 
         deleted = self._run(write, retry=False)
         if deleted:
-            self._committed()
+            self._committed(None)
         return deleted
 
     def change_marker(self) -> int:
-        # Called on every cached predict: two attribute reads, no I/O.
-        return self._listener.changes + self._own_commits
+        # Called on every cached predict: an attribute read, no I/O.
+        return self._changes.count
+
+    def fitted_since(self, marker: int) -> frozenset[str] | None:
+        return self._changes.fitted_since(marker)
 
     def deletion_epoch(self) -> int:
         [(epoch,)] = self._read("SELECT value FROM anomaly_meta WHERE key = 'deletion_epoch'")
@@ -495,7 +506,7 @@ class PostgreSQLModelStore:
             return inserted
 
         inserted = self._run(write, retry=False)
-        self._committed()
+        self._committed(None)
         return inserted
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -534,12 +545,48 @@ def _import_row(stored: StoredVersion) -> tuple[Any, ...]:
     )
 
 
-class _ChangeListener:
-    """A thread holding one connection that LISTENs on :data:`CHANNEL` and counts what
-    arrives; it reconnects by itself and counts a reconnection as a change."""
+class ChangeLog:
+    """The changes this process knows of, numbered: the number is the change marker.
 
-    def __init__(self, url: str, connect_kwargs: Mapping[str, Any]) -> None:
-        self.changes = 0
+    Each entry is the series a fit added a version to, or None for anything else (a
+    delete, a copy, a reconnection after which anything may have changed). The newest
+    :data:`CHANGE_LOG_SIZE` entries are kept, so a registry that syncs often learns
+    exactly which series' "latest" moved instead of forgetting every series'.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._entries: deque[tuple[int, str | None]] = deque(maxlen=CHANGE_LOG_SIZE)
+        self._lock = threading.Lock()
+
+    def record(self, fitted_series: str | None) -> None:
+        with self._lock:
+            self._entries.append((self.count + 1, fitted_series))
+            self.count += 1  # published after the entry, so fitted_since sees it
+
+    def fitted_since(self, marker: int) -> frozenset[str] | None:
+        """Series fitted after ``marker`` when fits are all that happened, else None."""
+        with self._lock:
+            if marker > self.count or (
+                marker < self.count and (not self._entries or self._entries[0][0] > marker + 1)
+            ):
+                return None  # not a marker of this log, or older than what is kept
+            series: set[str] = set()
+            for number, fitted in reversed(self._entries):
+                if number <= marker:
+                    break
+                if fitted is None:
+                    return None
+                series.add(fitted)
+            return frozenset(series)
+
+
+class _ChangeListener:
+    """A thread holding one connection that LISTENs on :data:`CHANNEL` and logs what
+    arrives; it reconnects by itself and logs a reconnection as "anything changed"."""
+
+    def __init__(self, url: str, connect_kwargs: Mapping[str, Any], changes: ChangeLog) -> None:
+        self._changes = changes
         self._url = url
         self._kwargs = dict(connect_kwargs)
         self._error: str | None = None
@@ -558,12 +605,17 @@ class _ChangeListener:
             try:
                 with psycopg.connect(self._url, **self._kwargs) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
-                    self.changes += 1  # anything may have been committed while away
+                    self._changes.record(None)  # anything may have been committed while away
                     self._error = None
                     self.connected.set()
                     while not self._stop.is_set():
-                        for _ in connection.notifies(timeout=_LISTEN_POLL_S):
-                            self.changes += 1
+                        for notification in connection.notifies(timeout=_LISTEN_POLL_S):
+                            payload = notification.payload
+                            self._changes.record(
+                                payload[len(_FIT_PREFIX) :]
+                                if payload.startswith(_FIT_PREFIX)
+                                else None
+                            )
                         if connection.closed or connection.broken:
                             raise psycopg.OperationalError("the connection was closed")
             except psycopg.Error as exc:

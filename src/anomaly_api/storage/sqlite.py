@@ -350,6 +350,10 @@ class SQLiteModelStore:
             self._data_version, self._watched_at = int(version), now
         return self._announcements.latest() * 1_000_003 + self._data_version
 
+    def fitted_since(self, marker: int) -> frozenset[str] | None:
+        # An announcement says that something was committed, not what.
+        return None
+
     def deletion_epoch(self) -> int:
         [(epoch,)] = self._read("SELECT value FROM meta WHERE key = 'deletion_epoch'")
         return int(epoch)
