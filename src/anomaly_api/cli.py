@@ -287,6 +287,55 @@ def evaluate(
     typer.echo(format_results(results))
 
 
+@app.command()
+def migrate(
+    source: Annotated[
+        str, typer.Option("--from", help="The store to copy: sqlite:///PATH or postgresql://...")
+    ],
+    target: Annotated[
+        str,
+        typer.Option("--to", help="The store to copy into: postgresql://USER@HOST:PORT/DB or ..."),
+    ],
+    batch_size: Annotated[int, typer.Option(min=1, help="Versions per import transaction.")] = 100,
+    progress: Annotated[bool, typer.Option(help="Show progress bars on a terminal.")] = True,
+) -> None:
+    """Copy every model version and version counter of one store into another, then
+    verify the copy; an interrupted copy resumes when run again.
+
+    Exits 1 when the target holds different models under the same version numbers
+    (nothing is written then) or when verification finds a difference.
+    """
+    import logging
+    import sys
+
+    from anomaly_api.errors import StoreUnavailable
+    from anomaly_api.migrate import (
+        InvalidUrl,
+        describe_url,
+        format_report,
+        migrate_urls,
+        progress_bars,
+    )
+
+    # The pool logs every failed connection attempt; the one error below says it all.
+    logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
+    try:
+        with progress_bars(progress and sys.stderr.isatty()) as bars:
+            report = migrate_urls(source, target, batch_size=batch_size, progress=bars)
+    except InvalidUrl as exc:
+        option = "--from" if exc.role == "source" else "--to"
+        raise typer.BadParameter(exc.message, param_hint=option) from None
+    except StoreUnavailable as exc:
+        typer.echo(f"migrate: {exc.message}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"{describe_url(source)} -> {describe_url(target)}")
+    typer.echo(format_report(report))
+    if not report.ok:
+        what = "conflicts" if report.conflict_count else "verification failed"
+        typer.echo(f"migrate: {what}; the target is not a copy of the source", err=True)
+        raise typer.Exit(code=1)
+
+
 def main() -> None:
     """Entry point of the ``anomaly-api`` script."""
     app()

@@ -166,7 +166,10 @@ class PostgreSQLModelStore:
             "keepalives_count": 3,
             "tcp_user_timeout": 10_000,
         }
-        pg_conninfo.conninfo_to_dict(url)  # a malformed URL fails here, at start-up
+        try:
+            pg_conninfo.conninfo_to_dict(url)  # a malformed URL fails here, at start-up
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(f"malformed PostgreSQL URL: {_first_line(exc)}") from None
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._changes = ChangeLog()

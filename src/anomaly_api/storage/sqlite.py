@@ -368,9 +368,10 @@ class SQLiteModelStore:
         while True:
             rows = self._read(
                 f"SELECT {_RECORD_COLUMNS}, training_timestamps, training_values FROM models "
-                "WHERE series_id > ? OR (series_id = ? AND version > ?) "
-                "ORDER BY series_id, version LIMIT ?",
-                (after[0], after[0], after[1], batch_size),
+                # A row value comparison is an index search; the OR spelling scanned the
+                # index from its start for every page.
+                "WHERE (series_id, version) > (?, ?) ORDER BY series_id, version LIMIT ?",
+                (after[0], after[1], batch_size),
             )
             if not rows:
                 return
