@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from anomaly_api.errors import (
     SeriesNotFound,
     VersionNotFound,
 )
-from anomaly_api.registry import ModelRegistry
+from anomaly_api.registry import FREEZE_EVERY, ModelRegistry
 from anomaly_api.storage import ModelRecord, NewModel, open_store
 
 TIMESTAMPS = [1691000000, 1691000060, 1691000120, 1691000180, 1691000240]
@@ -199,3 +200,29 @@ def test_a_version_deleted_while_it_was_being_fitted_is_not_cached(tmp_path: Pat
         assert registry.predict("s", 10.0, 0).version == 1
     finally:
         registry.close()
+
+
+def test_cached_models_are_frozen_out_of_full_collections_as_the_cache_grows(
+    tmp_path: Path,
+) -> None:
+    registry = ModelRegistry(
+        open_store(f"sqlite:///{tmp_path / 'f.db'}"), model_cache_size=100, freeze_models=True
+    )
+    try:
+        frozen_before = gc.get_freeze_count()
+        for _ in range(FREEZE_EVERY - 1):  # as if that many models had been cached
+            registry._cache_changed(inserted=True)
+        assert gc.get_freeze_count() == frozen_before  # not yet
+        registry.fit("s", TIMESTAMPS, VALUES)  # the FREEZE_EVERY-th model cached
+        assert gc.get_freeze_count() > frozen_before
+    finally:
+        registry.close()
+        gc.unfreeze()
+
+
+def test_registries_leave_the_collector_alone_unless_asked(registry: ModelRegistry) -> None:
+    frozen_before = gc.get_freeze_count()
+    for _ in range(FREEZE_EVERY):
+        registry._cache_changed(inserted=True)
+    registry.fit("s", TIMESTAMPS, VALUES)
+    assert gc.get_freeze_count() == frozen_before

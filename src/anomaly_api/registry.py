@@ -29,6 +29,7 @@ marker moves and the caches resynchronise.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import threading
@@ -47,6 +48,10 @@ from anomaly_api.errors import SeriesNotFound, StoreUnavailable, VersionNotFound
 from anomaly_api.series_ids import check_series_id
 from anomaly_api.storage.base import ModelRecord, ModelStore, NewModel, SeriesSummary
 from anomaly_api.telemetry import WorkerStats
+
+FREEZE_EVERY = 1000
+"""With ``freeze_models``, freeze after this many models were cached (or a tenth of the
+cache, if more); see :func:`_collect_and_freeze`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,7 @@ class ModelRegistry:
         training_points_cap: int = 100_000,
         latency_window: int = 1000,
         run_dir: str | os.PathLike[str] | None = None,
+        freeze_models: bool = False,
     ) -> None:
         detector_class(default_detector)  # fail at start-up, not on the first fit
         self.store = store
@@ -108,6 +114,8 @@ class ModelRegistry:
         self._models: LRUCache[tuple[str, int], LoadedModel] = LRUCache(model_cache_size)
         self._latest: LRUCache[str, int] = LRUCache(model_cache_size)
         self._generation = 0
+        self._freeze_models = freeze_models
+        self._inserted_since_freeze = 0
         # Nothing is read eagerly beyond these two, and a store that is down at start-up
         # (PostgreSQL not up yet) is fine: an unknown marker makes the first request sync.
         self._marker: int | None = None
@@ -153,7 +161,7 @@ class ModelRegistry:
             # caching it would serve a deleted model, so leave it to the store.
             if self._deletion_epoch == epoch:
                 self._models[(series_id, record.version)] = LoadedModel(record, model)
-                self._cache_changed()
+                self._cache_changed(inserted=True)
         metrics.record_fit(model.name)
         self.training_latency.record(time.perf_counter() - started)
         return record
@@ -272,7 +280,7 @@ class ModelRegistry:
         with self._lock:
             if self._generation == generation:
                 self._models[(series_id, version)] = loaded
-                self._cache_changed()
+                self._cache_changed(inserted=True)
         return loaded
 
     def _held(self, series_id: str, version: int | None) -> LoadedModel | None:
@@ -326,11 +334,16 @@ class ModelRegistry:
                     self._cache_changed()
             return self._generation
 
-    def _cache_changed(self) -> None:
+    def _cache_changed(self, inserted: bool = False) -> None:
         """Publish the model cache's size; call it with the lock held."""
         size = len(self._models)
         self.stats.models_cached = size
         metrics.set_cache_size(size)
+        if inserted and self._freeze_models:
+            self._inserted_since_freeze += 1
+            if self._inserted_since_freeze >= max(FREEZE_EVERY, self._models.maxsize // 10):
+                self._inserted_since_freeze = 0
+                _collect_and_freeze()
 
     # -- series management --------------------------------------------------------------
 
@@ -439,6 +452,21 @@ class ModelRegistry:
             scores = _unsorted(scores, np.argsort(stamps, kind="stable"))
         metrics.record_scores(model.name, len(scores), int(np.count_nonzero(scores.anomaly)))
         return model, scores
+
+
+def _collect_and_freeze() -> None:
+    """Collect what is garbage, then exempt every live object, the cached models among
+    them, from later full collections.
+
+    A cached model is a handful of container objects; with 10^5 models the collector's
+    full passes walked ~10^6 objects (~0.3 s on the development machine, once every few
+    seconds while the cache filled, and still now and then once warm: the p99 of a warm
+    random-series load was 100-200 ms). Objects frozen here are still freed by reference
+    counting when evicted; collecting first means no cyclic garbage is frozen with them.
+    The collection itself walks only what was not frozen before, so it is short.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _unsorted(scores: Scores, order: npt.NDArray[np.intp]) -> Scores:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -199,3 +200,68 @@ def test_a_notified_fit_names_its_series(postgresql_url: str) -> None:
     finally:
         watcher.close()
         fitter.close()
+
+
+def test_migration_2_counts_what_a_version_1_database_holds(postgresql_url: str) -> None:
+    with psycopg.connect(postgresql_url, autocommit=True) as connection:
+        connection.execute(
+            "CREATE TABLE anomaly_schema_migrations (version integer PRIMARY KEY,"
+            " description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for statement in MIGRATIONS[0][2].split(";"):
+            if statement.strip():
+                connection.execute(statement.encode())
+        connection.execute(
+            "INSERT INTO anomaly_schema_migrations (version, description) VALUES (1, 'v1')"
+        )
+        connection.execute(
+            "INSERT INTO anomaly_series VALUES ('two', 2), ('one', 1), ('deleted', 3)"
+        )
+        for series_id, version in (("two", 1), ("two", 2), ("one", 1)):
+            connection.execute(
+                "INSERT INTO anomaly_models VALUES (%s, %s, 'zscore', '{}', '{}', 5, 0, 0, 0, 0,"
+                " %s, %s)",
+                (series_id, version, b"\x01" + zlib.compress(b""), b"\x01" + zlib.compress(b"")),
+            )
+    store = opened(postgresql_url)
+    try:
+        assert store.count_series() == 2
+        assert [(s.series_id, s.version_count) for s in store.list_series(10)] == [
+            ("one", 1),
+            ("two", 2),
+        ]
+        assert store.schema_version() == len(MIGRATIONS)
+        assert store.create_version(new_model("deleted")).version == 4
+        assert store.count_series() == 3
+    finally:
+        store.close()
+
+
+def test_counts_stay_exact_under_concurrent_fits_and_deletes(postgresql_url: str) -> None:
+    store = opened(postgresql_url, pool_size=8)
+    try:
+
+        def churn(worker: int) -> None:
+            for step in range(15):
+                series_id = f"s{(worker + step) % 4}"
+                store.create_version(new_model(series_id))
+                if step % 3 == 2:
+                    store.delete_series(series_id)
+                elif step % 3 == 1:
+                    store.delete_version(series_id, 1)
+
+        threads = [threading.Thread(target=churn, args=(worker,)) for worker in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with psycopg.connect(postgresql_url) as connection:
+            actual: dict[str, int] = dict(
+                connection.execute(
+                    "SELECT series_id, COUNT(*) FROM anomaly_models GROUP BY series_id"
+                ).fetchall()
+            )
+        assert store.count_series() == len(actual)
+        assert {s.series_id: s.version_count for s in store.list_series(100)} == actual
+    finally:
+        store.close()

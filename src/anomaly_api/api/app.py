@@ -67,6 +67,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             training_points_cap=settings.training_points_cap,
             latency_window=settings.latency_window,
             run_dir=metrics.run_dir(),
+            freeze_models=True,
         )
         app.state.registry = registry
         # matplotlib takes about a second to import; do it off the request path, without

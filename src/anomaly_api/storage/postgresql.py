@@ -93,11 +93,27 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         INSERT INTO anomaly_meta (key, value) VALUES ('deletion_epoch', 0)
         """,
     ),
+    (
+        2,
+        "per-series version counts and the number of series with versions",
+        """
+        ALTER TABLE anomaly_series ADD COLUMN versions integer NOT NULL DEFAULT 0;
+        UPDATE anomaly_series s SET versions = c.n
+        FROM (SELECT series_id, COUNT(*) AS n FROM anomaly_models GROUP BY series_id) c
+        WHERE c.series_id = s.series_id;
+        INSERT INTO anomaly_meta (key, value)
+        SELECT 'series_with_versions', COUNT(*) FROM anomaly_series WHERE versions > 0
+        """,
+    ),
 )
 """(version, description, SQL) in order; append, never edit an applied one.
 
 Series ids sort with the "C" collation (bytewise UTF-8), as SQLite's do, so listings
-page identically on both backends whatever the server's locale."""
+page identically on both backends whatever the server's locale. Migration 2 keeps each
+series' number of versions on its counter row and the number of series that have any
+in ``anomaly_meta``, updated in the transactions that change them (the counter row's
+lock orders them), so ``/healthcheck`` and ``/series`` count in constant time; counting
+the models table took ~150 ms at 100,000 series."""
 
 _RECORD_COLUMNS = (
     "series_id, version, detector, params, state, points_used, points_stored, "
@@ -293,11 +309,18 @@ class PostgreSQLModelStore:
 
         def write(connection: psycopg.Connection[Any]) -> int:
             with connection.transaction():
+                # One statement: bump the counter (its row lock queues concurrent fits of
+                # the series), store the model, and count the series in when it is its
+                # only version.
                 row = connection.execute(
                     "WITH counter AS ("
-                    "  INSERT INTO anomaly_series AS s (series_id, last_version) VALUES (%s, 1)"
-                    "  ON CONFLICT (series_id) DO UPDATE SET last_version = s.last_version + 1"
-                    "  RETURNING last_version)"
+                    "  INSERT INTO anomaly_series AS s (series_id, last_version, versions)"
+                    "  VALUES (%s, 1, 1) ON CONFLICT (series_id) DO UPDATE"
+                    "  SET last_version = s.last_version + 1, versions = s.versions + 1"
+                    "  RETURNING last_version, versions),"
+                    " counted AS (UPDATE anomaly_meta SET value = value + 1"
+                    "  WHERE key = 'series_with_versions'"
+                    "  AND (SELECT versions FROM counter) = 1)"
                     " INSERT INTO anomaly_models (series_id, version, detector, params, state,"
                     "  points_used, points_stored, first_timestamp, last_timestamp, created_at,"
                     "  training_timestamps, training_values)"
@@ -374,8 +397,7 @@ class PostgreSQLModelStore:
         # Walks the counter table's primary key and looks up each series' newest model,
         # so a page costs the same at the start and at the end of 10^5 series.
         rows = self._read(
-            "SELECT s.series_id, m.version, m.points_used, m.created_at,"
-            "  (SELECT COUNT(*) FROM anomaly_models c WHERE c.series_id = s.series_id)"
+            "SELECT s.series_id, m.version, m.points_used, m.created_at, s.versions"
             " FROM anomaly_series s"
             " JOIN LATERAL (SELECT version, points_used, created_at FROM anomaly_models l"
             "  WHERE l.series_id = s.series_id ORDER BY version DESC LIMIT 1) m ON true"
@@ -394,10 +416,7 @@ class PostgreSQLModelStore:
         ]
 
     def count_series(self) -> int:
-        [(count,)] = self._read(
-            "SELECT COUNT(*) FROM anomaly_series s WHERE EXISTS "
-            "(SELECT 1 FROM anomaly_models m WHERE m.series_id = s.series_id)"
-        )
+        [(count,)] = self._read("SELECT value FROM anomaly_meta WHERE key = 'series_with_versions'")
         return int(count)
 
     def training_data(self, series_id: str, version: int) -> Series | None:
@@ -413,23 +432,35 @@ class PostgreSQLModelStore:
         return Series(decode_timestamps(bytes(rows[0][0])), decode_values(bytes(rows[0][1])))
 
     def delete_series(self, series_id: str) -> int:
-        return self._delete("DELETE FROM anomaly_models WHERE series_id = %s", (series_id,))
+        return self._delete(series_id, "")
 
     def delete_version(self, series_id: str, version: int) -> bool:
         if not _fits_integer(version):
             return False
-        return bool(
-            self._delete(
-                "DELETE FROM anomaly_models WHERE series_id = %s AND version = %s",
-                (series_id, version),
-            )
-        )
+        return bool(self._delete(series_id, " AND version = %s", version))
 
-    def _delete(self, sql: str, parameters: tuple[Any, ...]) -> int:
+    def _delete(self, series_id: str, condition: str, *values: Any) -> int:
         def write(connection: psycopg.Connection[Any]) -> int:
             with connection.transaction():
-                deleted = connection.execute(sql, parameters).rowcount
+                # Lock the counter row first, as a fit does, so counts stay exact.
+                connection.execute(
+                    "SELECT 1 FROM anomaly_series WHERE series_id = %s FOR UPDATE", (series_id,)
+                )
+                deleted = connection.execute(
+                    "DELETE FROM anomaly_models WHERE series_id = %s" + condition,
+                    (series_id, *values),
+                ).rowcount
                 if deleted:
+                    row = connection.execute(
+                        "UPDATE anomaly_series SET versions = versions - %s "
+                        "WHERE series_id = %s RETURNING versions",
+                        (deleted, series_id),
+                    ).fetchone()
+                    if row is not None and row[0] == 0:
+                        connection.execute(
+                            "UPDATE anomaly_meta SET value = value - 1 "
+                            "WHERE key = 'series_with_versions'"
+                        )
                     connection.execute(
                         "UPDATE anomaly_meta SET value = value + 1 WHERE key = 'deletion_epoch'"
                     )
@@ -500,10 +531,36 @@ class PostgreSQLModelStore:
                     "SET last_version = GREATEST(s.last_version, EXCLUDED.last_version)",
                     list(floors.items()),
                 )
+                # Lock the touched counter rows (as fits do), then recount them.
+                touched = sorted({stored.record.series_id for stored in versions})
+                before = dict(
+                    cursor.execute(
+                        "SELECT series_id, versions FROM anomaly_series "
+                        "WHERE series_id = ANY(%s) ORDER BY series_id FOR UPDATE",
+                        (touched,),
+                    ).fetchall()
+                )
                 inserted = 0
-                for row in rows:
-                    cursor.execute(_INSERT_MODEL + " ON CONFLICT DO NOTHING", row)
-                    inserted += cursor.rowcount
+                if rows:
+                    cursor.executemany(_INSERT_MODEL + " ON CONFLICT DO NOTHING", rows)
+                    inserted = max(cursor.rowcount, 0)
+                after = dict(
+                    cursor.execute(
+                        "UPDATE anomaly_series s SET versions = (SELECT COUNT(*) FROM "
+                        "anomaly_models m WHERE m.series_id = s.series_id) "
+                        "WHERE s.series_id = ANY(%s) RETURNING series_id, versions",
+                        (touched,),
+                    ).fetchall()
+                )
+                newly_counted = sum(
+                    1 for key, count in after.items() if count > 0 and before.get(key, 0) == 0
+                )
+                if newly_counted:
+                    cursor.execute(
+                        "UPDATE anomaly_meta SET value = value + %s "
+                        "WHERE key = 'series_with_versions'",
+                        (newly_counted,),
+                    )
                 if inserted or floors:
                     cursor.execute("SELECT pg_notify(%s, 'import')", (CHANNEL,))
             return inserted
