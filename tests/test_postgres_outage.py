@@ -17,6 +17,7 @@ from psycopg import conninfo as pg_conninfo
 
 from anomaly_api.detectors import Series, detector_class
 from anomaly_api.storage import NewModel, open_store
+from anomaly_api.storage.postgresql import MIGRATIONS
 from tests.conftest import CONTRACT_FIT
 from tests.postgres import with_port
 from tests.servers import Server, call
@@ -169,4 +170,4 @@ def test_the_schema_is_recorded_in_a_versioned_migration_table(
         rows = connection.execute(
             "SELECT version, description FROM anomaly_schema_migrations"
         ).fetchall()
-    assert [version for version, _ in rows] == [1]
+    assert [version for version, _ in rows] == [version for version, _, _ in MIGRATIONS]
