@@ -21,5 +21,5 @@ USER anomaly
 VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthcheck', timeout=2).status != 200)"
+  CMD python -c "import os,sys,urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:%s/healthcheck' % os.environ.get('ANOMALY_PORT', '8000'), timeout=2).status != 200)"
 CMD ["anomaly-api", "serve"]
