@@ -8,7 +8,7 @@ PORT ?= 8000
 NAB ?= ../shared/nab
 BENCH_OUT ?= bench-results
 
-.PHONY: install install-dev run test lint typecheck pytest bench evaluate clean
+.PHONY: install install-dev run test lint typecheck pytest bench bench-postgres evaluate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,15 @@ bench: install
 	@if command -v wrk >/dev/null && command -v taskset >/dev/null; then \
 		$(BIN)/python benchmarks/wrk/compare.py --rounds 3 --seconds 10 --out $(BENCH_OUT); \
 	else echo "bench: wrk or taskset not installed, skipping the wrk comparison (apt install wrk)"; fi
+
+# The README's replica figures: PostgreSQL at 100,000 series (start time, warm random-series
+# predicts under wrk, listing) and how soon another replica answers with a fit. Needs the
+# PostgreSQL server of ANOMALY_TEST_POSTGRESQL_URL (default postgres@127.0.0.1:5432/test),
+# where it creates and drops throwaway databases; wrk and taskset. About 5 minutes.
+PG_ADMIN_URL ?= $(or $(ANOMALY_TEST_POSTGRESQL_URL),postgresql://postgres@127.0.0.1:5432/test)
+bench-postgres: install
+	$(BIN)/python benchmarks/postgres_scale.py --postgresql-url $(PG_ADMIN_URL) --out $(BENCH_OUT)
+	$(BIN)/python benchmarks/replica_staleness.py --postgresql-url $(PG_ADMIN_URL) --out $(BENCH_OUT)
 
 # Every detector on a NAB-layout corpus (the README's detection table).
 evaluate: install
