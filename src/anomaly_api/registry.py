@@ -20,15 +20,18 @@ also bump the store's deletion epoch, which empties the model cache so a deleted
 version is never served.
 
 While the store is unreachable (PostgreSQL down), models held in this process's cache
-keep answering, even when a change was announced that cannot be read yet: availability
-of predictions is preferred to freshness during an outage, and every answer names the
-version it used. Anything that needs the store is a
+keep answering: availability of predictions is preferred to freshness during an outage,
+and every answer names the version it used. That includes a fit announced just before
+the outage that could not be read yet (except for "latest" of that series), but not a
+delete or any change the store cannot describe: then no held model answers, since any
+of them might be the deleted one. Anything that needs the store is a
 :class:`~anomaly_api.errors.StoreUnavailable` (503). When the store is back, the
 marker moves and the caches resynchronise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
@@ -306,7 +309,15 @@ class ModelRegistry:
         return loaded
 
     def _held(self, series_id: str, version: int | None) -> LoadedModel | None:
-        """The cached model for ``version`` (the remembered latest when None), if any."""
+        """The cached model for ``version`` (the remembered latest when None), if it may
+        still answer while the store cannot say what changed: only when the changes not
+        yet read are known to be fits (a delete may have removed any held version), and
+        for latest only of a series that was not refitted."""
+        with self._lock:
+            known = self._marker
+        fitted = None if known is None else self.store.fitted_since(known)
+        if fitted is None or (version is None and series_id in fitted):
+            return None
         with self._lock:
             if version is None:
                 return self._latest.get(series_id)
@@ -321,13 +332,15 @@ class ModelRegistry:
             known = self._marker
         fitted = None if known is None else self.store.fitted_since(known)
         if fitted is not None:
-            # Only fits happened: forget those series' latest versions, nothing else.
+            # Only fits happened: forget those series' latest versions, nothing else. Even
+            # if another thread moved the marker meanwhile (possibly to an older one), these
+            # series must be forgotten before this request reads them.
             with self._lock:
                 if self._marker == known:
                     self._marker = marker
-                    self._generation += 1  # in-flight reads of latest must not be kept
-                    for series_id in fitted:
-                        self._latest.pop(series_id, None)
+                self._generation += 1  # in-flight reads of latest must not be kept
+                for series_id in fitted:
+                    self._latest.pop(series_id, None)
                 return self._generation
         epoch = self.store.deletion_epoch()
         with self._lock:
@@ -376,7 +389,7 @@ class ModelRegistry:
         deleted = self.store.delete_series(series_id)
         if not deleted:
             raise SeriesNotFound(series_id)
-        self._sync()
+        self._forget_deleted()
         return deleted
 
     def delete_version(self, series_id: str, version: int) -> None:
@@ -387,7 +400,14 @@ class ModelRegistry:
             if latest is None:
                 raise SeriesNotFound(series_id)
             raise VersionNotFound(series_id, version, latest)
-        self._sync()
+        self._forget_deleted()
+
+    def _forget_deleted(self) -> None:
+        """Drop what a committed delete removed. If the store cannot be read just now, the
+        delete stands all the same (it is committed: no 503 for it); the marker it moved
+        makes the next request sync, and no held model answers meanwhile (see _held)."""
+        with contextlib.suppress(StoreUnavailable):
+            self._sync()
 
     def training_data(
         self, series_id: str, version: int | None = None

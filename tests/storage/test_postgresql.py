@@ -265,3 +265,101 @@ def test_counts_stay_exact_under_concurrent_fits_and_deletes(postgresql_url: str
         assert {s.series_id: s.version_count for s in store.list_series(100)} == actual
     finally:
         store.close()
+
+
+def test_the_listener_survives_any_failure_and_counts_it_as_a_change(
+    postgresql_url: str,
+) -> None:
+    store, other = opened(postgresql_url), opened(postgresql_url)
+    try:
+        assert store._listener.connected.wait(5)
+        record = store._changes.record
+        failures: list[str] = []
+
+        def fail_once(fitted_series: str | None) -> None:
+            if not failures:
+                failures.append("raised")
+                raise RuntimeError("not a driver error")
+            record(fitted_series)
+
+        store._changes.record = fail_once  # type: ignore[method-assign]
+        marker = store.change_marker()
+        other.create_version(new_model("a"))
+        wait_until(lambda: failures == ["raised"], "the listener to meet the failure")
+        # The reconnection counts as "anything may have changed".
+        wait_until(
+            lambda: store.change_marker() != marker and store._listener.failure() is None,
+            "the listener to reconnect",
+        )
+        assert store._listener._thread.is_alive()
+        assert store.fitted_since(marker) is None
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_sql_ascii_database_still_speaks_utf8(postgresql_database: str) -> None:
+    name = f"{postgresql_database.rsplit('/', 1)[1]}_ascii"
+    with psycopg.connect(postgresql_database, autocommit=True) as admin:
+        admin.execute(
+            f'CREATE DATABASE "{name}" ENCODING SQL_ASCII LC_COLLATE "C" LC_CTYPE "C" '
+            "TEMPLATE template0"
+        )
+    url = postgresql_database.rsplit("/", 1)[0] + f"/{name}"
+    watcher, fitter = opened(url), opened(url)
+    try:
+        assert watcher._listener.connected.wait(5)
+        marker = watcher.change_marker()
+        fitter.create_version(new_model("température"))
+        wait_until(lambda: watcher.change_marker() != marker, "the notification")
+        assert watcher.fitted_since(marker) == frozenset({"température"})
+        [record] = watcher.list_versions("température")
+        assert (record.series_id, record.detector) == ("température", "zscore")
+    finally:
+        watcher.close()
+        fitter.close()
+        with psycopg.connect(postgresql_database, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_concurrent_imports_of_the_same_series_do_not_deadlock(postgresql_url: str) -> None:
+    store = opened(postgresql_url, pool_size=4)
+    try:
+        counters = {f"s{index:03d}": 5 for index in range(200)}
+        orders = [dict(counters), dict(reversed(list(counters.items())))]
+        errors: list[BaseException] = []
+
+        def run(order: dict[str, int]) -> None:
+            try:
+                store.import_versions([], order)
+            except BaseException as exc:
+                errors.append(exc)
+
+        for _ in range(3):
+            threads = [threading.Thread(target=run, args=(order,)) for order in orders]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert errors == []
+        assert store.series_counters() == counters
+    finally:
+        store.close()
+
+
+def test_a_delete_repairs_a_count_an_older_release_left_wrong(postgresql_url: str) -> None:
+    store = opened(postgresql_url)
+    try:
+        for _ in range(3):
+            store.create_version(new_model("a"))
+        with psycopg.connect(postgresql_url, autocommit=True) as connection:
+            # What a replica of the previous release does: fits without keeping counts.
+            connection.execute("UPDATE anomaly_series SET versions = 0")
+            connection.execute(
+                "UPDATE anomaly_meta SET value = 0 WHERE key = 'series_with_versions'"
+            )
+        assert store.delete_version("a", 1)
+        assert store.count_series() == 1
+        assert [(s.series_id, s.version_count) for s in store.list_series(10)] == [("a", 2)]
+    finally:
+        store.close()

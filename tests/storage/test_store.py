@@ -242,3 +242,11 @@ def test_imported_versions_land_in_this_backend_unchanged(
         assert store.create_version(new_model("s")).version == 4
     finally:
         source.close()
+
+
+def test_a_listing_cursor_with_a_nul_character_pages_like_its_prefix(store: ModelStore) -> None:
+    for series_id in ("a", "ab", "b"):
+        store.create_version(new_model(series_id))
+    # No id holds NUL (PostgreSQL text cannot): ids after "a\0b" are the ids after "a".
+    assert [s.series_id for s in store.list_series(10, after="a\x00b")] == ["ab", "b"]
+    assert [s.series_id for s in store.list_series(10, after="\x00")] == ["a", "ab", "b"]

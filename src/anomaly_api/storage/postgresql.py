@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections import deque
@@ -53,11 +54,14 @@ from anomaly_api.storage.codec import (
     encode_values,
 )
 
+_log = logging.getLogger(__name__)
+
 CHANNEL = "anomaly_api_changes"
 RECONNECT_INTERVAL_S = 0.5
 """How often the listener retries a lost connection; the store is reported down meanwhile."""
 _LISTEN_POLL_S = 0.25
 _FIT_PREFIX = "fit "
+_DELETE_PREFIX = "delete "
 CHANGE_LOG_SIZE = 10_000
 """Changes remembered per process; a registry further behind forgets every "latest"."""
 _MIGRATION_LOCK = 0x616E6F6D616C79  # an arbitrary advisory-lock key: "anomaly" in ASCII
@@ -181,6 +185,9 @@ class PostgreSQLModelStore:
             "keepalives_interval": 2,
             "keepalives_count": 3,
             "tcp_user_timeout": 10_000,
+            # Text as UTF-8 whatever the database's encoding: a SQL_ASCII database would
+            # otherwise hand back bytes, and undecodable notifications.
+            "client_encoding": "UTF8",
         }
         try:
             pg_conninfo.conninfo_to_dict(url)  # a malformed URL fails here, at start-up
@@ -196,12 +203,16 @@ class PostgreSQLModelStore:
             kwargs=self._connect_kwargs,
             configure=self._configure,
             timeout=timeout_s,
-            reconnect_timeout=0,  # keep retrying for as long as the outage lasts
+            # A failed attempt is not retried in the background (0 s); the pool grows back
+            # on demand instead, and the listener says when the server is back.
+            reconnect_timeout=0,
             name="anomaly-api",
             open=False,
         )
         self._pool.open(wait=False)
-        self._listener = _ChangeListener(url, self._connect_kwargs, self._changes)
+        self._listener = _ChangeListener(
+            url, self._connect_kwargs, self._changes, on_reconnect=self._pool.check
+        )
 
     # -- connections -----------------------------------------------------------------
 
@@ -230,7 +241,9 @@ class PostgreSQLModelStore:
             ) from exc
         except PoolClosed as exc:
             raise StoreUnavailable("the PostgreSQL store is closed") from exc
-        except psycopg.Error as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg.ProgrammingError) as exc:
+            # The server, the connection or the database's set-up (missing rights, say);
+            # a DataError or IntegrityError would be a bug here, and stays one (a 500).
             raise StoreUnavailable(
                 f"PostgreSQL at {self.where} failed: {_first_line(exc)}"
             ) from exc
@@ -402,7 +415,9 @@ class PostgreSQLModelStore:
             " JOIN LATERAL (SELECT version, points_used, created_at FROM anomaly_models l"
             "  WHERE l.series_id = s.series_id ORDER BY version DESC LIMIT 1) m ON true"
             " WHERE s.series_id > %s ORDER BY s.series_id LIMIT %s",
-            ("" if after is None else after, limit),
+            # PostgreSQL text cannot hold NUL, and no series id does: ids after "a\0b"
+            # are exactly the ids after "a".
+            ("" if after is None else after.split("\0", 1)[0], limit),
         )
         return [
             SeriesSummary(
@@ -443,28 +458,37 @@ class PostgreSQLModelStore:
         def write(connection: psycopg.Connection[Any]) -> int:
             with connection.transaction():
                 # Lock the counter row first, as a fit does, so counts stay exact.
-                connection.execute(
-                    "SELECT 1 FROM anomaly_series WHERE series_id = %s FOR UPDATE", (series_id,)
-                )
+                locked = connection.execute(
+                    "SELECT versions FROM anomaly_series WHERE series_id = %s FOR UPDATE",
+                    (series_id,),
+                ).fetchone()
                 deleted = connection.execute(
                     "DELETE FROM anomaly_models WHERE series_id = %s" + condition,
                     (series_id, *values),
                 ).rowcount
                 if deleted:
+                    # Recounted rather than decremented: a count an older release left
+                    # behind (it did not keep one) is repaired here instead of going wrong.
                     row = connection.execute(
-                        "UPDATE anomaly_series SET versions = versions - %s "
-                        "WHERE series_id = %s RETURNING versions",
-                        (deleted, series_id),
+                        "UPDATE anomaly_series SET versions = (SELECT COUNT(*) FROM "
+                        "anomaly_models WHERE series_id = %s) WHERE series_id = %s "
+                        "RETURNING versions",
+                        (series_id, series_id),
                     ).fetchone()
-                    if row is not None and row[0] == 0:
+                    had = locked is not None and locked[0] > 0
+                    has = row is not None and row[0] > 0
+                    if had != has:
                         connection.execute(
-                            "UPDATE anomaly_meta SET value = value - 1 "
-                            "WHERE key = 'series_with_versions'"
+                            "UPDATE anomaly_meta SET value = value + %s "
+                            "WHERE key = 'series_with_versions'",
+                            (1 if has else -1,),
                         )
                     connection.execute(
                         "UPDATE anomaly_meta SET value = value + 1 WHERE key = 'deletion_epoch'"
                     )
-                    connection.execute("SELECT pg_notify(%s, 'delete')", (CHANNEL,))
+                    connection.execute(
+                        "SELECT pg_notify(%s, %s)", (CHANNEL, _DELETE_PREFIX + series_id)
+                    )
             return int(deleted)
 
         deleted = self._run(write, retry=False)
@@ -529,7 +553,7 @@ class PostgreSQLModelStore:
                     "INSERT INTO anomaly_series AS s (series_id, last_version) VALUES (%s, %s) "
                     "ON CONFLICT (series_id) DO UPDATE "
                     "SET last_version = GREATEST(s.last_version, EXCLUDED.last_version)",
-                    list(floors.items()),
+                    sorted(floors.items()),  # one lock order for every importer
                 )
                 # Lock the touched counter rows (as fits do), then recount them.
                 touched = sorted({stored.record.series_id for stored in versions})
@@ -645,8 +669,15 @@ class _ChangeListener:
     """A thread holding one connection that LISTENs on :data:`CHANNEL` and logs what
     arrives; it reconnects by itself and logs a reconnection as "anything changed"."""
 
-    def __init__(self, url: str, connect_kwargs: Mapping[str, Any], changes: ChangeLog) -> None:
+    def __init__(
+        self,
+        url: str,
+        connect_kwargs: Mapping[str, Any],
+        changes: ChangeLog,
+        on_reconnect: Callable[[], object],
+    ) -> None:
         self._changes = changes
+        self._on_reconnect = on_reconnect
         self._url = url
         self._kwargs = dict(connect_kwargs)
         self._error: str | None = None
@@ -665,6 +696,10 @@ class _ChangeListener:
             try:
                 with psycopg.connect(self._url, **self._kwargs) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
+                    if self._error is not None:
+                        # Back after an outage: replace pooled connections it broke before
+                        # requests are let through again, so no write meets one.
+                        self._on_reconnect()
                     self._changes.record(None)  # anything may have been committed while away
                     self._error = None
                     self.connected.set()
@@ -678,7 +713,12 @@ class _ChangeListener:
                             )
                         if connection.closed or connection.broken:
                             raise psycopg.OperationalError("the connection was closed")
-            except psycopg.Error as exc:
+            except Exception as exc:
+                # Whatever went wrong (a driver error, an undecodable payload, a failing
+                # pool check), the thread must live on: without it no change is ever seen
+                # again. The store counts as down until it has reconnected.
+                if not isinstance(exc, psycopg.Error):
+                    _log.exception("PostgreSQL change listener failed; reconnecting")
                 self.connected.clear()
                 self._error = _first_line(exc)
                 self._stop.wait(RECONNECT_INTERVAL_S)
