@@ -27,6 +27,7 @@ def test_store_down_is_503_and_says_so(client: TestClient, monkeypatch: pytest.M
     monkeypatch.setattr(store, "ping", refuse)
     response = client.get("/healthcheck")
     assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
     body = response.json()
     assert body["status"] == "unavailable"
     assert body["series_trained"] is None
@@ -42,6 +43,7 @@ def test_store_errors_on_fit_are_503(client: TestClient, monkeypatch: pytest.Mon
     monkeypatch.setattr(store, "create_version", refuse)
     response = client.post("/fit/s", json=CONTRACT_FIT)
     assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
     assert "database is locked" in response.json()["detail"]
 
 

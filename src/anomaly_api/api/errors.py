@@ -33,6 +33,11 @@ STATUS_BY_ERROR: dict[type[errors.AnomalyApiError], int] = {
 }
 
 
+RETRY_AFTER_S = "1"
+"""Sent with every 503: the store is re-tried every half second, so a client that waits a
+second will usually find it back (or the answer just as quickly again)."""
+
+
 def status_for(error: errors.AnomalyApiError) -> int:
     """The status code of the most specific mapped class of ``error``."""
     for cls in type(error).__mro__:
@@ -108,7 +113,10 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     field = getattr(exc, "field", None)
     if field:
         extra["errors"] = [{"field": field, "message": exc.message}]
-    return error_response(status, exc.message, **extra)
+    response = error_response(status, exc.message, **extra)
+    if status == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_S
+    return response
 
 
 # nginx's code for "the client closed the request": nobody reads the answer, but the

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from anomaly_api.api.deps import RegistryDep
+from anomaly_api.api.errors import RETRY_AFTER_S
 from anomaly_api.api.schemas import HealthResponse
 
 router = APIRouter(tags=["service"])
@@ -24,6 +25,8 @@ def healthcheck(registry: RegistryDep) -> JSONResponse:
     `models_cached`. Answers 503 with `status: "unavailable"` when the store does not
     answer."""
     health = HealthResponse.model_validate(registry.health())
+    if health.status == "ok":
+        return JSONResponse(health.model_dump(mode="json"))
     return JSONResponse(
-        health.model_dump(mode="json"), status_code=200 if health.status == "ok" else 503
+        health.model_dump(mode="json"), status_code=503, headers={"Retry-After": RETRY_AFTER_S}
     )
