@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -226,3 +227,30 @@ def test_registries_leave_the_collector_alone_unless_asked(registry: ModelRegist
         registry._cache_changed(inserted=True)
     registry.fit("s", TIMESTAMPS, VALUES)
     assert gc.get_freeze_count() == frozen_before
+
+
+@pytest.mark.parametrize("detector", ["zscore", "robust", "seasonal", "hampel", "adaptive"])
+@pytest.mark.parametrize("direction", ["both", "upper", "lower"])
+def test_a_cached_predict_gives_the_detector_s_own_answer_bit_for_bit(
+    registry: ModelRegistry, detector: str, direction: str
+) -> None:
+    rng = np.random.default_rng(7)
+    timestamps = np.arange(200, dtype=np.int64) * 60 + 1_691_000_000
+    registry.fit("s", timestamps, rng.normal(10.0, 2.0, 200), detector, {"direction": direction})
+    loaded = registry.model("s")
+    assert (loaded.band is not None) == (detector in {"zscore", "robust"})
+    values = [*rng.normal(10.0, 6.0, 50), 0.0, -0.0, 1e308, -1e308, 5e-324, 10.0]
+    for offset, value in enumerate(values):
+        stamp = float(timestamps[-1] + 60 * (offset + 1))
+        expected = loaded.detector.score_point(stamp, float(value))
+        answer = registry.predict("s", float(value), stamp)
+        assert (answer.anomaly, answer.score, answer.expected) == (
+            expected.anomaly,
+            expected.score,
+            expected.expected,
+        )
+        assert answer.lower == (expected.lower if math.isfinite(expected.lower) else None)
+        assert answer.upper == (expected.upper if math.isfinite(expected.upper) else None)
+    for bad in (math.nan, math.inf):
+        with pytest.raises(InvalidInput, match="finite"):
+            registry.predict("s", bad, 0.0)

@@ -47,6 +47,7 @@ from cachetools import LRUCache
 
 from anomaly_api import __version__, metrics
 from anomaly_api.detectors import Detector, Scores, Series, detector_class
+from anomaly_api.detectors.base import band_point
 from anomaly_api.errors import SeriesNotFound, StoreUnavailable, VersionNotFound
 from anomaly_api.series_ids import check_series_id
 from anomaly_api.storage.base import ModelRecord, ModelStore, NewModel, SeriesSummary
@@ -57,12 +58,35 @@ FREEZE_EVERY = 1000
 cache, if more); see :func:`_collect_and_freeze`."""
 
 
-@dataclass(frozen=True, slots=True)
 class LoadedModel:
-    """A stored version together with its ready-to-score detector."""
+    """A stored version together with its ready-to-score detector.
 
-    record: ModelRecord
-    detector: Detector
+    What a single predict needs is also copied here, into one object made at once: with
+    10^5 cached models, a predict of a model no recent request touched paid a cache miss
+    for each object it read (the record, its parameter dict, the detector, its attribute
+    values), about a fifth of the predict's CPU time.
+    """
+
+    __slots__ = (
+        "band",
+        "detector",
+        "detector_name",
+        "direction",
+        "record",
+        "series_id",
+        "threshold",
+        "version",
+    )
+
+    def __init__(self, record: ModelRecord, detector: Detector) -> None:
+        self.record = record
+        self.detector = detector
+        self.series_id = record.series_id
+        self.version = record.version
+        self.detector_name = record.detector
+        self.threshold: float | None = record.params.get("threshold")
+        self.direction: str = detector.params.get("direction", "both")
+        self.band = detector.fixed_band()
 
 
 @dataclass(slots=True)
@@ -212,13 +236,16 @@ class ModelRegistry:
         started: float,
         cache_hit: bool = False,
     ) -> Prediction:
-        point = loaded.detector.score_point(timestamp, value)
-        params = loaded.record.params
+        band = loaded.band
+        if band is not None and math.isfinite(value):
+            point = band_point(float(value), band[0], band[1], loaded.direction)
+        else:
+            point = loaded.detector.score_point(timestamp, value)
         prediction = Prediction(
-            series_id=loaded.record.series_id,
-            version=loaded.record.version,
-            detector=loaded.record.detector,
-            threshold=params.get("threshold"),
+            series_id=loaded.series_id,
+            version=loaded.version,
+            detector=loaded.detector_name,
+            threshold=loaded.threshold,
             value=float(value),
             anomaly=point.anomaly,
             score=point.score,

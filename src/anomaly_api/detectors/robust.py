@@ -48,6 +48,7 @@ class RobustDetector(Detector):
     )
     min_points: ClassVar[int] = 5
     parameters: ClassVar[tuple[Parameter, ...]] = (THRESHOLD, DIRECTION)
+    fixed_band_in_time: ClassVar[bool] = True
 
     median_: float
     scale_: float

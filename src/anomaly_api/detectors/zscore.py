@@ -54,6 +54,7 @@ class ZScoreDetector(Detector):
     )
     min_points: ClassVar[int] = 5
     parameters: ClassVar[tuple[Parameter, ...]] = (THRESHOLD, DIRECTION)
+    fixed_band_in_time: ClassVar[bool] = True
 
     mean_: float
     std_: float
