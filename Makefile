@@ -56,10 +56,11 @@ bench: install
 # The README's replica figures: PostgreSQL at 100,000 series (start time, warm random-series
 # predicts under wrk, listing) and how soon another replica answers with a fit. Needs the
 # PostgreSQL server of ANOMALY_TEST_POSTGRESQL_URL (default postgres@127.0.0.1:5432/test),
-# where it creates and drops throwaway databases; wrk and taskset. About 5 minutes.
+# where it creates and drops throwaway databases; wrk and taskset. About 7 minutes (5 rounds:
+# the machine is noisy and the two figures compared differ by less than the noise of one round).
 PG_ADMIN_URL ?= $(or $(ANOMALY_TEST_POSTGRESQL_URL),postgresql://postgres@127.0.0.1:5432/test)
 bench-postgres: install
-	$(BIN)/python benchmarks/postgres_scale.py --postgresql-url $(PG_ADMIN_URL) --out $(BENCH_OUT)
+	$(BIN)/python benchmarks/postgres_scale.py --rounds 5 --postgresql-url $(PG_ADMIN_URL) --out $(BENCH_OUT)
 	$(BIN)/python benchmarks/replica_staleness.py --postgresql-url $(PG_ADMIN_URL) --out $(BENCH_OUT)
 
 # Every detector on a NAB-layout corpus (the README's detection table).
