@@ -32,7 +32,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -50,8 +49,16 @@ from anomaly_api.storage.base import ModelRecord, NewModel, SeriesSummary, Store
 from anomaly_api.storage.codec import (
     decode_timestamps,
     decode_values,
-    encode_timestamps,
-    encode_values,
+)
+from anomaly_api.storage.rows import (
+    RECORD_COLUMNS,
+    copied_row,
+    counter_floors,
+    created_record,
+    new_row,
+    record_from_row,
+    stored_from_row,
+    summary_from_row,
 )
 
 _log = logging.getLogger(__name__)
@@ -119,10 +126,6 @@ in ``anomaly_meta``, updated in the transactions that change them (the counter r
 lock orders them), so ``/healthcheck`` and ``/series`` count in constant time; counting
 the models table took ~150 ms at 100,000 series."""
 
-_RECORD_COLUMNS = (
-    "series_id, version, detector, params, state, points_used, points_stored, "
-    "first_timestamp, last_timestamp, created_at"
-)
 _INSERT_MODEL = (
     "INSERT INTO anomaly_models (series_id, version, detector, params, state, points_used, "
     "points_stored, first_timestamp, last_timestamp, created_at, training_timestamps, "
@@ -130,21 +133,6 @@ _INSERT_MODEL = (
 )
 
 T = TypeVar("T")
-
-
-def _record(row: Sequence[Any]) -> ModelRecord:
-    return ModelRecord(
-        series_id=row[0],
-        version=int(row[1]),
-        detector=row[2],
-        params=json.loads(row[3]),
-        state=json.loads(row[4]),
-        points_used=int(row[5]),
-        points_stored=int(row[6]),
-        first_timestamp=int(row[7]),
-        last_timestamp=int(row[8]),
-        created_at=float(row[9]),
-    )
 
 
 def describe_url(url: str) -> str:
@@ -314,11 +302,8 @@ class PostgreSQLModelStore:
     # -- the ModelStore protocol ----------------------------------------------------------
 
     def create_version(self, model: NewModel) -> ModelRecord:
-        timestamps_blob = encode_timestamps(model.training.timestamps)
-        values_blob = encode_values(model.training.values)
-        params_json = json.dumps(model.params)
-        state_json = json.dumps(model.state)
         created_at = time.time()
+        values = new_row(model, created_at)
 
         def write(connection: psycopg.Connection[Any]) -> int:
             with connection.transaction():
@@ -339,20 +324,7 @@ class PostgreSQLModelStore:
                     "  training_timestamps, training_values)"
                     " SELECT %s, last_version, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
                     " FROM counter RETURNING version",
-                    (
-                        model.series_id,
-                        model.series_id,
-                        model.detector,
-                        params_json,
-                        state_json,
-                        model.points_used,
-                        len(model.training),
-                        model.first_timestamp,
-                        model.last_timestamp,
-                        created_at,
-                        timestamps_blob,
-                        values_blob,
-                    ),
+                    (model.series_id, model.series_id, *values),
                 ).fetchone()
                 connection.execute(
                     "SELECT pg_notify(%s, %s)", (CHANNEL, _FIT_PREFIX + model.series_id)
@@ -363,23 +335,12 @@ class PostgreSQLModelStore:
         # No retry: a write whose connection broke may have committed.
         version = self._run(write, retry=False)
         self._committed(model.series_id)
-        return ModelRecord(
-            series_id=model.series_id,
-            version=version,
-            detector=model.detector,
-            params=model.params,
-            state=model.state,
-            points_used=model.points_used,
-            points_stored=len(model.training),
-            first_timestamp=model.first_timestamp,
-            last_timestamp=model.last_timestamp,
-            created_at=created_at,
-        )
+        return created_record(model, version, created_at)
 
     def get_model(self, series_id: str, version: int | None = None) -> ModelRecord | None:
         if version is None:
             rows = self._read(
-                f"SELECT {_RECORD_COLUMNS} FROM anomaly_models WHERE series_id = %s "
+                f"SELECT {RECORD_COLUMNS} FROM anomaly_models WHERE series_id = %s "
                 "ORDER BY version DESC LIMIT 1",
                 (series_id,),
             )
@@ -387,11 +348,11 @@ class PostgreSQLModelStore:
             if not _fits_integer(version):
                 return None
             rows = self._read(
-                f"SELECT {_RECORD_COLUMNS} FROM anomaly_models "
+                f"SELECT {RECORD_COLUMNS} FROM anomaly_models "
                 "WHERE series_id = %s AND version = %s",
                 (series_id, version),
             )
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     def latest_version(self, series_id: str) -> int | None:
         [(latest,)] = self._read(
@@ -401,16 +362,16 @@ class PostgreSQLModelStore:
 
     def list_versions(self, series_id: str) -> list[ModelRecord]:
         rows = self._read(
-            f"SELECT {_RECORD_COLUMNS} FROM anomaly_models WHERE series_id = %s ORDER BY version",
+            f"SELECT {RECORD_COLUMNS} FROM anomaly_models WHERE series_id = %s ORDER BY version",
             (series_id,),
         )
-        return [_record(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     def list_series(self, limit: int, after: str | None = None) -> list[SeriesSummary]:
         # Walks the counter table's primary key and looks up each series' newest model,
         # so a page costs the same at the start and at the end of 10^5 series.
         rows = self._read(
-            "SELECT s.series_id, m.version, m.points_used, m.created_at, s.versions"
+            "SELECT s.series_id, m.version, s.versions, m.points_used, m.created_at"
             " FROM anomaly_series s"
             " JOIN LATERAL (SELECT version, points_used, created_at FROM anomaly_models l"
             "  WHERE l.series_id = s.series_id ORDER BY version DESC LIMIT 1) m ON true"
@@ -419,16 +380,7 @@ class PostgreSQLModelStore:
             # are exactly the ids after "a".
             ("" if after is None else after.split("\0", 1)[0], limit),
         )
-        return [
-            SeriesSummary(
-                series_id=row[0],
-                latest_version=int(row[1]),
-                version_count=int(row[4]),
-                points_used=int(row[2]),
-                last_fit_at=float(row[3]),
-            )
-            for row in rows
-        ]
+        return [summary_from_row(row) for row in rows]
 
     def count_series(self) -> int:
         [(count,)] = self._read("SELECT value FROM anomaly_meta WHERE key = 'series_with_versions'")
@@ -516,20 +468,14 @@ class PostgreSQLModelStore:
         after: tuple[str, int] = ("", 0)
         while True:
             rows = self._read(
-                f"SELECT {_RECORD_COLUMNS}, training_timestamps, training_values "
+                f"SELECT {RECORD_COLUMNS}, training_timestamps, training_values "
                 "FROM anomaly_models WHERE (series_id, version) > (%s, %s) "
                 "ORDER BY series_id, version LIMIT %s",
                 (*after, batch_size),
             )
             if not rows:
                 return
-            yield [
-                StoredVersion(
-                    _record(row),
-                    Series(decode_timestamps(bytes(row[10])), decode_values(bytes(row[11]))),
-                )
-                for row in rows
-            ]
+            yield [stored_from_row(row) for row in rows]
             after = (rows[-1][0], int(rows[-1][1]))
 
     def series_counters(self) -> dict[str, int]:
@@ -541,11 +487,8 @@ class PostgreSQLModelStore:
     def import_versions(
         self, versions: Sequence[StoredVersion], counters: Mapping[str, int]
     ) -> int:
-        rows = [_import_row(stored) for stored in versions]
-        floors = dict(counters)
-        for stored in versions:
-            key = stored.record.series_id
-            floors[key] = max(floors.get(key, 0), stored.record.version)
+        rows = [copied_row(stored) for stored in versions]
+        floors = counter_floors(versions, counters)
 
         def write(connection: psycopg.Connection[Any]) -> int:
             with connection.transaction(), connection.cursor() as cursor:
@@ -609,24 +552,6 @@ def _first_line(error: BaseException) -> str:
 def _fits_integer(version: int) -> bool:
     """Whether ``version`` fits the ``integer`` column; larger ones simply do not exist."""
     return -(2**31) <= version < 2**31
-
-
-def _import_row(stored: StoredVersion) -> tuple[Any, ...]:
-    record = stored.record
-    return (
-        record.series_id,
-        record.version,
-        record.detector,
-        json.dumps(record.params),
-        json.dumps(record.state),
-        record.points_used,
-        len(stored.training),
-        record.first_timestamp,
-        record.last_timestamp,
-        record.created_at,
-        encode_timestamps(stored.training.timestamps),
-        encode_values(stored.training.values),
-    )
 
 
 class ChangeLog:

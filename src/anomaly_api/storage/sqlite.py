@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import mmap
 import os
 import queue
@@ -42,14 +41,29 @@ from anomaly_api.storage.base import ModelRecord, NewModel, SeriesSummary, Store
 from anomaly_api.storage.codec import (
     decode_timestamps,
     decode_values,
-    encode_timestamps,
-    encode_values,
+)
+from anomaly_api.storage.rows import (
+    RECORD_COLUMNS,
+    copied_row,
+    counter_floors,
+    created_record,
+    new_row,
+    record_from_row,
+    stored_from_row,
+    summary_from_row,
+    training_blobs,
 )
 
 SCHEMA_VERSION = 1
 MAX_IDLE_CONNECTIONS = 8
 WATCH_INTERVAL_S = 1.0
 """How stale the change marker may be for commits made without this store's announcement."""
+
+_INSERT_MODEL = (
+    "INSERT INTO models (series_id, version, detector, params, state, points_used, "
+    "points_stored, first_timestamp, last_timestamp, created_at, training_timestamps, "
+    "training_values) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -77,26 +91,6 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('deletion_epoch', 0);
 """
-
-_RECORD_COLUMNS = (
-    "series_id, version, detector, params, state, points_used, points_stored, "
-    "first_timestamp, last_timestamp, created_at"
-)
-
-
-def _record(row: tuple[Any, ...]) -> ModelRecord:
-    return ModelRecord(
-        series_id=row[0],
-        version=int(row[1]),
-        detector=row[2],
-        params=json.loads(row[3]),
-        state=json.loads(row[4]),
-        points_used=int(row[5]),
-        points_stored=int(row[6]),
-        first_timestamp=int(row[7]),
-        last_timestamp=int(row[8]),
-        created_at=float(row[9]),
-    )
 
 
 class SQLiteModelStore:
@@ -203,10 +197,7 @@ class SQLiteModelStore:
     # -- the ModelStore protocol ----------------------------------------------------------
 
     def create_version(self, model: NewModel) -> ModelRecord:
-        timestamps_blob = encode_timestamps(model.training.timestamps)
-        values_blob = encode_values(model.training.values)
-        params_json = json.dumps(model.params)
-        state_json = json.dumps(model.state)
+        blobs = training_blobs(model.training)  # encoded before the write lock is taken
         with self._write() as connection:
             (version,) = connection.execute(
                 "INSERT INTO series (series_id, last_version) VALUES (?, 1) "
@@ -215,52 +206,24 @@ class SQLiteModelStore:
                 (model.series_id,),
             ).fetchone()
             created_at = time.time()
-            connection.execute(
-                "INSERT INTO models (series_id, version, detector, params, state, points_used, "
-                "points_stored, first_timestamp, last_timestamp, created_at, "
-                "training_timestamps, training_values) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    model.series_id,
-                    version,
-                    model.detector,
-                    params_json,
-                    state_json,
-                    model.points_used,
-                    len(model.training),
-                    model.first_timestamp,
-                    model.last_timestamp,
-                    created_at,
-                    timestamps_blob,
-                    values_blob,
-                ),
-            )
+            values = new_row(model, created_at, blobs)
+            connection.execute(_INSERT_MODEL, (model.series_id, version, *values))
         self._announcements.announce()
-        return ModelRecord(
-            series_id=model.series_id,
-            version=int(version),
-            detector=model.detector,
-            params=model.params,
-            state=model.state,
-            points_used=model.points_used,
-            points_stored=len(model.training),
-            first_timestamp=model.first_timestamp,
-            last_timestamp=model.last_timestamp,
-            created_at=created_at,
-        )
+        return created_record(model, int(version), created_at)
 
     def get_model(self, series_id: str, version: int | None = None) -> ModelRecord | None:
         if version is None:
             rows = self._read(
-                f"SELECT {_RECORD_COLUMNS} FROM models WHERE series_id = ? "
+                f"SELECT {RECORD_COLUMNS} FROM models WHERE series_id = ? "
                 "ORDER BY version DESC LIMIT 1",
                 (series_id,),
             )
         else:
             rows = self._read(
-                f"SELECT {_RECORD_COLUMNS} FROM models WHERE series_id = ? AND version = ?",
+                f"SELECT {RECORD_COLUMNS} FROM models WHERE series_id = ? AND version = ?",
                 (series_id, version),
             )
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     def latest_version(self, series_id: str) -> int | None:
         [(latest,)] = self._read(
@@ -270,10 +233,10 @@ class SQLiteModelStore:
 
     def list_versions(self, series_id: str) -> list[ModelRecord]:
         rows = self._read(
-            f"SELECT {_RECORD_COLUMNS} FROM models WHERE series_id = ? ORDER BY version",
+            f"SELECT {RECORD_COLUMNS} FROM models WHERE series_id = ? ORDER BY version",
             (series_id,),
         )
-        return [_record(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     def list_series(self, limit: int, after: str | None = None) -> list[SeriesSummary]:
         rows = self._read(
@@ -287,16 +250,7 @@ class SQLiteModelStore:
             " ORDER BY p.series_id",
             ("" if after is None else after, limit),
         )
-        return [
-            SeriesSummary(
-                series_id=row[0],
-                latest_version=int(row[1]),
-                version_count=int(row[2]),
-                points_used=int(row[3]),
-                last_fit_at=float(row[4]),
-            )
-            for row in rows
-        ]
+        return [summary_from_row(row) for row in rows]
 
     def count_series(self) -> int:
         [(count,)] = self._read("SELECT COUNT(*) FROM (SELECT DISTINCT series_id FROM models)")
@@ -367,7 +321,7 @@ class SQLiteModelStore:
         after: tuple[str, int] = ("", 0)
         while True:
             rows = self._read(
-                f"SELECT {_RECORD_COLUMNS}, training_timestamps, training_values FROM models "
+                f"SELECT {RECORD_COLUMNS}, training_timestamps, training_values FROM models "
                 # A row value comparison is an index search; the OR spelling scanned the
                 # index from its start for every page.
                 "WHERE (series_id, version) > (?, ?) ORDER BY series_id, version LIMIT ?",
@@ -375,12 +329,7 @@ class SQLiteModelStore:
             )
             if not rows:
                 return
-            yield [
-                StoredVersion(
-                    _record(row), Series(decode_timestamps(row[10]), decode_values(row[11]))
-                )
-                for row in rows
-            ]
+            yield [stored_from_row(row) for row in rows]
             after = (rows[-1][0], int(rows[-1][1]))
 
     def series_counters(self) -> dict[str, int]:
@@ -392,10 +341,7 @@ class SQLiteModelStore:
     def import_versions(
         self, versions: Sequence[StoredVersion], counters: Mapping[str, int]
     ) -> int:
-        floors = dict(counters)
-        for stored in versions:
-            key = stored.record.series_id
-            floors[key] = max(floors.get(key, 0), stored.record.version)
+        floors = counter_floors(versions, counters)
         with self._write() as connection:
             connection.executemany(
                 "INSERT INTO series (series_id, last_version) VALUES (?, ?) "
@@ -405,27 +351,8 @@ class SQLiteModelStore:
             )
             inserted = 0
             for stored in versions:
-                record = stored.record
-                inserted += connection.execute(
-                    "INSERT OR IGNORE INTO models (series_id, version, detector, params, state, "
-                    "points_used, points_stored, first_timestamp, last_timestamp, created_at, "
-                    "training_timestamps, training_values) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.series_id,
-                        record.version,
-                        record.detector,
-                        json.dumps(record.params),
-                        json.dumps(record.state),
-                        record.points_used,
-                        len(stored.training),
-                        record.first_timestamp,
-                        record.last_timestamp,
-                        record.created_at,
-                        encode_timestamps(stored.training.timestamps),
-                        encode_values(stored.training.values),
-                    ),
-                ).rowcount
+                insert = _INSERT_MODEL.replace("INSERT", "INSERT OR IGNORE", 1)
+                inserted += connection.execute(insert, copied_row(stored)).rowcount
         self._announcements.announce()
         return inserted
 
