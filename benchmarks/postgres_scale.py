@@ -43,7 +43,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,11 +57,12 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from anomaly_api.bench_server import free_port
+from anomaly_api.bench_wrk import CLIENT_CORE, SERVER_CORE, run_wrk
+
 HERE = Path(__file__).resolve().parent
-SERVER_CORE, CLIENT_CORE = "0", "1"
 RANDOM_LUA = HERE / "postgres" / "random_predict.lua"
 PREDICT_BODY = b'{"timestamp": 1691001000, "value": 150.5}'
-TICKS = os.sysconf("SC_CLK_TCK")
 TRAINING_POINTS = 100
 METRICS_FLUSH_S = 1.5
 """A little longer than the service's metrics flush interval (1 s)."""
@@ -80,20 +80,6 @@ def series_id(index: int) -> str:
 
 
 # -- processes and HTTP (as in wrk/compare.py) -------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and its children so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
-    return (utime + stime + cutime + cstime) / TICKS
 
 
 def rss_mb(pid: int) -> float:
@@ -160,50 +146,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
 def wrk(port: int, count: int, query: str, seconds: int, pid: int) -> dict[str, Any]:
     """One wrk run on a random series among ``count``: rate, latency, errors, CPU/request."""
-    cpu_before = cpu_seconds(pid)
-    output = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            CLIENT_CORE,
-            "wrk",
-            "-t1",
-            "-c100",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(RANDOM_LUA),
-            f"http://127.0.0.1:{port}",
-            "--",
-            str(count),
-            query,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    cpu = cpu_seconds(pid) - cpu_before
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
-    latency = {
-        name: float(value) * _UNITS[unit]
-        for name, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", output, re.M)
-    }
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {
-        "requests_per_s": rate,
-        "requests": total,
-        "p50_ms": latency.get("50"),
-        "p99_ms": latency.get("99"),
-        "errors": errors + (int(non_2xx.group(1)) if non_2xx else 0),
-        "cpu_us_per_request": cpu / total * 1e6 if total else None,
-    }
+    url = f"http://127.0.0.1:{port}"
+    return run_wrk(url, RANDOM_LUA, seconds, pid, (str(count), query))
 
 
 def cache_misses(port: int) -> float:

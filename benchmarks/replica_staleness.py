@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,16 +32,12 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import psycopg
 
+from anomaly_api.bench_server import free_port
+
 FIT_BODY = json.dumps(
     {"timestamps": list(range(1_691_000_000, 1_691_006_000, 60)), "values": [10.0] * 100}
 ).encode()
 PREDICT_BODY = b'{"timestamp": 1691006000, "value": 10.5}'
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def database_url(admin_url: str, name: str) -> str:

@@ -25,10 +25,8 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,24 +38,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from anomaly_api.bench_server import free_port
+from anomaly_api.bench_wrk import SERVER_CORE, run_wrk
+
 HERE = Path(__file__).resolve().parent
-SERVER_CORE, CLIENT_CORE = "0", "1"
 PREDICT_LUA = HERE / "predict.lua"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and its children so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
-    return (utime + stime + cutime + cstime) / TICKS
 
 
 def wait_ready(port: int, path: str, timeout: float = 30.0) -> None:
@@ -109,46 +94,9 @@ def post(port: int, path: str, body: bytes) -> tuple[int, bytes, float]:
     return response.status, data, seconds
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
 def wrk(port: int, path: str, seconds: int, pid: int) -> dict[str, Any]:
     """One wrk run against ``path``: rate, latency percentiles, errors, CPU/request."""
-    cpu_before = cpu_seconds(pid)
-    output = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            CLIENT_CORE,
-            "wrk",
-            "-t1",
-            "-c100",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(PREDICT_LUA),
-            f"http://127.0.0.1:{port}{path}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    cpu = cpu_seconds(pid) - cpu_before
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
-    latency = {
-        name: float(value) * _UNITS[unit]
-        for name, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", output, re.M)
-    }
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {
-        "requests_per_s": rate,
-        "p50_ms": latency.get("50"),
-        "p99_ms": latency.get("99"),
-        "errors": errors + (int(non_2xx.group(1)) if non_2xx else 0),
-        "cpu_us_per_request": cpu / total * 1e6 if total else None,
-    }
+    return run_wrk(f"http://127.0.0.1:{port}{path}", PREDICT_LUA, seconds, pid)
 
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float:
