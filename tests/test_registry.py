@@ -187,7 +187,7 @@ def test_a_version_deleted_while_it_was_being_fitted_is_not_cached(tmp_path: Pat
     def create_then_delete(model: NewModel) -> ModelRecord:
         record = original(model)
         store.delete_version(model.series_id, record.version)
-        registry._sync()  # the deleting request notices its own delete
+        registry.cache.sync()  # the deleting request notices its own delete
         return record
 
     try:
@@ -212,7 +212,7 @@ def test_cached_models_are_frozen_out_of_full_collections_as_the_cache_grows(
     try:
         frozen_before = gc.get_freeze_count()
         for _ in range(FREEZE_EVERY - 1):  # as if that many models had been cached
-            registry._cache_changed(inserted=True)
+            registry.cache.changed(inserted=True)
         assert gc.get_freeze_count() == frozen_before  # not yet
         registry.fit("s", TIMESTAMPS, VALUES)  # the FREEZE_EVERY-th model cached
         assert gc.get_freeze_count() > frozen_before
@@ -224,7 +224,7 @@ def test_cached_models_are_frozen_out_of_full_collections_as_the_cache_grows(
 def test_registries_leave_the_collector_alone_unless_asked(registry: ModelRegistry) -> None:
     frozen_before = gc.get_freeze_count()
     for _ in range(FREEZE_EVERY):
-        registry._cache_changed(inserted=True)
+        registry.cache.changed(inserted=True)
     registry.fit("s", TIMESTAMPS, VALUES)
     assert gc.get_freeze_count() == frozen_before
 
