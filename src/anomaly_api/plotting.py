@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
-from anomaly_api.detectors.base import Scores
+from anomaly_api.detectors.bands import Scores
 from anomaly_api.detectors.series import FloatArray, IntArray, Series
 
 

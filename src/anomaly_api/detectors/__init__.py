@@ -8,16 +8,10 @@ the evaluator and anyone who wants to use a detector as a library.
 from __future__ import annotations
 
 from anomaly_api.detectors.adaptive import AdaptiveDetector
-from anomaly_api.detectors.base import (
-    Detector,
-    Parameter,
-    PointScore,
-    Scores,
-    band_point,
-    band_scores,
-    robust_scale,
-)
+from anomaly_api.detectors.bands import PointScore, Scores, band_point, band_scores, robust_scale
+from anomaly_api.detectors.base import Detector
 from anomaly_api.detectors.hampel import HampelDetector
+from anomaly_api.detectors.params import Parameter
 from anomaly_api.detectors.robust import RobustDetector
 from anomaly_api.detectors.seasonal import SeasonalDetector
 from anomaly_api.detectors.series import Series

@@ -9,17 +9,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from anomaly_api.detectors.base import (
-    DIRECTION,
-    THRESHOLD,
-    Detector,
-    JsonDict,
-    Parameter,
-    Scores,
-    consistent_score,
-    robust_scale,
-)
+from anomaly_api.detectors.bands import Scores, consistent_score, robust_scale
+from anomaly_api.detectors.base import Detector
 from anomaly_api.detectors.hampel import rolling_median_forecast
+from anomaly_api.detectors.params import DIRECTION, THRESHOLD, JsonDict, Parameter
 from anomaly_api.detectors.seasonal import PERIOD, SeasonalDetector
 from anomaly_api.detectors.series import FloatArray, Series
 

@@ -7,16 +7,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from anomaly_api.detectors.base import (
-    DIRECTION,
-    THRESHOLD,
-    Detector,
-    JsonDict,
-    Parameter,
-    Scores,
-    band_scores,
-    robust_scale,
-)
+from anomaly_api.detectors.bands import Scores, band_scores, robust_scale
+from anomaly_api.detectors.base import Detector
+from anomaly_api.detectors.params import DIRECTION, THRESHOLD, JsonDict, Parameter
 from anomaly_api.detectors.series import FloatArray, Series
 
 

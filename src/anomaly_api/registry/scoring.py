@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from anomaly_api import metrics
 from anomaly_api.detectors import Scores
-from anomaly_api.detectors.base import band_point
+from anomaly_api.detectors.bands import band_point
 from anomaly_api.registry.cache import LoadedModel
 
 

@@ -1,0 +1,189 @@
+"""The band arithmetic every detector shares: per-point answers as arrays or as floats.
+
+Scores are comparable across detectors because each is the same function of *how many
+band half-widths* the point lies from the expected value (see :func:`band_scores`): 0 at
+the expected value, exactly 0.5 on the edge of the band, towards 1 far outside it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from anomaly_api.detectors.params import Direction
+from anomaly_api.detectors.series import FloatArray
+
+_JUST_ABOVE_HALF = float(np.nextafter(0.5, 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Per-point answers of a detector, as parallel arrays.
+
+    ``lower`` is ``-inf`` and ``upper`` ``+inf`` on a side the detector does not watch
+    (``direction="upper"`` or ``"lower"``). ``side`` is +1 where the value lies above
+    ``upper``, -1 below ``lower`` and 0 inside the band.
+    """
+
+    expected: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    score: FloatArray
+    anomaly: npt.NDArray[np.bool_]
+    side: npt.NDArray[np.int8] = field(repr=False)
+
+    def __len__(self) -> int:
+        return int(self.score.size)
+
+
+def consistent_score(score: FloatArray, anomaly: npt.NDArray[np.bool_]) -> FloatArray:
+    """``score`` nudged so that ``anomaly == (score > 0.5)`` holds exactly.
+
+    Rounding may put a point a hair outside the band with a deviation of exactly one
+    half-width (or inside with a hair more); the decision is what users act on, so the
+    score follows it.
+    """
+    nudged: FloatArray = np.where(
+        anomaly, np.maximum(score, _JUST_ABOVE_HALF), np.minimum(score, 0.5)
+    )
+    return nudged
+
+
+def band_scores(
+    values: FloatArray,
+    expected: FloatArray,
+    half_width: FloatArray,
+    direction: Direction,
+) -> Scores:
+    """Score ``values`` against the band ``expected ± half_width``.
+
+    The deviation ``d`` is the distance from ``expected`` in half-widths, on the watched
+    side(s) only, and ``score = d² / (1 + d²)``: 0 at the expected value, 0.5 on the
+    band's edge, 0.8 at twice the half-width, 0.9 at three times. A point is anomalous
+    when it lies strictly outside the band (``d > 1``), so ``anomaly == (score > 0.5)``.
+
+    A zero half-width (a constant training series) makes any departure from the
+    expected value infinitely unusual: score 1 and anomalous.
+
+    >>> s = band_scores(np.array([10.0, 13.0, 4.0]), np.array([10.0]), np.array([3.0]), "both")
+    >>> s.score.tolist(), s.anomaly.tolist(), s.side.tolist()
+    ([0.0, 0.5, 0.8], [False, False, True], [0, 0, -1])
+    """
+    shape = values.shape
+    expected = np.asarray(expected, dtype=np.float64)
+    half_width = np.asarray(half_width, dtype=np.float64)
+    watch_upper = direction in ("both", "upper")
+    watch_lower = direction in ("both", "lower")
+    # Finite values far apart (1e308 and -1e308) may overflow to inf: that is a deviation
+    # beyond any band, which the arithmetic below turns into a score of 1. Large batches
+    # are the point of this function, so it avoids temporaries where it can; band_point
+    # (one point) mirrors it operation for operation.
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        deviation = values - expected
+        if watch_upper and watch_lower:
+            watched = np.abs(deviation)
+        elif watch_upper:
+            watched = np.maximum(deviation, 0.0)
+        else:
+            watched = np.maximum(np.negative(deviation, out=deviation), 0.0)
+        if half_width.ndim == 0 and half_width > 0:
+            relative = np.divide(watched, half_width, out=watched)
+        else:
+            relative = np.where(
+                half_width > 0, watched / half_width, np.where(watched > 0, np.inf, 0.0)
+            )
+        # d²/(1+d²) written as 1/(1+(1/d)²), which cannot overflow to inf/inf for huge d.
+        score = np.divide(1.0, relative, out=relative)
+        np.multiply(score, score, out=score)
+        score += 1.0
+        np.divide(1.0, score, out=score)
+        # A band the same for every point stays a broadcast view: no array is written.
+        lower = expected - half_width if watch_lower else np.float64(-np.inf)
+        upper = expected + half_width if watch_upper else np.float64(np.inf)
+    above = values > upper
+    below = values < lower
+    anomaly = above | below
+    score = consistent_score(score, anomaly)
+    side = above.view(np.int8) - below.view(np.int8)
+    return Scores(
+        expected=np.broadcast_to(expected, shape),
+        lower=np.broadcast_to(lower, shape),
+        upper=np.broadcast_to(upper, shape),
+        score=score,
+        anomaly=anomaly,
+        side=side,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PointScore:
+    """One point's answer, as plain floats: :class:`Scores` for a single point."""
+
+    expected: float
+    lower: float
+    upper: float
+    score: float
+    anomaly: bool
+    side: int
+
+
+def band_point(value: float, expected: float, half_width: float, direction: str) -> PointScore:
+    """:func:`band_scores` for one point, in plain float arithmetic (no arrays).
+
+    A single predict is the service's hot path; numpy's per-call overhead on arrays of
+    one element costs more than the arithmetic. This mirrors :func:`band_scores`
+    operation for operation, so both give the same bits (``tests/detectors`` checks).
+
+    >>> band_point(13.0, 10.0, 3.0, "both"), band_point(4.0, 10.0, 3.0, "both").side
+    (PointScore(expected=10.0, lower=7.0, upper=13.0, score=0.5, anomaly=False, side=0), -1)
+    """
+    watch_upper = direction in ("both", "upper")
+    watch_lower = direction in ("both", "lower")
+    deviation = value - expected  # may overflow to inf, as in band_scores
+    watched = 0.0
+    if watch_upper and deviation > 0:
+        watched = deviation
+    if watch_lower and deviation < 0:
+        watched = -deviation
+    # A zero-width band (a constant training series): any departure is infinitely far.
+    relative = watched / half_width if half_width > 0 else (math.inf if watched > 0 else 0.0)
+    if relative == 0:
+        score = 0.0
+    else:
+        inverse = 1.0 / relative
+        score = 1.0 / (1.0 + inverse * inverse)
+    lower = expected - half_width if watch_lower else -math.inf
+    upper = expected + half_width if watch_upper else math.inf
+    side = 1 if value > upper else -1 if value < lower else 0
+    anomaly = side != 0
+    score = max(score, _JUST_ABOVE_HALF) if anomaly else min(score, 0.5)
+    return PointScore(expected, lower, upper, score, anomaly, side)
+
+
+_MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4): MAD of a normal sample -> its sigma
+_MEANAD_TO_SIGMA = 1.2533141373155003  # sqrt(pi / 2): mean absolute deviation -> sigma
+
+
+def robust_scale(values: FloatArray, center: float | None = None) -> float:
+    """A spread estimate that a few outliers cannot inflate: the scaled MAD.
+
+    When more than half the values are identical (a counter that is mostly 0) the MAD
+    is 0 even though the series varies; then the scaled *mean* absolute deviation is
+    used, as Iglewicz and Hoaglin's modified z-score does. 0 only for a constant series.
+
+    >>> robust_scale(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))
+    1.482602218505602
+    >>> round(robust_scale(np.array([0.0, 0.0, 0.0, 0.0, 5.0])), 4)
+    1.2533
+    """
+    if values.size == 0:
+        return 0.0
+    middle = float(np.median(values)) if center is None else center
+    deviations = np.abs(values - middle)
+    mad = float(np.median(deviations))
+    if mad > 0:
+        return mad * _MAD_TO_SIGMA
+    return float(deviations.mean()) * _MEANAD_TO_SIGMA
