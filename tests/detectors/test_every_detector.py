@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anomaly_api.detectors import DETECTORS, Detector, Series
+from anomaly_api.detectors import DETECTORS, Detector, Scores, Series
 from anomaly_api.errors import InvalidInput
 
 ALL = sorted(DETECTORS.items())
@@ -144,3 +144,104 @@ def test_score_point_rejects_non_finite(name: str, cls: type[Detector]) -> None:
     detector = cls().fit(noisy())
     with pytest.raises(InvalidInput, match="value"):
         detector.score_point(1_691_200_000.0, float("nan"))
+
+
+# -- the stream: point by point is one batch, and the context is JSON ---------------------
+
+
+def eventful(points: int, seed: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stream with what detectors react to: noise, spikes, a level shift, a flat run,
+    a run of outliers, and a repeat of the first part."""
+    rng = np.random.default_rng(seed)
+    values = 100 + rng.normal(0, 5, points)
+    values[points // 10 :: 37] += rng.choice([-1, 1], values[points // 10 :: 37].size) * 60
+    values[points // 2 :] += 40
+    values[points // 3 : points // 3 + 20] = values[points // 3]
+    values[2 * points // 3 : 2 * points // 3 + 50] = 400 + rng.normal(0, 1, 50)
+    timestamps = start + 300 * np.arange(points)
+    return timestamps, values
+
+
+def assert_same_scores(a: Scores, b: Scores) -> None:
+    for field in ("expected", "lower", "upper", "score", "anomaly", "side"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+
+
+def one_by_one(detector: Detector, context, timestamps, values) -> Scores:  # type: ignore[no-untyped-def]
+    points = [
+        detector.observe_one(context, float(t), float(v))
+        for t, v in zip(timestamps, values, strict=True)
+    ]
+    return Scores(
+        expected=np.array([p.expected for p in points]),
+        lower=np.array([p.lower for p in points]),
+        upper=np.array([p.upper for p in points]),
+        score=np.array([p.score for p in points]),
+        anomaly=np.array([p.anomaly for p in points]),
+        side=np.array([p.side for p in points], dtype=np.int8),
+    )
+
+
+@pytest.mark.parametrize(("name", "cls"), ALL)
+@pytest.mark.parametrize("direction", ["both", "upper", "lower"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_stream_point_by_point_scores_as_one_batch(
+    name: str, cls: type[Detector], direction: str, seed: int
+) -> None:
+    detector = cls({"direction": direction}).fit(noisy(points=600, seed=seed))
+    timestamps, values = eventful(3000, seed, start=1_691_000_000 + 300 * 600)
+    batch_context, single_context = detector.initial_context(), detector.initial_context()
+    batch = detector.score_stream(batch_context, timestamps, values)
+    single = one_by_one(detector, single_context, timestamps, values)
+    assert_same_scores(single, batch)
+    assert batch_context.to_json() == single_context.to_json()
+    assert batch.anomaly.any() and not batch.anomaly.all()  # the stream has news in it
+
+
+@pytest.mark.parametrize(("name", "cls"), ALL)
+@pytest.mark.parametrize("split", [1, 17, 1500])
+def test_the_context_survives_json_and_goes_on_scoring_alike(
+    name: str, cls: type[Detector], split: int
+) -> None:
+    detector = cls().fit(noisy(points=600))
+    timestamps, values = eventful(2000, 3, start=1_691_000_000 + 300 * 600)
+    context = detector.initial_context()
+    detector.score_stream(context, timestamps[:split], values[:split])
+    restored = detector.load_context(json.loads(json.dumps(context.to_json())))
+    assert restored.to_json() == context.to_json()
+    rest = (timestamps[split:], values[split:])
+    assert_same_scores(
+        detector.score_stream(restored, *rest), detector.score_stream(context, *rest)
+    )
+    # ... also through a detector rebuilt from its stored state.
+    again = cls.from_state(detector.params, json.loads(json.dumps(detector.state())))
+    assert again.initial_context().to_json() == detector.initial_context().to_json()
+
+
+@pytest.mark.parametrize(("name", "cls"), ALL)
+def test_peeking_leaves_the_context_alone(name: str, cls: type[Detector]) -> None:
+    detector = cls().fit(noisy(points=600))
+    timestamps, values = eventful(300, 4, start=1_691_000_000 + 300 * 600)
+    context = detector.context_after(timestamps, values)
+    before = context.to_json()
+    peeked = detector.peek_one(context, float(timestamps[-1] + 300), 1_000.0)
+    assert context.to_json() == before
+    observed = detector.observe_one(context, float(timestamps[-1] + 300), 1_000.0)
+    assert peeked == observed
+
+
+@pytest.mark.parametrize(("name", "cls"), ALL)
+def test_scoring_a_batch_remembers_nothing(name: str, cls: type[Detector]) -> None:
+    detector = cls().fit(noisy(points=600))
+    timestamps, values = eventful(300, 5, start=1_691_000_000 + 300 * 600)
+    first = detector.score(timestamps, values)
+    assert_same_scores(detector.score(timestamps, values), first)
+    assert_same_scores(detector.score_stream(detector.initial_context(), timestamps, values), first)
+
+
+@pytest.mark.parametrize(("name", "cls"), ALL)
+def test_the_context_stays_small(name: str, cls: type[Detector]) -> None:
+    detector = cls().fit(noisy(points=600))
+    timestamps, values = eventful(20_000, 6, start=1_691_000_000 + 300 * 600)
+    context = detector.context_after(timestamps, values)
+    assert len(json.dumps(context.to_json())) < 8 * 1024

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from anomaly_api.detectors.bands import Scores, consistent_score, robust_scale
-from anomaly_api.detectors.base import Detector
+from anomaly_api.detectors.base import Context, Detector
 from anomaly_api.detectors.hampel import rolling_median_forecast
 from anomaly_api.detectors.params import DIRECTION, THRESHOLD, JsonDict, Parameter
 from anomaly_api.detectors.seasonal import PERIOD, SeasonalDetector
@@ -21,16 +20,33 @@ _HUGE = 1e12
 # Deviations smaller than this share of the series' own spread are not told apart: a
 # noise-free synthetic series would otherwise call a rounding error an incident.
 _SCALE_FLOOR = 0.01
+MAX_STAIRCASE = 512
+"""Steps of the "largest recent level" staircase a context keeps at most; beyond that the
+oldest neighbours are merged (the higher level, held until the later one's time), which
+can only hold an alert back a little longer, never let one through."""
 
 
 def trailing_mean(history: FloatArray, values: FloatArray, window: int) -> FloatArray:
-    """For each of ``values``, the mean of it and the ``window - 1`` points before it."""
+    """For each of ``values``, the mean of it and the ``window - 1`` points before it.
+
+    Each window is summed from its oldest point to its newest, whatever else is in the
+    batch, so one point scored alone and the same point inside a batch get the same bits
+    (a running cumulative sum would depend on where the batch began). That is ``window``
+    passes over the batch: the parameter's maximum keeps it bounded.
+
+    >>> trailing_mean(np.array([1.0, 2.0]), np.array([3.0, 4.0]), 3).tolist()
+    [2.0, 3.0]
+    """
     joined = np.concatenate([history[-(window - 1) :] if window > 1 else history[:0], values])
     lead = joined.size - values.size
-    sums = np.cumsum(np.concatenate([[0.0], joined]))
-    ends = np.arange(lead, joined.size) + 1
-    starts = np.maximum(ends - window, 0)
-    means: FloatArray = (sums[ends] - sums[starts]) / (ends - starts)
+    # Zeros in front of a short history add nothing (0 + x is x exactly).
+    padded = np.concatenate([np.zeros(window - 1 - lead), joined])
+    size = values.size
+    total = padded[:size].copy()
+    for offset in range(1, window):
+        total += padded[offset : offset + size]
+    counts = np.minimum(lead + np.arange(1, size + 1), window)
+    means: FloatArray = total / counts
     return means
 
 
@@ -45,6 +61,63 @@ def staircase(times: FloatArray, levels: FloatArray) -> tuple[FloatArray, FloatA
     later_best = np.append(np.maximum.accumulate(levels[::-1])[::-1][1:], -np.inf)
     keep = levels > later_best
     return times[keep], levels[keep]
+
+
+def bounded_staircase(times: FloatArray, levels: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """:func:`staircase` output cut to :data:`MAX_STAIRCASE` steps by merging the oldest
+    neighbours (see there); a noisy series keeps a handful of steps, so this only bounds
+    what a pathological one could make the context hold."""
+    while times.size > MAX_STAIRCASE:
+        excess = min(times.size - MAX_STAIRCASE, times.size // 2)
+        # Merge steps 2i and 2i+1 for the oldest ``excess`` pairs: the earlier (higher)
+        # level with the later time.
+        merged_times = times[1 : 2 * excess : 2]
+        merged_levels = levels[0 : 2 * excess : 2]
+        times = np.concatenate([merged_times, times[2 * excess :]])
+        levels = np.concatenate([merged_levels, levels[2 * excess :]])
+    return times, levels
+
+
+class AdaptiveContext(Context):
+    """What scoring the next point needs of the points before it: the last ``window``
+    residuals (the level is their median), the last ``rate_window - 1`` deviations (the
+    sustained part averages them with the new one) and the staircase of the largest
+    levels of the last ``cooldown_seconds`` (how far the band is stretched)."""
+
+    __slots__ = ("deviations", "recent_levels", "recent_times", "residuals")
+
+    def __init__(
+        self,
+        residuals: FloatArray,
+        deviations: FloatArray,
+        recent_times: FloatArray,
+        recent_levels: FloatArray,
+    ) -> None:
+        self.residuals = residuals
+        self.deviations = deviations
+        self.recent_times = recent_times
+        self.recent_levels = recent_levels
+
+    def to_json(self) -> JsonDict:
+        return {
+            "residuals": self.residuals.tolist(),
+            "deviations": self.deviations.tolist(),
+            "recent_times": self.recent_times.tolist(),
+            "recent_levels": self.recent_levels.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        def array(key: str) -> FloatArray:
+            return np.asarray(data.get(key, []), dtype=np.float64).reshape(-1)
+
+        return cls(
+            array("residuals"), array("deviations"), array("recent_times"), array("recent_levels")
+        )
+
+    def copy(self) -> Self:
+        # The arrays are replaced, never written in place, so sharing them is safe.
+        return type(self)(self.residuals, self.deviations, self.recent_times, self.recent_levels)
 
 
 def recent_maxima(
@@ -103,8 +176,12 @@ class AdaptiveDetector(Detector):
        see nothing; a temperature that leaves its two-week range does.
     5. **Only news alerts**: the band is at least ``threshold`` units wide and stretches
        to the largest deviation of the last ``cooldown_seconds`` (a day): an ongoing
-       incident alerts once, and again only if it gets worse. Scoring a batch carries
-       this from point to point; a single predict uses the end of the training data.
+       incident alerts once, and again only if it gets worse.
+
+    **Learning from the stream**: parts 1, 3 and 5 follow the stream point by point
+    (:class:`AdaptiveContext`: the last residuals, deviations and largest recent levels),
+    whether the points came in a batch or one predict at a time; the seasonal profile,
+    the scale and the units are what the fit estimated, until the next fit.
 
     ``expected`` is the level; ``lower``/``upper`` bound what the point may be (its own
     band, cut to the range part's bounds where those are tighter). A point inside them
@@ -130,6 +207,11 @@ class AdaptiveDetector(Detector):
         "deviations; alerts once per incident. The best detector on NAB data here."
     )
     min_points: ClassVar[int] = 10
+    context_type: ClassVar[type[Context]] = AdaptiveContext
+    learns: ClassVar[str] = (
+        "every point moves the rolling level, the sustained-change average and the "
+        "largest recent deviation; the profile and units change when it is fitted again"
+    )
     parameters: ClassVar[tuple[Parameter, ...]] = (
         replace(
             THRESHOLD,
@@ -156,7 +238,7 @@ class AdaptiveDetector(Detector):
             12,
             "Points averaged for the sustained-change part.",
             minimum=1,
-            maximum=10_000,
+            maximum=1000,
         ),
         Parameter(
             "range_margin",
@@ -210,7 +292,14 @@ class AdaptiveDetector(Detector):
         self.deviations_ = deviations[deviations.size - keep :].copy() if keep else deviations[:0]
         levels = self._relative(deviations, rates)
         recent = times[1:] > times[-1] - self.params["cooldown_seconds"]
-        self.recent_times_, self.recent_levels_ = staircase(times[1:][recent], levels[recent])
+        self.recent_times_, self.recent_levels_ = bounded_staircase(
+            *staircase(times[1:][recent], levels[recent])
+        )
+
+    def initial_context(self) -> AdaptiveContext:
+        return AdaptiveContext(
+            self.residuals_, self.deviations_, self.recent_times_, self.recent_levels_
+        )
 
     def _deviations(self, departures: FloatArray) -> FloatArray:
         """|departure| on the watched side(s), in units of the robust scale."""
@@ -247,22 +336,23 @@ class AdaptiveDetector(Detector):
             return np.zeros(values.shape, dtype=np.float64)
         return np.minimum(_ratio(excess, unit), _HUGE)
 
-    def _score_core(self, timestamps: FloatArray, values: FloatArray) -> Scores:
+    def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
+        assert isinstance(context, AdaptiveContext)
         window = int(self.params["window"])
+        rate_window = int(self.params["rate_window"])
+        cooldown = float(self.params["cooldown_seconds"])
         seasonal = self.seasonal_.expected(timestamps)
         residuals = values - seasonal
-        level = rolling_median_forecast(self.residuals_, residuals, window)
+        level = rolling_median_forecast(context.residuals, residuals, window)
         departures = residuals - level
         deviations = self._deviations(departures)
-        rates = trailing_mean(self.deviations_, deviations, int(self.params["rate_window"]))
+        rates = trailing_mean(context.deviations, deviations, rate_window)
         relative = np.maximum(self._relative(deviations, rates), self._beyond_range(values))
         threshold = float(self.params["threshold"])
         stretch = recent_maxima(
-            (self.recent_times_, self.recent_levels_),
-            timestamps,
-            relative,
-            float(self.params["cooldown_seconds"]),
+            (context.recent_times, context.recent_levels), timestamps, relative, cooldown
         )
+        self._advance(context, timestamps, residuals, deviations, relative)
         band = np.maximum(threshold, stretch)
         ratio = relative / band
         squared = ratio * ratio
@@ -287,12 +377,34 @@ class AdaptiveDetector(Detector):
         side = np.where(anomaly, np.where(departures >= 0, 1, -1), 0).astype(np.int8)
         return Scores(expected, lower, upper, score, anomaly, side)
 
+    def _advance(
+        self,
+        context: AdaptiveContext,
+        timestamps: FloatArray,
+        residuals: FloatArray,
+        deviations: FloatArray,
+        relative: FloatArray,
+    ) -> None:
+        """Move ``context`` past the scored points."""
+        window = int(self.params["window"])
+        keep = int(self.params["rate_window"]) - 1
+        context.residuals = np.concatenate([context.residuals, residuals])[-window:]
+        joined = np.concatenate([context.deviations, deviations])
+        context.deviations = joined[joined.size - keep :] if keep else joined[:0]
+        times = np.concatenate([context.recent_times, timestamps])
+        levels = np.concatenate([context.recent_levels, relative])
+        recent = times > times[-1] - float(self.params["cooldown_seconds"])
+        context.recent_times, context.recent_levels = bounded_staircase(
+            *staircase(times[recent], levels[recent])
+        )
+
     def fitted_scores(self, series: Series) -> Scores:
-        replay = copy.copy(self)
         first = series.timestamps[:1].astype(np.float64)
-        replay.residuals_ = series.values[:1] - self.seasonal_.expected(first)
-        replay.deviations_ = replay.recent_times_ = replay.recent_levels_ = np.empty(0)
-        return replay.score(series.timestamps, series.values)
+        empty = np.empty(0)
+        context = AdaptiveContext(
+            series.values[:1] - self.seasonal_.expected(first), empty, empty, empty
+        )
+        return self.score_stream(context, series.timestamps, series.values)
 
     def state(self) -> JsonDict:
         return {

@@ -6,8 +6,16 @@ A detector is split the way river and ADTK split theirs:
   :class:`Parameter` table (so ``GET /detectors`` and error messages can list them);
 * **fitted state** is plain JSON (numbers and lists), produced by :meth:`Detector.state`
   and restored by :meth:`Detector.from_state`; nothing is pickled;
-* :meth:`Detector.fit` and :meth:`Detector.score` validate once and then call the
-  detector's own maths, ``_fit_core`` and ``_score_core``, which work on whole arrays.
+* the **rolling context** is what scoring the next point of a stream needs to know of
+  the points before it (hampel's last few values, zscore's running sums): per series,
+  updated point by point, and JSON too (:class:`Context`). A fit computes the context
+  at the end of its training data (:meth:`Detector.initial_context`); a stream then
+  goes on from there, in the spirit of river's ``learn_one``/``score_one``:
+  :meth:`Detector.observe_one` scores one point and learns it,
+  :meth:`Detector.score_stream` does the same for many points at numpy speed, and both
+  give the same answers (the detector contract suite checks it for every detector);
+* :meth:`Detector.fit` and :meth:`Detector.score_stream` validate once and then call the
+  detector's own maths, ``_fit_core`` and ``_stream_core``, which work on whole arrays.
 
 Every detector answers with a :class:`Scores`: per point the expected value, the band
 ``[lower, upper]``, a graded ``score`` in [0, 1] and the ``anomaly`` decision; the band
@@ -25,7 +33,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
-from anomaly_api.detectors.bands import PointScore, Scores, band_point
+from anomaly_api.detectors.bands import PointScore, Scores
 from anomaly_api.detectors.params import JsonDict, Parameter
 from anomaly_api.detectors.series import FloatArray, Series, finite_values
 from anomaly_api.errors import InvalidInput, InvalidParameter
@@ -42,19 +50,75 @@ def _all_finite(state: Any) -> bool:
     return True
 
 
-class Detector(abc.ABC):
-    """Base class of every detector: validated parameters, JSON state, array scoring.
+class Context(abc.ABC):
+    """A detector's rolling context: what scoring the next point needs to know of the
+    points before it. Plain data, JSON in and out (:meth:`to_json`, :meth:`from_json`);
+    scoring a point through :meth:`Detector.observe_one` updates it in place."""
 
-    Subclasses declare ``name``, ``description``, ``min_points`` and ``parameters`` and
-    implement ``_fit_core``, ``_score_core``, ``state`` and ``_restore``.
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def to_json(self) -> JsonDict:
+        """The context as JSON-able data (numbers and lists only)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        """Rebuild a context from :meth:`to_json` output."""
+
+    def copy(self) -> Self:
+        """An independent copy (scoring it leaves this one alone)."""
+        return self.from_json(self.to_json())
+
+
+class NoContext(Context):
+    """The context of detectors whose fitted parameters are all they need (robust,
+    seasonal): they learn from a stream only by being fitted again."""
+
+    __slots__ = ()
+
+    def to_json(self) -> JsonDict:
+        return {}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NoContext:
+        return cls()
+
+    def copy(self) -> NoContext:
+        return self
+
+
+def point_of(scores: Scores, index: int = 0) -> PointScore:
+    """One point of ``scores`` as plain floats."""
+    return PointScore(
+        float(scores.expected[index]),
+        float(scores.lower[index]),
+        float(scores.upper[index]),
+        float(scores.score[index]),
+        bool(scores.anomaly[index]),
+        int(scores.side[index]),
+    )
+
+
+class Detector(abc.ABC):
+    """Base class of every detector: validated parameters, JSON state, a rolling context,
+    array scoring.
+
+    Subclasses declare ``name``, ``description``, ``min_points``, ``parameters`` and,
+    when they learn from a stream, ``context_type``; they implement ``_fit_core``,
+    ``_stream_core``, ``state`` and ``_restore`` (and ``initial_context`` when they have
+    a context). :meth:`observe_one` and :meth:`peek_one` have array-of-one defaults,
+    which detectors whose band is a closed form override with float arithmetic (the
+    same bits; tested).
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
     min_points: ClassVar[int]
     parameters: ClassVar[tuple[Parameter, ...]]
-    fixed_band_in_time: ClassVar[bool] = False
-    """True when :meth:`_point_band` is the same at every timestamp (zscore, robust)."""
+    context_type: ClassVar[type[Context]] = NoContext
+    learns: ClassVar[str] = "only when fitted again (its parameters are all it needs)"
+    """How the detector learns from a stream, in words (``GET /detectors``)."""
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         self.params: JsonDict = self.validate_params(params or {})
@@ -86,6 +150,7 @@ class Detector(abc.ABC):
             "description": cls.description,
             "min_points": cls.min_points,
             "parameters": [parameter.describe() for parameter in cls.parameters],
+            "learns": cls.learns,
         }
 
     def fit(self, series: Series) -> Self:
@@ -108,8 +173,21 @@ class Detector(abc.ABC):
         self.fitted_ = True
         return self
 
-    def score(self, timestamps: npt.ArrayLike, values: npt.ArrayLike) -> Scores:
-        """Score points (one point is an array of one) against the fitted model."""
+    # -- the stream ----------------------------------------------------------------------
+
+    def initial_context(self) -> Context:
+        """A new context as it stands at the end of the training data."""
+        return self.context_type.from_json({})
+
+    def load_context(self, data: Mapping[str, Any]) -> Context:
+        """A context from its JSON form (:meth:`Context.to_json`)."""
+        return self.context_type.from_json(data)
+
+    def score_stream(
+        self, context: Context, timestamps: npt.ArrayLike, values: npt.ArrayLike
+    ) -> Scores:
+        """Score points in order as the continuation of ``context``, which learns each
+        of them as the detector's rule says (and is updated in place)."""
         if not self.fitted_:
             raise RuntimeError(f"{self.name} detector used before fit")
         value_array = finite_values(values, field="value")
@@ -119,43 +197,40 @@ class Detector(abc.ABC):
                 f"timestamps has {timestamp_array.size} items but values has {value_array.size}",
                 field="timestamps",
             )
-        return self._score_core(timestamp_array, value_array)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._stream_core(context, timestamp_array, value_array)
 
-    def score_point(self, timestamp: float, value: float) -> PointScore:
-        """Score one point: what :meth:`score` answers for arrays of one, but faster
-        for detectors whose band is a closed form (see :meth:`_point_band`)."""
-        if not self.fitted_:
-            raise RuntimeError(f"{self.name} detector used before fit")
+    def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        """Score one point as the continuation of ``context`` and learn it: what
+        :meth:`score_stream` answers for arrays of one."""
         if not math.isfinite(value):
             raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
-        band = self._point_band(float(timestamp))
-        if band is not None:
-            return band_point(float(value), band[0], band[1], self.params["direction"])
-        scores = self.score([timestamp], [value])
-        return PointScore(
-            float(scores.expected[0]),
-            float(scores.lower[0]),
-            float(scores.upper[0]),
-            float(scores.score[0]),
-            bool(scores.anomaly[0]),
-            int(scores.side[0]),
-        )
+        return point_of(self.score_stream(context, [timestamp], [value]))
 
-    def fixed_band(self) -> tuple[float, float] | None:
-        """``(expected, half_width)`` when the band is the same at every time, else None.
+    def peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        """Score one point against ``context`` without learning it (a what-if, or a point
+        older than the stream)."""
+        return self.observe_one(context.copy(), timestamp, value)
 
-        A cache can keep these two numbers beside the model and score a point with
-        :func:`band_point` alone: the same bits as :meth:`score_point`, without reading
-        the detector's attributes (which, at 10^5 cached models, are cache misses)."""
-        if not (self.fixed_band_in_time and self.fitted_):
-            return None
-        return self._point_band(0.0)
+    def context_after(self, timestamps: npt.ArrayLike, values: npt.ArrayLike) -> Context:
+        """The context after the points that followed the training data."""
+        context = self.initial_context()
+        if np.asarray(values).size:
+            self.score_stream(context, timestamps, values)
+        return context
 
-    def _point_band(self, timestamp: float) -> tuple[float, float] | None:
-        """``(expected, half_width)`` at ``timestamp`` for detectors that score with
-        :func:`band_scores` on a band that does not depend on other points; None (the
-        default) makes :meth:`score_point` use :meth:`score`."""
-        return None
+    # -- scoring without a stream ---------------------------------------------------------
+
+    def score(self, timestamps: npt.ArrayLike, values: npt.ArrayLike) -> Scores:
+        """Score points (one point is an array of one) as the continuation of the
+        training data; nothing is remembered."""
+        return self.score_stream(self.initial_context(), timestamps, values)
+
+    def score_point(self, timestamp: float, value: float) -> PointScore:
+        """Score one point right after the training data: :meth:`score` for one point."""
+        if not self.fitted_:
+            raise RuntimeError(f"{self.name} detector used before fit")
+        return self.peek_one(self.initial_context(), timestamp, value)
 
     def fitted_scores(self, series: Series) -> Scores:
         """How the fitted model judges its own training data (what a plot shows).
@@ -167,11 +242,11 @@ class Detector(abc.ABC):
 
     @abc.abstractmethod
     def _fit_core(self, series: Series) -> None:
-        """Compute the fitted state from validated data."""
+        """Compute the fitted state (and the context at the end of ``series``)."""
 
     @abc.abstractmethod
-    def _score_core(self, timestamps: FloatArray, values: FloatArray) -> Scores:
-        """Score validated, finite arrays."""
+    def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
+        """Score validated, finite arrays as the continuation of ``context``, updating it."""
 
     @abc.abstractmethod
     def state(self) -> JsonDict:

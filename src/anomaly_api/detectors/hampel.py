@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import copy
+import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from anomaly_api.detectors.bands import Scores, band_scores, robust_scale
-from anomaly_api.detectors.base import Detector
+from anomaly_api.detectors.bands import PointScore, Scores, band_point, band_scores, robust_scale
+from anomaly_api.detectors.base import Context, Detector
 from anomaly_api.detectors.params import DIRECTION, THRESHOLD, JsonDict, Parameter
 from anomaly_api.detectors.series import FloatArray, Series
+from anomaly_api.errors import InvalidInput
 
 
 def rolling_median_forecast(history: FloatArray, values: FloatArray, window: int) -> FloatArray:
@@ -31,6 +33,44 @@ def rolling_median_forecast(history: FloatArray, values: FloatArray, window: int
     return forecast
 
 
+def median_of(window: deque[float]) -> float:
+    """The median as :func:`numpy.median` computes it (the mean of the two middle values
+    of an even count), in float arithmetic."""
+    ordered = sorted(window)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+class HampelContext(Context):
+    """The last ``window`` values of the stream (the training data's last ones at first,
+    the first of them repeated when the training data was shorter than the window)."""
+
+    __slots__ = ("recent",)
+
+    def __init__(self, recent: deque[float]) -> None:
+        self.recent = recent
+
+    def to_json(self) -> JsonDict:
+        return {"recent": list(self.recent)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        recent = [float(value) for value in data.get("recent", [])]
+        return cls(deque(recent, maxlen=len(recent) or None))
+
+    def copy(self) -> Self:
+        return type(self)(self.recent.copy())
+
+
+def padded_window(values: FloatArray, window: int) -> deque[float]:
+    """The last ``window`` of ``values``, padded in front with the first (as
+    :func:`rolling_median_forecast` pads a short history)."""
+    tail = values[-window:].tolist()
+    return deque([tail[0]] * (window - len(tail)) + tail, maxlen=window)
+
+
 class HampelDetector(Detector):
     """A point is anomalous when it departs from the median of the ``window`` points
     just before it by more than ``threshold`` robust sigmas of such departures.
@@ -45,9 +85,11 @@ class HampelDetector(Detector):
     the alarm stops by itself instead of lasting until the next re-fit.
 
     The sigma is the robust scale of the one-step departures over the training data.
-    Scoring a batch treats it as the continuation of the training data: each point is
-    compared with the points before it in the batch (or, for the first ones, the end of
-    the training data). A single predict is compared with the training data's end.
+    **Learning from the stream**: the context is the last ``window`` values
+    (:class:`HampelContext`), so each point is compared with the points just before it,
+    whether they came in the training data, an earlier predict or the same batch. Every
+    point joins the window, flagged or not: the median ignores a lone spike, and a level
+    shift must be followed for the alarm to stop.
 
     Examples
     --------
@@ -65,6 +107,8 @@ class HampelDetector(Detector):
         "follows the recent level, flags sudden spikes, drops and shifts."
     )
     min_points: ClassVar[int] = 10
+    context_type: ClassVar[type[Context]] = HampelContext
+    learns: ClassVar[str] = "every point joins the rolling window its median is taken over"
     parameters: ClassVar[tuple[Parameter, ...]] = (
         replace(
             THRESHOLD,
@@ -85,27 +129,53 @@ class HampelDetector(Detector):
 
     history_: FloatArray
     scale_: float
+    """``history_``: the training data's last ``window`` values, padded (the initial context)."""
 
     def _fit_core(self, series: Series) -> None:
         window = int(self.params["window"])
         values = series.values
         forecast = rolling_median_forecast(values[:1], values[1:], window)
         self.scale_ = robust_scale(values[1:] - forecast, 0.0)
-        self.history_ = values[-window:].copy()
+        self.history_ = np.asarray(padded_window(values, window), dtype=np.float64)
 
-    def _score_core(self, timestamps: FloatArray, values: FloatArray) -> Scores:
-        expected = rolling_median_forecast(self.history_, values, int(self.params["window"]))
+    def initial_context(self) -> HampelContext:
+        return HampelContext(padded_window(self.history_, int(self.params["window"])))
+
+    def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
+        assert isinstance(context, HampelContext)
+        window = int(self.params["window"])
+        history = np.fromiter(context.recent, dtype=np.float64, count=len(context.recent))
+        expected = rolling_median_forecast(history, values, window)
+        context.recent.extend(values[-window:].tolist())
         half_width = np.array(self.params["threshold"] * self.scale_)
         return band_scores(values, expected, half_width, self.params["direction"])
 
+    def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        point = self.peek_one(context, timestamp, value)
+        assert isinstance(context, HampelContext)
+        context.recent.append(float(value))
+        return point
+
+    def peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        assert isinstance(context, HampelContext)
+        if not math.isfinite(value):
+            raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
+        half_width = float(self.params["threshold"] * self.scale_)
+        expected = median_of(context.recent)
+        return band_point(float(value), expected, half_width, self.params["direction"])
+
     def fitted_scores(self, series: Series) -> Scores:
-        replay = copy.copy(self)
-        replay.history_ = series.values[:1]
-        return replay.score(series.timestamps, series.values)
+        context = HampelContext(padded_window(series.values[:1], int(self.params["window"])))
+        return self.score_stream(context, series.timestamps, series.values)
 
     def state(self) -> JsonDict:
         return {"history": self.history_.tolist(), "scale": self.scale_}
 
     def _restore(self, state: Mapping[str, Any]) -> None:
-        self.history_ = np.asarray(state["history"], dtype=np.float64)
+        # Models stored before streams existed kept an unpadded history when trained on
+        # fewer points than the window; padding it now gives the same forecasts.
+        history = np.asarray(state["history"], dtype=np.float64)
+        self.history_ = np.asarray(
+            padded_window(history, int(self.params["window"])), dtype=np.float64
+        )
         self.scale_ = float(state["scale"])

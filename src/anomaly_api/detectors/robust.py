@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from anomaly_api.detectors.bands import Scores, band_scores, robust_scale
-from anomaly_api.detectors.base import Detector
+from anomaly_api.detectors.bands import PointScore, Scores, band_point, band_scores, robust_scale
+from anomaly_api.detectors.base import Context, Detector
 from anomaly_api.detectors.params import DIRECTION, THRESHOLD, JsonDict, Parameter
 from anomaly_api.detectors.series import FloatArray, Series
+from anomaly_api.errors import InvalidInput
 
 
 class RobustDetector(Detector):
@@ -41,7 +43,6 @@ class RobustDetector(Detector):
     )
     min_points: ClassVar[int] = 5
     parameters: ClassVar[tuple[Parameter, ...]] = (THRESHOLD, DIRECTION)
-    fixed_band_in_time: ClassVar[bool] = True
 
     median_: float
     scale_: float
@@ -50,12 +51,18 @@ class RobustDetector(Detector):
         self.median_ = float(np.median(series.values))
         self.scale_ = robust_scale(series.values, self.median_)
 
-    def _score_core(self, timestamps: FloatArray, values: FloatArray) -> Scores:
+    def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
         half_width = np.array(self.params["threshold"] * self.scale_)
         return band_scores(values, np.array(self.median_), half_width, self.params["direction"])
 
-    def _point_band(self, timestamp: float) -> tuple[float, float]:
-        return self.median_, float(self.params["threshold"] * self.scale_)
+    def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        if not math.isfinite(value):
+            raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
+        half_width = float(self.params["threshold"] * self.scale_)
+        return band_point(float(value), self.median_, half_width, self.params["direction"])
+
+    def peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        return self.observe_one(context, timestamp, value)
 
     def state(self) -> JsonDict:
         return {"median": self.median_, "scale": self.scale_}

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
 
-from anomaly_api.detectors.bands import Scores, band_scores, robust_scale
-from anomaly_api.detectors.base import Detector
+from anomaly_api.detectors.bands import PointScore, Scores, band_point, band_scores, robust_scale
+from anomaly_api.detectors.base import Context, Detector
 from anomaly_api.detectors.params import DIRECTION, THRESHOLD, JsonDict, Parameter
 from anomaly_api.detectors.series import FloatArray, Series
+from anomaly_api.errors import InvalidInput
 
 DAY = 86_400
 WEEK = 7 * DAY
@@ -161,16 +163,24 @@ class SeasonalDetector(Detector):
         ]
         return expected
 
-    def _score_core(self, timestamps: FloatArray, values: FloatArray) -> Scores:
+    def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
         half_width = np.array(self.params["threshold"] * self.scale_)
         return band_scores(values, self.expected(timestamps), half_width, self.params["direction"])
 
-    def _point_band(self, timestamp: float) -> tuple[float, float]:
+    def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        if not math.isfinite(value):
+            raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
         if self.period_ == 0:
             expected = float(self.profile_[0])
         else:
-            expected = float(self.profile_[int(timestamp % self.period_ // self.bin_seconds_)])
-        return expected, float(self.params["threshold"] * self.scale_)
+            expected = float(
+                self.profile_[int(float(timestamp) % self.period_ // self.bin_seconds_)]
+            )
+        half_width = float(self.params["threshold"] * self.scale_)
+        return band_point(float(value), expected, half_width, self.params["direction"])
+
+    def peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        return self.observe_one(context, timestamp, value)
 
     def state(self) -> JsonDict:
         return {

@@ -2,23 +2,74 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from anomaly_api.detectors.bands import Scores, band_scores
-from anomaly_api.detectors.base import Detector
+from anomaly_api.detectors.bands import PointScore, Scores, band_point, band_scores
+from anomaly_api.detectors.base import Context, Detector
 from anomaly_api.detectors.params import DIRECTION, THRESHOLD, JsonDict, Parameter
 from anomaly_api.detectors.series import FloatArray, Series
+from anomaly_api.errors import InvalidInput
+
+_CHUNK = 4096
+"""Points a batch is scored in at once before the points it flagged are taken out."""
+_DENSE = 16
+"""A chunk that advanced fewer points than this before a flag is finished point by
+point: a run of flags would otherwise cost one array pass per flag."""
+
+
+class ZScoreContext(Context):
+    """What a stream added to the training statistics: how many points were learnt and
+    the sums of their deviations from the training mean, and of their squares.
+
+    Sums of deviations from a fixed centre are the stable form of running moments (Chan,
+    Golub & LeVeque 1983); added in stream order, a batch (``numpy.cumsum``, a sequential
+    sum) and a point-by-point stream give the same bits.
+    """
+
+    __slots__ = ("learned", "shift_squares", "shift_sum")
+
+    def __init__(self, learned: int = 0, shift_sum: float = 0.0, shift_squares: float = 0.0):
+        self.learned = learned
+        self.shift_sum = shift_sum
+        self.shift_squares = shift_squares
+
+    def to_json(self) -> JsonDict:
+        return {
+            "learned": self.learned,
+            "shift_sum": self.shift_sum,
+            "shift_squares": self.shift_squares,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            int(data.get("learned", 0)),
+            float(data.get("shift_sum", 0.0)),
+            float(data.get("shift_squares", 0.0)),
+        )
+
+    def copy(self) -> Self:
+        return type(self)(self.learned, self.shift_sum, self.shift_squares)
 
 
 class ZScoreDetector(Detector):
-    """Mean ± ``threshold`` population standard deviations of the training values.
+    """Mean ± ``threshold`` population standard deviations of the training values and of
+    every normal point of the stream since.
 
     This is what the original service fitted (there, upper side only). A point is
     anomalous when it lies *strictly* more than ``threshold`` standard deviations from
     the mean, on both sides by default. Timestamps are not used.
+
+    **Learning from the stream.** Each point the stream brings that is *not* flagged
+    joins the statistics (Welford 1962's running mean and variance, kept as shifted sums:
+    :class:`ZScoreContext`), so the band follows the data it has seen; a flagged point
+    does not, so an incident or a glitch cannot widen the band that should catch the
+    next one (the rule river's streaming detectors follow). Points just after the fit
+    are judged by the training statistics alone.
 
     A constant training series (zero spread; think of an error counter that is always
     0) is valid: its band has zero width, so any value that differs from the constant is
@@ -44,17 +95,22 @@ class ZScoreDetector(Detector):
     name: ClassVar[str] = "zscore"
     description: ClassVar[str] = (
         "Mean ± k standard deviations of the training values (the original model), "
-        "two-sided by default."
+        "two-sided by default; normal points of the stream join the statistics."
     )
     min_points: ClassVar[int] = 5
     parameters: ClassVar[tuple[Parameter, ...]] = (THRESHOLD, DIRECTION)
-    fixed_band_in_time: ClassVar[bool] = True
+    context_type: ClassVar[type[Context]] = ZScoreContext
+    learns: ClassVar[str] = (
+        "every point it does not flag joins the running mean and standard deviation"
+    )
 
     mean_: float
     std_: float
+    count_: int
 
     def _fit_core(self, series: Series) -> None:
         values = series.values
+        self.count_ = len(series)
         if bool(np.all(values == values[0])):
             # Exact, so that a constant series gives a zero-width band around its own value
             # rather than one a rounding error wide.
@@ -62,16 +118,118 @@ class ZScoreDetector(Detector):
         else:
             self.mean_, self.std_ = float(values.mean()), float(values.std())
 
-    def _score_core(self, timestamps: FloatArray, values: FloatArray) -> Scores:
-        half_width = np.array(self.params["threshold"] * self.std_)
-        return band_scores(values, np.array(self.mean_), half_width, self.params["direction"])
+    def initial_context(self) -> ZScoreContext:
+        return ZScoreContext()
 
-    def _point_band(self, timestamp: float) -> tuple[float, float]:
-        return self.mean_, float(self.params["threshold"] * self.std_)
+    def _band(self, learned: int, shift_sum: float, shift_squares: float) -> tuple[float, float]:
+        """(mean, half-width) after ``learned`` stream points with these sums."""
+        if learned == 0:
+            return self.mean_, self.params["threshold"] * self.std_
+        total = self.count_ + learned
+        shift = shift_sum / total
+        variance = (self.count_ * self.std_ * self.std_ + shift_squares) / total - shift * shift
+        spread = math.sqrt(variance) if variance > 0.0 else 0.0
+        return self.mean_ + shift, self.params["threshold"] * spread
+
+    def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        assert isinstance(context, ZScoreContext)
+        point = self.peek_one(context, timestamp, value)
+        if not point.anomaly:
+            deviation = value - self.mean_
+            context.learned += 1
+            context.shift_sum += deviation
+            context.shift_squares += deviation * deviation
+        return point
+
+    def peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        assert isinstance(context, ZScoreContext)
+        if not math.isfinite(value):
+            raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
+        expected, half_width = self._band(context.learned, context.shift_sum, context.shift_squares)
+        return band_point(float(value), expected, half_width, self.params["direction"])
+
+    def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
+        """Score the points as :meth:`observe_one` does one by one, a chunk at a time:
+        each chunk is scored as if every point joined the statistics, which holds up to
+        the first point flagged; the rest is scored again from there without it."""
+        assert isinstance(context, ZScoreContext)
+        size = values.size
+        expected = np.empty(size)
+        half_width = np.empty(size)
+        position = 0
+        while position < size:
+            end = min(position + _CHUNK, size)
+            chunk = values[position:end]
+            mean, half = self._chunk_bands(context, chunk)
+            flagged = band_scores(chunk, mean, half, self.params["direction"]).anomaly
+            first = int(np.argmax(flagged)) if flagged.any() else chunk.size
+            taken = first + 1 if first < chunk.size else chunk.size
+            expected[position : position + taken] = mean[:taken]
+            half_width[position : position + taken] = half[:taken]
+            self._learn(context, chunk[:first])
+            position += taken
+            if first < _DENSE and position < size:
+                # A run of flags: finish this stretch point by point.
+                stop = min(position + _CHUNK, size)
+                for index in range(position, stop):
+                    value = float(values[index])
+                    band = self._band(context.learned, context.shift_sum, context.shift_squares)
+                    expected[index], half_width[index] = band
+                    point = band_point(value, band[0], band[1], self.params["direction"])
+                    if not point.anomaly:
+                        self._learn(context, values[index : index + 1])
+                position = stop
+        return band_scores(values, expected, half_width, self.params["direction"])
+
+    def _chunk_bands(
+        self, context: ZScoreContext, chunk: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Each point's (mean, half-width) if every earlier point of the chunk is learnt:
+        the same operations as :meth:`_band`, element by element."""
+        deviations = chunk - self.mean_
+        sums = np.cumsum(np.concatenate(([context.shift_sum], deviations[:-1])))
+        squares = np.cumsum(
+            np.concatenate(([context.shift_squares], deviations[:-1] * deviations[:-1]))
+        )
+        learned = context.learned + np.arange(chunk.size)
+        total = (self.count_ + learned).astype(np.float64)
+        shift = sums / total
+        variance = (self.count_ * self.std_ * self.std_ + squares) / total - shift * shift
+        spread = np.sqrt(np.where(variance > 0.0, variance, 0.0))
+        mean = self.mean_ + shift
+        half = self.params["threshold"] * spread
+        fresh = learned == 0
+        if fresh.any():  # nothing learnt yet: the training statistics exactly
+            mean[fresh] = self.mean_
+            half[fresh] = self.params["threshold"] * self.std_
+        return mean, half
+
+    def _learn(self, context: ZScoreContext, values: FloatArray) -> None:
+        """Add ``values`` to the sums, in order (cumsum adds sequentially, as a stream does)."""
+        if values.size == 0:
+            return
+        deviations = values - self.mean_
+        context.shift_sum = float(np.cumsum(np.concatenate(([context.shift_sum], deviations)))[-1])
+        context.shift_squares = float(
+            np.cumsum(np.concatenate(([context.shift_squares], deviations * deviations)))[-1]
+        )
+        context.learned += int(values.size)
+
+    def fitted_scores(self, series: Series) -> Scores:
+        """The training statistics' band over the training data (nothing learnt twice)."""
+        return band_scores(
+            series.values,
+            np.array(self.mean_),
+            np.array(self.params["threshold"] * self.std_),
+            self.params["direction"],
+        )
 
     def state(self) -> JsonDict:
-        return {"mean": self.mean_, "std": self.std_}
+        return {"mean": self.mean_, "std": self.std_, "count": self.count_}
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         self.mean_ = float(state["mean"])
         self.std_ = float(state["std"])
+        # Models stored before streams existed did not record their count; those points
+        # weigh as much as the fit's minimum until the model is fitted again.
+        self.count_ = int(state.get("count", self.min_points))

@@ -50,7 +50,6 @@ class LoadedModel:
     """
 
     __slots__ = (
-        "band",
         "detector",
         "detector_name",
         "direction",
@@ -68,7 +67,6 @@ class LoadedModel:
         self.detector_name = record.detector
         self.threshold: float | None = record.params.get("threshold")
         self.direction: str = detector.params.get("direction", "both")
-        self.band = detector.fixed_band()
 
 
 class ModelCache:

@@ -11,7 +11,6 @@ import numpy.typing as npt
 
 from anomaly_api import metrics
 from anomaly_api.detectors import Scores
-from anomaly_api.detectors.bands import band_point
 from anomaly_api.registry.cache import LoadedModel
 
 
@@ -45,11 +44,7 @@ def score_point(
 ) -> Prediction:
     """Score one point against ``loaded`` and count it in the metrics (with the cache hit
     that found the model, when ``cache_hit``; other lookups count their own)."""
-    band = loaded.band
-    if band is not None and math.isfinite(value):
-        point = band_point(float(value), band[0], band[1], loaded.direction)
-    else:
-        point = loaded.detector.score_point(timestamp, value)
+    point = loaded.detector.score_point(timestamp, value)
     prediction = Prediction(
         series_id=loaded.series_id,
         version=loaded.version,
