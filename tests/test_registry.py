@@ -179,6 +179,38 @@ def test_fast_path_never_serves_what_another_process_changed(tmp_path: Path) -> 
         second.close()
 
 
+def test_another_process_s_commits_make_this_one_forget_only_their_series(
+    tmp_path: Path,
+) -> None:
+    first = make_registry(tmp_path / "shared.db")
+    second = make_registry(tmp_path / "shared.db")
+    try:
+        for series_id in ("a", "b", "c"):
+            second.fit(series_id, TIMESTAMPS, VALUES)
+            assert first.predict(series_id, 10.0, 0).version == 1
+            assert first.predict(series_id, 10.0, 0, version=1).version == 1
+        second.fit("a", TIMESTAMPS, VALUES)
+        second.delete_series("b")
+        assert first.predict_cached("c", 10.0, 0) is None  # the marker moved: sync first
+        assert first.predict("a", 10.0, 0).version == 2
+        with pytest.raises(SeriesNotFound):
+            first.predict("b", 10.0, 0, version=1)
+        reads: list[str] = []
+        original = first.store.get_model
+
+        def counted(series_id: str, version: int | None = None) -> ModelRecord | None:
+            reads.append(series_id)
+            return original(series_id, version)
+
+        first.store.get_model = counted  # type: ignore[method-assign]
+        assert first.predict_cached("c", 10.0, 0) is not None  # c stayed cached
+        assert first.predict_cached("c", 10.0, 0, version=1) is not None
+        assert reads == []
+    finally:
+        first.close()
+        second.close()
+
+
 def test_a_version_deleted_while_it_was_being_fitted_is_not_cached(tmp_path: Path) -> None:
     registry = make_registry(tmp_path / "r.db")
     store = registry.store

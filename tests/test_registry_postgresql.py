@@ -11,6 +11,7 @@ import pytest
 from anomaly_api.errors import SeriesNotFound, StoreUnavailable
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.storage import open_store
+from anomaly_api.storage.base import Changes
 from anomaly_api.storage.postgresql import PostgreSQLModelStore
 from tests.postgres import with_port
 from tests.tcp_proxy import TcpProxy
@@ -47,6 +48,11 @@ def count_calls(registry: ModelRegistry, method: str) -> list[str]:
     return calls
 
 
+def fitted(registry: ModelRegistry, position: int) -> frozenset[str] | None:
+    found = registry.store.changes_since(position)
+    return None if found is None else found[1].fitted
+
+
 def test_a_fit_elsewhere_forgets_only_that_series_latest(
     pair: tuple[ModelRegistry, ModelRegistry],
 ) -> None:
@@ -57,7 +63,7 @@ def test_a_fit_elsewhere_forgets_only_that_series_latest(
     for series_id in ("a", "b", "c"):
         first.fit(series_id, TIMESTAMPS, VALUES)
     # Every notification has arrived: nothing second learns later predates what it reads.
-    eventually(lambda: second.store.fitted_since(start) == frozenset({"a", "b", "c"}))
+    eventually(lambda: fitted(second, start) == frozenset({"a", "b", "c"}))
     for series_id in ("a", "b", "c"):
         assert second.predict(series_id, 10.0, 0).version == 1
     reads = count_calls(second, "latest_version")
@@ -70,19 +76,22 @@ def test_a_fit_elsewhere_forgets_only_that_series_latest(
         assert second.predict_cached(series_id, 10.0, 0) is not None
 
 
-def test_a_delete_elsewhere_still_empties_every_cache(
+def test_a_delete_elsewhere_forgets_that_series_only(
     pair: tuple[ModelRegistry, ModelRegistry],
 ) -> None:
     first, second = pair
     first.fit("a", TIMESTAMPS, VALUES)
     first.fit("b", TIMESTAMPS, VALUES)
     assert second.predict("a", 10.0, 0, version=1).version == 1
+    assert second.predict("b", 10.0, 0, version=1).version == 1
     marker = second.store.change_marker()
     first.delete_series("a")
     eventually(lambda: second.store.change_marker() != marker)
     with pytest.raises(SeriesNotFound):
         second.predict("a", 10.0, 0, version=1)
-    assert second.predict("b", 10.0, 0).version == 1
+    reads = count_calls(second, "get_model")
+    assert second.predict("b", 10.0, 0, version=1).version == 1
+    assert reads == []  # b stayed cached
 
 
 def test_a_known_delete_stops_held_models_answering_while_the_store_is_down(
@@ -99,7 +108,7 @@ def test_a_known_delete_stops_held_models_answering_while_the_store_is_down(
         for series_id in ("kept", "refitted", "gone"):
             first.fit(series_id, TIMESTAMPS, VALUES)
         # Every notification has arrived before second caches anything.
-        eventually(lambda: store.fitted_since(start) == frozenset({"kept", "refitted", "gone"}))
+        eventually(lambda: fitted(second, start) == frozenset({"kept", "refitted", "gone"}))
         for series_id in ("kept", "refitted", "gone"):
             assert second.predict(series_id, 10.0, 0).version == 1
         # A fit announced just before the outage: held models still answer, except the
@@ -116,7 +125,10 @@ def test_a_known_delete_stops_held_models_answering_while_the_store_is_down(
         proxy.up()
         eventually(lambda: store._listener.failure() is None)
         assert second.predict("refitted", 10.0, 0).version == 2
-        # A delete announced just before the outage: nothing held may answer.
+        # (The reconnection made it forget every latest version: read kept's again.)
+        assert second.predict("kept", 10.0, 0).version == 1
+        # A delete announced just before the outage: nothing of that series may answer;
+        # the other series' models may.
         marker = second.store.change_marker()
         first.delete_series("gone")
         eventually(lambda: second.store.change_marker() != marker)
@@ -125,8 +137,7 @@ def test_a_known_delete_stops_held_models_answering_while_the_store_is_down(
         for version in (None, 1):
             with pytest.raises(StoreUnavailable):
                 second.predict("gone", 10.0, 0, version=version)
-            with pytest.raises(StoreUnavailable):
-                second.predict("kept", 10.0, 0, version=version)
+            assert second.predict("kept", 10.0, 0, version=version).version == 1
     finally:
         proxy.close()
         first.close()
@@ -153,10 +164,10 @@ def test_a_sync_overtaken_by_an_older_one_still_forgets_the_refitted_series(
     time.sleep(0.1)
 
     b_computed, release_b = threading.Event(), threading.Event()
-    fitted_since = store.fitted_since
+    changes_since = store.changes_since
 
-    def interleaved(known: int) -> frozenset[str] | None:
-        result = fitted_since(known)
+    def interleaved(known: int) -> tuple[int, Changes] | None:
+        result = changes_since(known)
         if threading.current_thread().name == "B":
             b_computed.set()
             release_b.wait(5)  # B holds its older answer until A has read its own
@@ -165,7 +176,7 @@ def test_a_sync_overtaken_by_an_older_one_still_forgets_the_refitted_series(
             time.sleep(0.3)  # and B takes the lock first
         return result
 
-    store.fitted_since = interleaved  # type: ignore[method-assign,assignment]
+    store.changes_since = interleaved  # type: ignore[method-assign,assignment]
     answers: dict[str, int] = {}
     thread_b = threading.Thread(
         name="B", target=lambda: answers.setdefault("x", registry.predict("x", 10.0, 0).version)

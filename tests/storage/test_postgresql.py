@@ -13,6 +13,7 @@ import pytest
 
 from anomaly_api.errors import StoreUnavailable
 from anomaly_api.storage import ModelStore, open_store
+from anomaly_api.storage.base import Changes
 from anomaly_api.storage.postgresql import (
     CHANGE_LOG_SIZE,
     MIGRATIONS,
@@ -157,31 +158,39 @@ def test_sessions_commit_synchronously_unless_told_not_to(postgresql_url: str) -
             store.close()
 
 
-def test_the_change_log_names_fitted_series_only_when_fits_are_all_that_happened() -> None:
+def fitted(log: ChangeLog, position: int) -> frozenset[str] | None:
+    found = log.changes_since(position)
+    return None if found is None else found[1].fitted
+
+
+def test_the_change_log_names_fitted_and_deleted_series() -> None:
     log = ChangeLog()
     start = log.count
-    log.record("a")
-    log.record("b")
-    log.record("a")
-    assert log.fitted_since(start) == frozenset({"a", "b"})
-    assert log.fitted_since(start + 2) == frozenset({"a"})
-    assert log.fitted_since(log.count) == frozenset()
+    log.record("fit", "a")
+    log.record("fit", "b")
+    log.record("fit", "a")
+    assert log.changes_since(start) == (3, Changes(frozenset({"a", "b"}), frozenset()))
+    assert fitted(log, start + 2) == frozenset({"a"})
+    assert fitted(log, log.count) == frozenset()
     middle = log.count
-    log.record(None)  # a delete, or a reconnection
-    log.record("c")
-    assert log.fitted_since(start) is None
-    assert log.fitted_since(middle) is None
-    assert log.fitted_since(log.count - 1) == frozenset({"c"})
-    assert log.fitted_since(log.count + 1) is None  # not a marker of this log
+    log.record("delete", "b")
+    log.record("fit", "c")
+    assert log.changes_since(middle) == (5, Changes(frozenset({"c"}), frozenset({"b"})))
+    log.record(None)  # a copy, or a reconnection: anything may have changed
+    log.record("fit", "d")
+    assert log.changes_since(start) is None
+    assert log.changes_since(middle) is None
+    assert fitted(log, log.count - 1) == frozenset({"d"})
+    assert log.changes_since(log.count + 1) is None  # not a marker of this log
 
 
 def test_the_change_log_forgets_beyond_its_size() -> None:
     log = ChangeLog()
     for index in range(CHANGE_LOG_SIZE + 5):
-        log.record(f"s{index}")
-    assert log.fitted_since(0) is None
-    assert log.fitted_since(4) is None
-    assert log.fitted_since(5) is not None and len(log.fitted_since(5) or ()) == CHANGE_LOG_SIZE
+        log.record("fit", f"s{index}")
+    assert log.changes_since(0) is None
+    assert log.changes_since(4) is None
+    assert len(fitted(log, 5) or ()) == CHANGE_LOG_SIZE
 
 
 def test_a_notified_fit_names_its_series(postgresql_url: str) -> None:
@@ -194,9 +203,18 @@ def test_a_notified_fit_names_its_series(postgresql_url: str) -> None:
         marker = watcher.change_marker()
         fitter.create_version(new_model("température"))
         wait_until(lambda: watcher.change_marker() != marker, "the notification")
-        assert watcher.fitted_since(marker) == frozenset({"température"})
+        assert watcher.changes_since(marker) == (
+            watcher.change_marker(),
+            Changes(frozenset({"température"}), frozenset()),
+        )
         fitter.delete_series("température")
-        wait_until(lambda: watcher.fitted_since(marker) is None, "the delete's notification")
+        wait_until(
+            lambda: (
+                (watcher.changes_since(marker) or (0, None))[1]
+                == Changes(frozenset({"température"}), frozenset({"température"}))
+            ),
+            "the delete's notification",
+        )
     finally:
         watcher.close()
         fitter.close()
@@ -276,11 +294,11 @@ def test_the_listener_survives_any_failure_and_counts_it_as_a_change(
         record = store._changes.record
         failures: list[str] = []
 
-        def fail_once(fitted_series: str | None) -> None:
+        def fail_once(kind: str | None, series_id: str | None = None) -> None:
             if not failures:
                 failures.append("raised")
                 raise RuntimeError("not a driver error")
-            record(fitted_series)
+            record(kind, series_id)
 
         store._changes.record = fail_once  # type: ignore[method-assign]
         marker = store.change_marker()
@@ -292,7 +310,7 @@ def test_the_listener_survives_any_failure_and_counts_it_as_a_change(
             "the listener to reconnect",
         )
         assert store._listener._thread.is_alive()
-        assert store.fitted_since(marker) is None
+        assert store.changes_since(marker) is None
     finally:
         store.close()
         other.close()
@@ -312,7 +330,10 @@ def test_a_sql_ascii_database_still_speaks_utf8(postgresql_database: str) -> Non
         marker = watcher.change_marker()
         fitter.create_version(new_model("température"))
         wait_until(lambda: watcher.change_marker() != marker, "the notification")
-        assert watcher.fitted_since(marker) == frozenset({"température"})
+        assert watcher.changes_since(marker) == (
+            watcher.change_marker(),
+            Changes(frozenset({"température"}), frozenset()),
+        )
         [record] = watcher.list_versions("température")
         assert (record.series_id, record.detector) == ("température", "zscore")
     finally:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from anomaly_api.errors import StoreUnavailable
 from anomaly_api.storage import SQLiteModelStore, open_store
+from anomaly_api.storage.base import Changes
+from anomaly_api.storage.codec import encode_timestamps, encode_values
+from anomaly_api.storage.sqlite import MIGRATIONS, SCHEMA_VERSION
+from tests.storage.test_store import new_model
 
 
 def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
@@ -16,8 +21,34 @@ def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
     store.close()
     connection = sqlite3.connect(tmp_path / "m.db")
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     connection.close()
+
+
+def test_a_store_of_an_earlier_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    connection = sqlite3.connect(tmp_path / "m.db")
+    for statement in MIGRATIONS[0][1].split(";"):
+        connection.execute(statement)
+    connection.execute(
+        "INSERT INTO models VALUES ('old', 1, 'zscore', '{}', '{\"mean\": 1.0, \"std\": 0.0}', "
+        "5, 0, 0, 4, 0.0, ?, ?)",
+        (encode_timestamps(np.zeros(0, np.int64)), encode_values(np.zeros(0))),
+    )
+    connection.execute("INSERT INTO series VALUES ('old', 1)")
+    connection.execute("PRAGMA user_version = 1")
+    connection.commit()
+    connection.close()
+    store = SQLiteModelStore(tmp_path / "m.db")
+    try:
+        assert store.latest_version("old") == 1
+        position = store.change_position()
+        store.create_version(new_model("old"))
+        assert store.changes_since(position) == (
+            position + 1,
+            Changes(frozenset({"old"}), frozenset()),
+        )
+    finally:
+        store.close()
 
 
 def test_refuses_a_schema_from_a_newer_release(tmp_path: Path) -> None:

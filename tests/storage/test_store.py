@@ -12,6 +12,7 @@ import pytest
 
 from anomaly_api.detectors import Series
 from anomaly_api.storage import ModelStore, NewModel, open_store
+from anomaly_api.storage.base import Changes
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -250,3 +251,46 @@ def test_a_listing_cursor_with_a_nul_character_pages_like_its_prefix(store: Mode
     # No id holds NUL (PostgreSQL text cannot): ids after "a\0b" are the ids after "a".
     assert [s.series_id for s in store.list_series(10, after="a\x00b")] == ["ab", "b"]
     assert [s.series_id for s in store.list_series(10, after="\x00")] == ["a", "ab", "b"]
+
+
+def eventually_equal(read: Callable[[], object], expected: object, timeout: float = 5.0) -> None:
+    """PostgreSQL learns of its own commits at once and of other processes' by
+    notification; both stores must get there."""
+    deadline = time.monotonic() + timeout
+    while read() != expected:
+        assert time.monotonic() < deadline, f"{read()!r} != {expected!r}"
+        time.sleep(0.01)
+
+
+def test_the_change_log_says_which_series_were_fitted_and_deleted(store: ModelStore) -> None:
+    listener = getattr(store, "_listener", None)  # PostgreSQL: its first connection is
+    if listener is not None:  # logged as "anything may have changed"; let it pass first
+        assert listener.connected.wait(5)
+    position = store.change_position()
+    store.create_version(new_model("a"))
+    store.create_version(new_model("b"))
+    store.create_version(new_model("a"))
+
+    def changes() -> object:
+        found = store.changes_since(position)
+        return None if found is None else found[1]
+
+    eventually_equal(changes, Changes(frozenset({"a", "b"}), frozenset()))
+    found = store.changes_since(position)
+    assert found is not None
+    middle = found[0]
+    assert store.changes_since(middle) == (middle, Changes(frozenset(), frozenset()))
+    store.delete_version("a", 1)
+    store.delete_series("b")
+    store.delete_series("nothing")  # no change
+    # (PostgreSQL logs its own commits at once and again when their notifications
+    # arrive, so fits from before ``middle`` may show up after it: forgetting a series
+    # twice is harmless.)
+    eventually_equal(
+        lambda: (store.changes_since(middle) or (0, Changes(frozenset(), frozenset())))[1].deleted,
+        frozenset({"a", "b"}),
+    )
+    eventually_equal(
+        lambda: (store.changes_since(position) or (0, None))[1],
+        Changes(frozenset({"a", "b"}), frozenset({"a", "b"})),
+    )

@@ -1,23 +1,27 @@
 """The model cache and how it stays fresh across processes.
 
 Fitted versions are immutable, so a cached ``(series, version)`` model never goes
-stale; only the answer to "which version is latest?" can. Before resolving latest the
-cache reads the store's :meth:`~anomaly_api.storage.base.ModelStore.change_marker`
-(a memory read on both backends: SQLite's commit announcement file, PostgreSQL's count
-of NOTIFY messages). When it moved, some process committed something, so the remembered
-latest versions are dropped and re-read on demand. Hence the guarantee: **a predict
-that starts after a fit was acknowledged answers with that version or a newer one**,
-for every process sharing a SQLite file, and on PostgreSQL for the process that made
-the fit; other PostgreSQL replicas follow once the notification arrives (milliseconds;
-the README gives the measured bound). Deletes also bump the store's deletion epoch,
-which empties the model cache so a deleted version is never served.
+stale; only the answer to "which version is latest?" can, and a delete can remove a
+version. Before resolving a model the cache reads the store's
+:meth:`~anomaly_api.storage.base.ModelStore.change_marker` (a memory read on both
+backends: SQLite's commit announcement file, PostgreSQL's count of NOTIFY messages).
+When it moved, some process committed something, and the store's change log says what:
+the series that were fitted forget their latest version, the series that lost a version
+forget every cached model, and every other series keeps what it has. Hence the
+guarantees: **a predict that starts after a fit was acknowledged answers with that
+version or a newer one**, for every process sharing a SQLite file, and on PostgreSQL for
+the process that made the fit (other replicas follow once the notification arrives:
+milliseconds, the README gives the measured bound); **a deleted version is never
+served** once its delete is known. When the log cannot tell (it no longer reaches back,
+a copy between stores, a reconnection), every latest version is forgotten, and every
+cached model too if the store's deletion epoch moved.
 
 While the store is unreachable (PostgreSQL down), models held in this process's cache
 keep answering: availability of predictions is preferred to freshness during an outage,
 and every answer names the version it used. That includes a fit announced just before
 the outage that could not be read yet (except for "latest" of that series), but not a
-delete or any change the store cannot describe: then no held model answers, since any
-of them might be the deleted one. Anything that needs the store is a
+series with an announced delete, nor anything when the changes cannot be described: then
+any held model might be a deleted one. Anything that needs the store is a
 :class:`~anomaly_api.errors.StoreUnavailable` (503). When the store is back, the
 marker moves and the caches resynchronise.
 """
@@ -92,13 +96,17 @@ class ModelCache:
         self.generation = 0
         self._freeze_models = freeze_models
         self._inserted_since_freeze = 0
-        # Nothing is read eagerly beyond these two, and a store that is down at start-up
+        # Nothing is read eagerly beyond these, and a store that is down at start-up
         # (PostgreSQL not up yet) is fine: an unknown marker makes the first request sync.
         self.marker: int | None = None
-        self.deletion_epoch: int | None = None
+        self.position: int | None = None
+        self.store_epoch: int | None = None
+        self.deletions_seen = 0
+        """Deletes this cache has noticed (see :meth:`add_fitted`)."""
         try:
-            self.deletion_epoch = store.deletion_epoch()
+            self.store_epoch = store.deletion_epoch()
             self.marker = store.change_marker()
+            self.position = store.change_position()
         except StoreUnavailable:
             pass
 
@@ -175,24 +183,31 @@ class ModelCache:
                 self.changed(inserted=True)
         return loaded
 
-    def add_fitted(self, loaded: LoadedModel, epoch: int | None) -> None:
+    def add_fitted(self, loaded: LoadedModel, deletions_seen: int) -> None:
         """Cache a model this process just stored, unless a delete was noticed since
-        ``epoch`` (the deletion epoch read before the store call): that delete may have
-        removed this very version, and caching it would serve a deleted model."""
+        ``deletions_seen`` (read before the store call): that delete may have removed
+        this very version, and caching it would serve a deleted model. A delete noticed
+        later drops it like any other cached version of its series."""
         with self.lock:
-            if self.deletion_epoch == epoch:
+            if self.deletions_seen == deletions_seen:
                 self.models[(loaded.series_id, loaded.version)] = loaded
                 self.changed(inserted=True)
 
     def held(self, series_id: str, version: int | None) -> LoadedModel | None:
         """The cached model for ``version`` (the remembered latest when None), if it may
-        still answer while the store cannot say what changed: only when the changes not
-        yet read are known to be fits (a delete may have removed any held version), and
-        for latest only of a series that was not refitted."""
+        still answer while the store cannot be read: only when the changes not yet
+        applied are known and none of them deleted a version of this series, and for
+        latest only if the series was not refitted."""
         with self.lock:
-            known = self.marker
-        fitted = None if known is None else self.store.fitted_since(known)
-        if fitted is None or (version is None and series_id in fitted):
+            known = self.position
+        try:
+            found = None if known is None else self.store.changes_since(known)
+        except StoreUnavailable:
+            found = None
+        if found is None:
+            return None
+        changes = found[1]
+        if series_id in changes.deleted or (version is None and series_id in changes.fitted):
             return None
         with self.lock:
             if version is None:
@@ -200,32 +215,40 @@ class ModelCache:
             return self.models.get((series_id, version))
 
     def sync(self) -> int:
-        """Drop what another commit may have outdated; return the cache generation."""
+        """Drop what other commits outdated; return the cache generation."""
         marker = self.store.change_marker()
         with self.lock:
             if marker == self.marker:
                 return self.generation
-            known = self.marker
-        fitted = None if known is None else self.store.fitted_since(known)
-        if fitted is not None:
-            # Only fits happened: forget those series' latest versions, nothing else. Even
-            # if another thread moved the marker meanwhile (possibly to an older one), these
-            # series must be forgotten before this request reads them.
+            known = self.position
+        found = None if known is None else self.store.changes_since(known)
+        if found is not None:
+            position, changes = found
             with self.lock:
-                if self.marker == known:
-                    self.marker = marker
+                # Even if another thread moved the position meanwhile (possibly to an older
+                # one), these series must be forgotten before this request reads them.
+                if self.position == known:
+                    self.marker, self.position = marker, position
                 self.generation += 1  # in-flight reads of latest must not be kept
-                for series_id in fitted:
+                for series_id in changes.fitted | changes.deleted:
                     self.latest.pop(series_id, None)
+                if changes.deleted:
+                    self.deletions_seen += 1
+                    for key in [key for key in self.models if key[0] in changes.deleted]:
+                        self.models.pop(key, None)
+                    self.changed()
                 return self.generation
+        # The log cannot tell: read where it stands first, so nothing after is missed.
+        position = self.store.change_position()
         epoch = self.store.deletion_epoch()
         with self.lock:
             if marker != self.marker:
-                self.marker = marker
+                self.marker, self.position = marker, position
                 self.generation += 1
                 self.latest.clear()
-                if epoch != self.deletion_epoch:
-                    self.deletion_epoch = epoch
+                if epoch != self.store_epoch:
+                    self.store_epoch = epoch
+                    self.deletions_seen += 1
                     self.models.clear()
                     self.changed()
             return self.generation

@@ -71,7 +71,7 @@ class ModelRegistry:
         series = Series.from_arrays(timestamps, values)
         model.fit(series)
         with self.cache.lock:
-            epoch = self.cache.deletion_epoch
+            deletions_seen = self.cache.deletions_seen
         record = self.store.create_version(
             NewModel(
                 series_id=series_id,
@@ -84,7 +84,7 @@ class ModelRegistry:
                 training=series.tail(self.training_points_cap),
             )
         )
-        self.cache.add_fitted(LoadedModel(record, model), epoch)
+        self.cache.add_fitted(LoadedModel(record, model), deletions_seen)
         metrics.record_fit(model.name)
         self.training_latency.record(time.perf_counter() - started)
         return record

@@ -64,6 +64,15 @@ class StoredVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class Changes:
+    """What other commits did since a position of the store's change log: the series
+    that got new versions, and those that lost some (a deleted version or series)."""
+
+    fitted: frozenset[str]
+    deleted: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class SeriesSummary:
     """A series in listings: its latest version and how many versions it has."""
 
@@ -124,11 +133,15 @@ class ModelStore(Protocol):
         """A number that changes whenever any process commits a change; cheap to call."""
         ...
 
-    def fitted_since(self, marker: int) -> frozenset[str] | None:
-        """The series that got new versions since ``marker`` (an earlier
-        :meth:`change_marker`) when new versions are all that changed; None when the
-        store cannot tell, or something else changed (a delete, a copy, a reconnection).
-        Lets caches forget one series' "latest" instead of every series'."""
+    def change_position(self) -> int:
+        """Where the store's change log stands: pass it to :meth:`changes_since` later."""
+        ...
+
+    def changes_since(self, position: int) -> tuple[int, Changes] | None:
+        """The log's new position and what fits and deletes committed after
+        ``position``; None when the store cannot tell (the log no longer reaches back so
+        far, a copy between stores happened, or a reconnection may have missed some).
+        Lets caches forget one series instead of every series."""
         ...
 
     def deletion_epoch(self) -> int:

@@ -45,7 +45,13 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from anomaly_api.detectors.series import Series
 from anomaly_api.errors import StoreUnavailable
-from anomaly_api.storage.base import ModelRecord, NewModel, SeriesSummary, StoredVersion
+from anomaly_api.storage.base import (
+    Changes,
+    ModelRecord,
+    NewModel,
+    SeriesSummary,
+    StoredVersion,
+)
 from anomaly_api.storage.codec import (
     decode_timestamps,
     decode_values,
@@ -294,10 +300,10 @@ class PostgreSQLModelStore:
         [(version,)] = self._read("SELECT MAX(version) FROM anomaly_schema_migrations")
         return int(version)
 
-    def _committed(self, fitted_series: str | None) -> None:
+    def _committed(self, kind: str | None, series_id: str | None = None) -> None:
         """Log a commit of this process at once: its own predicts must see it without
         waiting for the notification (which arrives too, and is logged again)."""
-        self._changes.record(fitted_series)
+        self._changes.record(kind, series_id)
 
     # -- the ModelStore protocol ----------------------------------------------------------
 
@@ -334,7 +340,7 @@ class PostgreSQLModelStore:
 
         # No retry: a write whose connection broke may have committed.
         version = self._run(write, retry=False)
-        self._committed(model.series_id)
+        self._committed("fit", model.series_id)
         return created_record(model, version, created_at)
 
     def get_model(self, series_id: str, version: int | None = None) -> ModelRecord | None:
@@ -445,15 +451,18 @@ class PostgreSQLModelStore:
 
         deleted = self._run(write, retry=False)
         if deleted:
-            self._committed(None)
+            self._committed("delete", series_id)
         return deleted
 
     def change_marker(self) -> int:
         # Called on every cached predict: an attribute read, no I/O.
         return self._changes.count
 
-    def fitted_since(self, marker: int) -> frozenset[str] | None:
-        return self._changes.fitted_since(marker)
+    def change_position(self) -> int:
+        return self._changes.count
+
+    def changes_since(self, position: int) -> tuple[int, Changes] | None:
+        return self._changes.changes_since(position)
 
     def deletion_epoch(self) -> int:
         [(epoch,)] = self._read("SELECT value FROM anomaly_meta WHERE key = 'deletion_epoch'")
@@ -549,6 +558,14 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def _parse_change(payload: str) -> tuple[str | None, str | None]:
+    """A notification's (kind, series id); (None, None) for anything else."""
+    for kind, prefix in (("fit", _FIT_PREFIX), ("delete", _DELETE_PREFIX)):
+        if payload.startswith(prefix):
+            return kind, payload[len(prefix) :]
+    return None, None
+
+
 def _fits_integer(version: int) -> bool:
     """Whether ``version`` fits the ``integer`` column; larger ones simply do not exist."""
     return -(2**31) <= version < 2**31
@@ -557,37 +574,40 @@ def _fits_integer(version: int) -> bool:
 class ChangeLog:
     """The changes this process knows of, numbered: the number is the change marker.
 
-    Each entry is the series a fit added a version to, or None for anything else (a
-    delete, a copy, a reconnection after which anything may have changed). The newest
+    Each entry is a fit or a delete of one series, or None for anything else (a copy, a
+    reconnection after which anything may have changed). The newest
     :data:`CHANGE_LOG_SIZE` entries are kept, so a registry that syncs often learns
-    exactly which series' "latest" moved instead of forgetting every series'.
+    exactly which series changed instead of forgetting every series.
     """
 
     def __init__(self) -> None:
         self.count = 0
-        self._entries: deque[tuple[int, str | None]] = deque(maxlen=CHANGE_LOG_SIZE)
+        self._entries: deque[tuple[int, str | None, str | None]] = deque(maxlen=CHANGE_LOG_SIZE)
         self._lock = threading.Lock()
 
-    def record(self, fitted_series: str | None) -> None:
+    def record(self, kind: str | None, series_id: str | None = None) -> None:
+        """Log a ``"fit"`` or ``"delete"`` of ``series_id``; None: anything may have changed."""
         with self._lock:
-            self._entries.append((self.count + 1, fitted_series))
-            self.count += 1  # published after the entry, so fitted_since sees it
+            self._entries.append((self.count + 1, kind, series_id))
+            self.count += 1  # published after the entry, so changes_since sees it
 
-    def fitted_since(self, marker: int) -> frozenset[str] | None:
-        """Series fitted after ``marker`` when fits are all that happened, else None."""
+    def changes_since(self, marker: int) -> tuple[int, Changes] | None:
+        """The count now and the series fitted and deleted after ``marker``; None when
+        the log cannot tell."""
         with self._lock:
             if marker > self.count or (
                 marker < self.count and (not self._entries or self._entries[0][0] > marker + 1)
             ):
                 return None  # not a marker of this log, or older than what is kept
-            series: set[str] = set()
-            for number, fitted in reversed(self._entries):
+            fitted: set[str] = set()
+            deleted: set[str] = set()
+            for number, kind, series_id in reversed(self._entries):
                 if number <= marker:
                     break
-                if fitted is None:
+                if series_id is None or kind not in ("fit", "delete"):
                     return None
-                series.add(fitted)
-            return frozenset(series)
+                (fitted if kind == "fit" else deleted).add(series_id)
+            return self.count, Changes(frozenset(fitted), frozenset(deleted))
 
 
 class _ChangeListener:
@@ -630,12 +650,7 @@ class _ChangeListener:
                     self.connected.set()
                     while not self._stop.is_set():
                         for notification in connection.notifies(timeout=_LISTEN_POLL_S):
-                            payload = notification.payload
-                            self._changes.record(
-                                payload[len(_FIT_PREFIX) :]
-                                if payload.startswith(_FIT_PREFIX)
-                                else None
-                            )
+                            self._changes.record(*_parse_change(notification.payload))
                         if connection.closed or connection.broken:
                             raise psycopg.OperationalError("the connection was closed")
             except Exception as exc:

@@ -37,7 +37,13 @@ from typing import Any
 
 from anomaly_api.detectors.series import Series
 from anomaly_api.errors import StoreUnavailable
-from anomaly_api.storage.base import ModelRecord, NewModel, SeriesSummary, StoredVersion
+from anomaly_api.storage.base import (
+    Changes,
+    ModelRecord,
+    NewModel,
+    SeriesSummary,
+    StoredVersion,
+)
 from anomaly_api.storage.codec import (
     decode_timestamps,
     decode_values,
@@ -54,7 +60,6 @@ from anomaly_api.storage.rows import (
     training_blobs,
 )
 
-SCHEMA_VERSION = 1
 MAX_IDLE_CONNECTIONS = 8
 WATCH_INTERVAL_S = 1.0
 """How stale the change marker may be for commits made without this store's announcement."""
@@ -65,7 +70,10 @@ _INSERT_MODEL = (
     "training_values) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
-_SCHEMA = """
+CHANGES_KEPT = 100_000
+"""Rows of the change log kept; a registry further behind forgets everything it cached."""
+
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS series (
     series_id    TEXT PRIMARY KEY,
     last_version INTEGER NOT NULL
@@ -91,6 +99,18 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('deletion_epoch', 0);
 """
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, _SCHEMA_V1),
+    (
+        2,
+        # What each commit changed, so caches forget one series instead of all of them.
+        "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+        "series_id TEXT)",
+    ),
+)
+"""(``user_version``, SQL) in order; append, never edit an applied one."""
+SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 class SQLiteModelStore:
@@ -189,9 +209,12 @@ class SQLiteModelStore:
                     f"{self.path} has schema version {current}, newer than this release "
                     f"understands ({SCHEMA_VERSION}); upgrade anomaly-api"
                 )
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    connection.execute(statement)
+            for version, sql in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- the ModelStore protocol ----------------------------------------------------------
@@ -208,6 +231,7 @@ class SQLiteModelStore:
             created_at = time.time()
             values = new_row(model, created_at, blobs)
             connection.execute(_INSERT_MODEL, (model.series_id, version, *values))
+            self._log_change(connection, "fit", model.series_id)
         self._announcements.announce()
         return created_record(model, int(version), created_at)
 
@@ -273,6 +297,7 @@ class SQLiteModelStore:
             ).rowcount
             if deleted:
                 self._bump_deletion_epoch(connection)
+                self._log_change(connection, "delete", series_id)
         if deleted:
             self._announcements.announce()
         return int(deleted)
@@ -284,6 +309,7 @@ class SQLiteModelStore:
             ).rowcount
             if deleted:
                 self._bump_deletion_epoch(connection)
+                self._log_change(connection, "delete", series_id)
         if deleted:
             self._announcements.announce()
         return bool(deleted)
@@ -291,6 +317,15 @@ class SQLiteModelStore:
     @staticmethod
     def _bump_deletion_epoch(connection: sqlite3.Connection) -> None:
         connection.execute("UPDATE meta SET value = value + 1 WHERE key = 'deletion_epoch'")
+
+    @staticmethod
+    def _log_change(connection: sqlite3.Connection, kind: str, series_id: str | None) -> None:
+        """Record what this transaction changed; keep the log's newest CHANGES_KEPT rows."""
+        (seq,) = connection.execute(
+            "INSERT INTO changes (kind, series_id) VALUES (?, ?) RETURNING seq", (kind, series_id)
+        ).fetchone()
+        if seq % 1000 == 0:
+            connection.execute("DELETE FROM changes WHERE seq <= ?", (seq - CHANGES_KEPT,))
 
     def change_marker(self) -> int:
         # Called on every cached predict: a memory read, and a query once a second.
@@ -304,9 +339,27 @@ class SQLiteModelStore:
             self._data_version, self._watched_at = int(version), now
         return self._announcements.latest() * 1_000_003 + self._data_version
 
-    def fitted_since(self, marker: int) -> frozenset[str] | None:
-        # An announcement says that something was committed, not what.
-        return None
+    def change_position(self) -> int:
+        [(seq,)] = self._read("SELECT COALESCE(MAX(seq), 0) FROM changes")
+        return int(seq)
+
+    def changes_since(self, position: int) -> tuple[int, Changes] | None:
+        rows = self._read(
+            "SELECT seq, kind, series_id FROM changes WHERE seq > ? ORDER BY seq", (position,)
+        )
+        if not rows:
+            return position, Changes(frozenset(), frozenset())
+        if rows[0][0] != position + 1:
+            # Numbers follow each other in commit order (writers hold the write lock, and
+            # a rolled-back number is reused), so a gap means the log was pruned past it.
+            return None
+        fitted: set[str] = set()
+        deleted: set[str] = set()
+        for _, kind, series_id in rows:
+            if series_id is None or kind not in ("fit", "delete"):
+                return None
+            (fitted if kind == "fit" else deleted).add(series_id)
+        return int(rows[-1][0]), Changes(frozenset(fitted), frozenset(deleted))
 
     def deletion_epoch(self) -> int:
         [(epoch,)] = self._read("SELECT value FROM meta WHERE key = 'deletion_epoch'")
@@ -353,6 +406,7 @@ class SQLiteModelStore:
             for stored in versions:
                 insert = _INSERT_MODEL.replace("INSERT", "INSERT OR IGNORE", 1)
                 inserted += connection.execute(insert, copied_row(stored)).rowcount
+            self._log_change(connection, "import", None)
         self._announcements.announce()
         return inserted
 
