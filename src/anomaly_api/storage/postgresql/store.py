@@ -5,10 +5,11 @@
   PostgreSQL is not up yet). A request waits at most ``timeout_s`` for a connection,
   then gets :class:`~anomaly_api.errors.StoreUnavailable` (a 503).
 * **Schema.** A versioned migration table, ``anomaly_schema_migrations``: each entry of
-  :data:`MIGRATIONS` is applied once, in order, by the first process that reaches the
-  database, under a transaction-scoped advisory lock so replicas starting together do
-  not race. It runs on the first successful connection rather than at start-up, for the
-  same reason. A database migrated by a newer release is refused with a clear message.
+  :data:`~anomaly_api.storage.postgresql.schema.MIGRATIONS` is applied once, in order, by
+  the first process that reaches the database, under a transaction-scoped advisory lock
+  so replicas starting together do not race. It runs on the first successful connection
+  rather than at start-up, for the same reason. A database migrated by a newer release
+  is refused with a clear message.
 * **Version numbers.** ``INSERT … ON CONFLICT DO UPDATE SET last_version = last_version
   + 1 RETURNING`` on a per-series counter row: the row lock queues concurrent fits of
   one series, whichever replica they reach, so they get exactly 1..N. The model row is
@@ -32,10 +33,8 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -56,6 +55,15 @@ from anomaly_api.storage.codec import (
     decode_timestamps,
     decode_values,
 )
+from anomaly_api.storage.postgresql.changes import (
+    CHANNEL,
+    DELETE_PREFIX,
+    FIT_PREFIX,
+    ChangeListener,
+    ChangeLog,
+    first_line,
+)
+from anomaly_api.storage.postgresql.schema import apply_migrations
 from anomaly_api.storage.rows import (
     RECORD_COLUMNS,
     copied_row,
@@ -66,71 +74,6 @@ from anomaly_api.storage.rows import (
     stored_from_row,
     summary_from_row,
 )
-
-_log = logging.getLogger(__name__)
-
-CHANNEL = "anomaly_api_changes"
-RECONNECT_INTERVAL_S = 0.5
-"""How often the listener retries a lost connection; the store is reported down meanwhile."""
-_LISTEN_POLL_S = 0.25
-_FIT_PREFIX = "fit "
-_DELETE_PREFIX = "delete "
-CHANGE_LOG_SIZE = 10_000
-"""Changes remembered per process; a registry further behind forgets every "latest"."""
-_MIGRATION_LOCK = 0x616E6F6D616C79  # an arbitrary advisory-lock key: "anomaly" in ASCII
-
-MIGRATIONS: tuple[tuple[int, str, str], ...] = (
-    (
-        1,
-        "series counters, model versions and store metadata",
-        """
-        CREATE TABLE anomaly_series (
-            series_id    text COLLATE "C" PRIMARY KEY,
-            last_version integer NOT NULL
-        );
-        CREATE TABLE anomaly_models (
-            series_id           text COLLATE "C" NOT NULL,
-            version             integer NOT NULL,
-            detector            text NOT NULL,
-            params              text NOT NULL,
-            state               text NOT NULL,
-            points_used         bigint NOT NULL,
-            points_stored       bigint NOT NULL,
-            first_timestamp     bigint NOT NULL,
-            last_timestamp      bigint NOT NULL,
-            created_at          double precision NOT NULL,
-            training_timestamps bytea NOT NULL,
-            training_values     bytea NOT NULL,
-            PRIMARY KEY (series_id, version)
-        );
-        CREATE TABLE anomaly_meta (
-            key   text PRIMARY KEY,
-            value bigint NOT NULL
-        );
-        INSERT INTO anomaly_meta (key, value) VALUES ('deletion_epoch', 0)
-        """,
-    ),
-    (
-        2,
-        "per-series version counts and the number of series with versions",
-        """
-        ALTER TABLE anomaly_series ADD COLUMN versions integer NOT NULL DEFAULT 0;
-        UPDATE anomaly_series s SET versions = c.n
-        FROM (SELECT series_id, COUNT(*) AS n FROM anomaly_models GROUP BY series_id) c
-        WHERE c.series_id = s.series_id;
-        INSERT INTO anomaly_meta (key, value)
-        SELECT 'series_with_versions', COUNT(*) FROM anomaly_series WHERE versions > 0
-        """,
-    ),
-)
-"""(version, description, SQL) in order; append, never edit an applied one.
-
-Series ids sort with the "C" collation (bytewise UTF-8), as SQLite's do, so listings
-page identically on both backends whatever the server's locale. Migration 2 keeps each
-series' number of versions on its counter row and the number of series that have any
-in ``anomaly_meta``, updated in the transactions that change them (the counter row's
-lock orders them), so ``/healthcheck`` and ``/series`` count in constant time; counting
-the models table took ~150 ms at 100,000 series."""
 
 _INSERT_MODEL = (
     "INSERT INTO anomaly_models (series_id, version, detector, params, state, points_used, "
@@ -186,7 +129,7 @@ class PostgreSQLModelStore:
         try:
             pg_conninfo.conninfo_to_dict(url)  # a malformed URL fails here, at start-up
         except psycopg.ProgrammingError as exc:
-            raise ValueError(f"malformed PostgreSQL URL: {_first_line(exc)}") from None
+            raise ValueError(f"malformed PostgreSQL URL: {first_line(exc)}") from None
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._changes = ChangeLog()
@@ -204,7 +147,7 @@ class PostgreSQLModelStore:
             open=False,
         )
         self._pool.open(wait=False)
-        self._listener = _ChangeListener(
+        self._listener = ChangeListener(
             url, self._connect_kwargs, self._changes, on_reconnect=self._pool.check
         )
 
@@ -238,9 +181,7 @@ class PostgreSQLModelStore:
         except (psycopg.OperationalError, psycopg.InterfaceError, psycopg.ProgrammingError) as exc:
             # The server, the connection or the database's set-up (missing rights, say);
             # a DataError or IntegrityError would be a bug here, and stays one (a 500).
-            raise StoreUnavailable(
-                f"PostgreSQL at {self.where} failed: {_first_line(exc)}"
-            ) from exc
+            raise StoreUnavailable(f"PostgreSQL at {self.where} failed: {first_line(exc)}") from exc
 
     def _run(self, work: Callable[[psycopg.Connection[Any]], T], *, retry: bool = True) -> T:
         """``work`` on a pooled connection. A read that meets a connection broken since it
@@ -263,36 +204,7 @@ class PostgreSQLModelStore:
         with self._schema_lock:
             if self._schema_ready:
                 return
-            known = max(version for version, _, _ in MIGRATIONS)
-            with connection.transaction():
-                connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-                connection.execute(
-                    "CREATE TABLE IF NOT EXISTS anomaly_schema_migrations ("
-                    " version integer PRIMARY KEY, description text NOT NULL,"
-                    " applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-                applied = {
-                    row[0]
-                    for row in connection.execute(
-                        "SELECT version FROM anomaly_schema_migrations"
-                    ).fetchall()
-                }
-                if applied and max(applied) > known:
-                    raise StoreUnavailable(
-                        f"PostgreSQL at {self.where} has schema version {max(applied)}, "
-                        f"newer than this release understands ({known}); upgrade anomaly-api"
-                    )
-                for version, description, sql in MIGRATIONS:
-                    if version in applied:
-                        continue
-                    for statement in sql.split(";"):
-                        if statement.strip():
-                            connection.execute(statement.encode())
-                    connection.execute(
-                        "INSERT INTO anomaly_schema_migrations (version, description) "
-                        "VALUES (%s, %s)",
-                        (version, description),
-                    )
+            apply_migrations(connection, self.where)
             self._schema_ready = True
 
     def schema_version(self) -> int:
@@ -333,7 +245,7 @@ class PostgreSQLModelStore:
                     (model.series_id, model.series_id, *values),
                 ).fetchone()
                 connection.execute(
-                    "SELECT pg_notify(%s, %s)", (CHANNEL, _FIT_PREFIX + model.series_id)
+                    "SELECT pg_notify(%s, %s)", (CHANNEL, FIT_PREFIX + model.series_id)
                 )
             assert row is not None
             return int(row[0])
@@ -445,7 +357,7 @@ class PostgreSQLModelStore:
                         "UPDATE anomaly_meta SET value = value + 1 WHERE key = 'deletion_epoch'"
                     )
                     connection.execute(
-                        "SELECT pg_notify(%s, %s)", (CHANNEL, _DELETE_PREFIX + series_id)
+                        "SELECT pg_notify(%s, %s)", (CHANNEL, DELETE_PREFIX + series_id)
                     )
             return int(deleted)
 
@@ -552,117 +464,6 @@ class PostgreSQLModelStore:
         self._pool.close()
 
 
-def _first_line(error: BaseException) -> str:
-    """The driver's message without libpq's indented hints, for one-line answers."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _parse_change(payload: str) -> tuple[str | None, str | None]:
-    """A notification's (kind, series id); (None, None) for anything else."""
-    for kind, prefix in (("fit", _FIT_PREFIX), ("delete", _DELETE_PREFIX)):
-        if payload.startswith(prefix):
-            return kind, payload[len(prefix) :]
-    return None, None
-
-
 def _fits_integer(version: int) -> bool:
     """Whether ``version`` fits the ``integer`` column; larger ones simply do not exist."""
     return -(2**31) <= version < 2**31
-
-
-class ChangeLog:
-    """The changes this process knows of, numbered: the number is the change marker.
-
-    Each entry is a fit or a delete of one series, or None for anything else (a copy, a
-    reconnection after which anything may have changed). The newest
-    :data:`CHANGE_LOG_SIZE` entries are kept, so a registry that syncs often learns
-    exactly which series changed instead of forgetting every series.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._entries: deque[tuple[int, str | None, str | None]] = deque(maxlen=CHANGE_LOG_SIZE)
-        self._lock = threading.Lock()
-
-    def record(self, kind: str | None, series_id: str | None = None) -> None:
-        """Log a ``"fit"`` or ``"delete"`` of ``series_id``; None: anything may have changed."""
-        with self._lock:
-            self._entries.append((self.count + 1, kind, series_id))
-            self.count += 1  # published after the entry, so changes_since sees it
-
-    def changes_since(self, marker: int) -> tuple[int, Changes] | None:
-        """The count now and the series fitted and deleted after ``marker``; None when
-        the log cannot tell."""
-        with self._lock:
-            if marker > self.count or (
-                marker < self.count and (not self._entries or self._entries[0][0] > marker + 1)
-            ):
-                return None  # not a marker of this log, or older than what is kept
-            fitted: set[str] = set()
-            deleted: set[str] = set()
-            for number, kind, series_id in reversed(self._entries):
-                if number <= marker:
-                    break
-                if series_id is None or kind not in ("fit", "delete"):
-                    return None
-                (fitted if kind == "fit" else deleted).add(series_id)
-            return self.count, Changes(frozenset(fitted), frozenset(deleted))
-
-
-class _ChangeListener:
-    """A thread holding one connection that LISTENs on :data:`CHANNEL` and logs what
-    arrives; it reconnects by itself and logs a reconnection as "anything changed"."""
-
-    def __init__(
-        self,
-        url: str,
-        connect_kwargs: Mapping[str, Any],
-        changes: ChangeLog,
-        on_reconnect: Callable[[], object],
-    ) -> None:
-        self._changes = changes
-        self._on_reconnect = on_reconnect
-        self._url = url
-        self._kwargs = dict(connect_kwargs)
-        self._error: str | None = None
-        self._stop = threading.Event()
-        self.connected = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pg-listener", daemon=True)
-        self._thread.start()
-
-    def failure(self) -> str | None:
-        """Why the latest connection attempt failed, or None while connected (or before
-        the first attempt has finished)."""
-        return self._error
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self._url, **self._kwargs) as connection:
-                    connection.execute(f"LISTEN {CHANNEL}")
-                    if self._error is not None:
-                        # Back after an outage: replace pooled connections it broke before
-                        # requests are let through again, so no write meets one.
-                        self._on_reconnect()
-                    self._changes.record(None)  # anything may have been committed while away
-                    self._error = None
-                    self.connected.set()
-                    while not self._stop.is_set():
-                        for notification in connection.notifies(timeout=_LISTEN_POLL_S):
-                            self._changes.record(*_parse_change(notification.payload))
-                        if connection.closed or connection.broken:
-                            raise psycopg.OperationalError("the connection was closed")
-            except Exception as exc:
-                # Whatever went wrong (a driver error, an undecodable payload, a failing
-                # pool check), the thread must live on: without it no change is ever seen
-                # again. The store counts as down until it has reconnected.
-                if not isinstance(exc, psycopg.Error):
-                    _log.exception("PostgreSQL change listener failed; reconnecting")
-                self.connected.clear()
-                self._error = _first_line(exc)
-                self._stop.wait(RECONNECT_INTERVAL_S)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
