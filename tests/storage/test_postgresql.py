@@ -211,7 +211,11 @@ def test_a_notified_fit_names_its_series(postgresql_url: str) -> None:
         wait_until(
             lambda: (
                 (watcher.changes_since(marker) or (0, None))[1]
-                == Changes(frozenset({"température"}), frozenset({"température"}))
+                == Changes(
+                    frozenset({"température"}),
+                    frozenset({"température"}),
+                    frozenset({"température"}),
+                )
             ),
             "the delete's notification",
         )

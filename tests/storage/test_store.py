@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +14,13 @@ import pytest
 
 from anomaly_api.detectors import Series
 from anomaly_api.storage import ModelStore, NewModel, open_store
-from anomaly_api.storage.base import Changes
+from anomaly_api.storage.base import (
+    Changes,
+    Retention,
+    StreamPoint,
+    StreamState,
+    StreamUpdate,
+)
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -292,5 +300,149 @@ def test_the_change_log_says_which_series_were_fitted_and_deleted(store: ModelSt
     )
     eventually_equal(
         lambda: (store.changes_since(position) or (0, None))[1],
-        Changes(frozenset({"a", "b"}), frozenset({"a", "b"})),
+        Changes(frozenset({"a", "b"}), frozenset({"a", "b"}), dropped=frozenset({"b"})),
     )
+
+
+# -- version triggers and retention ---------------------------------------------------
+
+
+def automatic(series_id: str, prune: Retention | None = None) -> NewModel:
+    return dataclasses.replace(
+        new_model(series_id), trigger="retrain", retrain={"every": 10}, prune=prune
+    )
+
+
+def test_a_version_keeps_its_trigger_and_retrain_policy(store: ModelStore) -> None:
+    client = store.create_version(
+        dataclasses.replace(new_model("s"), retrain={"every": "1d", "window": 4032})
+    )
+    retrained = store.create_version(automatic("s"))
+    assert (client.trigger, client.retrain) == ("client", {"every": "1d", "window": 4032})
+    assert (retrained.trigger, retrained.retrain) == ("retrain", {"every": 10})
+    assert store.list_versions("s") == [client, retrained]
+    assert store.get_model("s") == retrained
+
+
+def test_retention_keeps_client_fits_and_the_newest_automatic_versions(
+    store: ModelStore,
+) -> None:
+    store.create_version(new_model("s"))  # 1: a client fit
+    for _ in range(4):
+        store.create_version(automatic("s"))  # 2..5
+    store.create_version(new_model("s"))  # 6: a client fit
+    position = store.change_position()
+    store.create_version(automatic("s", prune=Retention(keep=2)))  # 7, keeps 5 and 7
+    assert [record.version for record in store.list_versions("s")] == [1, 5, 6, 7]
+    eventually_equal(
+        lambda: (
+            (store.changes_since(position) or (0, Changes(frozenset(), frozenset())))[1].deleted
+        ),
+        frozenset({"s"}),
+    )
+    store.create_version(automatic("s", prune=Retention(keep=1, keep_seconds=3600)))
+    assert [record.version for record in store.list_versions("s")] == [1, 5, 6, 7, 8]
+    store.create_version(automatic("s", prune=Retention(keep=1)))
+    assert [record.version for record in store.list_versions("s")] == [1, 6, 9]
+    assert store.count_series() == 1
+    assert store.list_series(10)[0].version_count == 3
+
+
+# -- streams ------------------------------------------------------------------------------
+
+
+def points(start: int, count: int, version: int = 1) -> list[StreamPoint]:
+    return [
+        (start + 60 * index, float(index), version, 0.1, index % 7 == 0, 1.0, 0.5, None)
+        for index in range(count)
+    ]
+
+
+def update(state: StreamState, new: list[StreamPoint], observed: int) -> StreamUpdate:
+    return StreamUpdate(
+        series_id=state.series_id,
+        token=state.token,
+        points=new,
+        last_timestamp=new[-1][0] if new else state.last_timestamp,
+        observed=observed,
+        context_version=1,
+        context=json.dumps({"recent": [float(observed)]}),
+    )
+
+
+def test_a_stream_is_held_by_one_owner_at_a_time(store: ModelStore) -> None:
+    store.create_version(new_model("s"))
+    first = store.acquire_stream("s", "owner-a", lease_s=30)
+    assert first is not None
+    assert (first.last_timestamp, first.observed, first.context) == (None, 0, None)
+    assert store.acquire_stream("s", "owner-b", lease_s=30) is None  # a's lease holds
+    again = store.acquire_stream("s", "owner-a", lease_s=30)  # a takes it anew
+    assert again is not None and again.token != first.token
+    assert store.save_streams("owner-a", 30, [update(first, points(0, 3), 3)], 100) == {"s"}
+    assert store.save_streams("owner-a", 30, [update(again, points(0, 3), 3)], 100) == set()
+    store.release_streams("owner-a", {"s": again.token})
+    taken = store.acquire_stream("s", "owner-b", lease_s=30)
+    assert taken is not None
+    assert (taken.last_timestamp, taken.observed) == (120, 3)
+    assert (taken.context_version, taken.context) == (1, {"recent": [3.0]})
+    # The former holder's saves are refused from now on.
+    assert store.save_streams("owner-a", 30, [update(again, points(180, 1), 4)], 100) == {"s"}
+
+
+def test_a_stream_whose_holder_stopped_renewing_can_be_taken_over(store: ModelStore) -> None:
+    store.create_version(new_model("s"))
+    assert store.acquire_stream("s", "gone", lease_s=0.2) is not None
+    assert store.acquire_stream("s", "next", lease_s=30) is None
+    time.sleep(0.3)
+    assert store.acquire_stream("s", "next", lease_s=30) is not None
+
+
+def test_saved_points_read_back_in_order_newest_kept(store: ModelStore) -> None:
+    store.create_version(new_model("s"))
+    state = store.acquire_stream("s", "me", lease_s=30)
+    assert state is not None
+    assert store.save_streams("me", 30, [update(state, points(0, 50), 50)], 1000) == set()
+    assert store.save_streams("me", 30, [update(state, points(3000, 50), 100)], 1000) == set()
+    timestamps, values = store.stream_points("s", after=-1, limit=1000)
+    assert timestamps.tolist() == [60 * i for i in range(50)] + [3000 + 60 * i for i in range(50)]
+    assert values.tolist() == [float(i) for i in range(50)] * 2
+    timestamps, _ = store.stream_points("s", after=60 * 10, limit=5)
+    assert timestamps.tolist() == [3000 + 60 * i for i in range(45, 50)]
+    assert store.count_stream_points("s", after=60 * 48) == 51
+    # Beyond keep_points (and its slack) the oldest points go.
+    assert store.save_streams("me", 30, [update(state, points(9000, 100), 200)], 60) == set()
+    timestamps, _ = store.stream_points("s", after=-1, limit=1000)
+    assert timestamps.tolist() == [9000 + 60 * i for i in range(40, 100)]
+
+
+def test_a_deleted_series_loses_its_stream_and_its_holder_is_refused(store: ModelStore) -> None:
+    store.create_version(new_model("s"))
+    store.create_version(new_model("s"))
+    state = store.acquire_stream("s", "me", lease_s=30)
+    assert state is not None
+    assert store.save_streams("me", 30, [update(state, points(0, 5), 5)], 100) == set()
+    store.delete_version("s", 1)  # a version goes; the series' stream stays
+    assert store.save_streams("me", 30, [update(state, points(300, 5), 10)], 100) == set()
+    assert store.count_stream_points("s", after=-1) == 10
+    store.delete_series("s")
+    assert store.save_streams("me", 30, [update(state, points(600, 5), 15)], 100) == {"s"}
+    assert store.count_stream_points("s", after=-1) == 0
+    store.create_version(new_model("s"))  # the series again, from scratch
+    fresh = store.acquire_stream("s", "me", lease_s=30)
+    assert fresh is not None and (fresh.observed, fresh.last_timestamp) == (0, None)
+
+
+def test_a_release_is_asked_of_the_holder(store: ModelStore) -> None:
+    store.create_version(new_model("s"))
+    assert store.acquire_stream("s", "holder", lease_s=30) is not None
+    woken = threading.Event()
+    store.watch_releases(woken.set)
+    assert store.release_requests("holder") == []
+    store.request_release("s", "asker")
+    deadline = time.monotonic() + 5
+    asked: list[str] = []
+    while "s" not in asked:
+        assert time.monotonic() < deadline, "the ask never reached the holder"
+        asked += store.release_requests("holder")
+        time.sleep(0.01)
+    assert store.release_requests("holder") == []

@@ -14,11 +14,11 @@ database); both pass the same test suite (``tests/storage/test_store.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from anomaly_api.detectors.series import Series
+from anomaly_api.detectors.series import FloatArray, IntArray, Series
 
 JsonDict = dict[str, Any]
 
@@ -36,6 +36,22 @@ class NewModel:
     last_timestamp: int
     training: Series
     """The training points kept for plots and re-fits (already capped by the registry)."""
+    trigger: str = "client"
+    """Who asked for it: ``"client"`` (a fit) or ``"retrain"`` (the series' retrain policy)."""
+    retrain: JsonDict | None = None
+    """The series' retrain policy from this version on (None: none)."""
+    prune: Retention | None = None
+    """After storing, delete the series' automatic versions this rule does not keep."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """Which automatic (``trigger == "retrain"``) versions of a series stay: the newest
+    ``keep``, and any younger than ``keep_seconds``. Client fits stay until deleted, and
+    the latest version always stays."""
+
+    keep: int
+    keep_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +69,8 @@ class ModelRecord:
     last_timestamp: int
     created_at: float
     """Unix seconds (UTC) when the version was committed."""
+    trigger: str = "client"
+    retrain: JsonDict | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +88,44 @@ class Changes:
 
     fitted: frozenset[str]
     deleted: frozenset[str]
+    dropped: frozenset[str] = frozenset()
+    """Series deleted as a whole (their streams are gone too); also in ``deleted``."""
+
+
+POINT_FIELDS = ("timestamp", "value", "version", "score", "anomaly", "expected", "lower", "upper")
+"""The layout of a stream point tuple: what the service observed and answered for it
+(``lower``/``upper`` None on a side that is not watched)."""
+StreamPoint = tuple[int, float, int, float, bool, float, float | None, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """A series' stream as last saved, handed to the process that takes it over."""
+
+    series_id: str
+    token: int
+    """This holder's lease token: saves carrying another one are refused."""
+    last_timestamp: int | None
+    observed: int
+    """Points observed since the series' stream began."""
+    context_version: int | None
+    """The version whose rolling context was saved (None: nothing saved yet)."""
+    context: JsonDict | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamUpdate:
+    """What a holder saves for one series: the points observed since its last save, in
+    order, and the state after them."""
+
+    series_id: str
+    token: int
+    points: Sequence[StreamPoint]
+    last_timestamp: int | None
+    observed: int
+    context_version: int | None
+    context: str | None
+    """The rolling context as JSON text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +221,51 @@ class ModelStore(Protocol):
         transaction, and raise each series' counter to at least ``counters`` and its
         highest copied version. Versions already present are left alone, so an interrupted
         copy can be run again. Returns how many versions were inserted."""
+        ...
+
+    # -- streams: the points each series observed, and who holds its live context ---------
+
+    def acquire_stream(self, series_id: str, owner: str, lease_s: float) -> StreamState | None:
+        """Take the series' stream for ``owner`` (an id unique to a live process) with a
+        fresh token, if it is free, held by ``owner`` already, or held by an owner whose
+        lease (renewed by every :meth:`save_streams`) ran out; None while another live
+        owner holds it."""
+        ...
+
+    def save_streams(
+        self, owner: str, lease_s: float, updates: Sequence[StreamUpdate], keep_points: int
+    ) -> set[str]:
+        """In one transaction: renew ``owner``'s lease, and for every update whose token
+        still holds append its points and replace its state, keeping the newest
+        ``keep_points`` points of each series. Returns the series whose updates were
+        refused: taken over by another owner, or deleted."""
+        ...
+
+    def release_streams(self, owner: str, tokens: Mapping[str, int]) -> None:
+        """Give up these series (saved beforehand), so others can take them at once."""
+        ...
+
+    def request_release(self, series_id: str, requester: str) -> None:
+        """Ask the series' holder to save and release it (see :meth:`release_requests`)."""
+        ...
+
+    def release_requests(self, owner: str) -> list[str]:
+        """Series someone asked to be released since the last call (forgetting the asks):
+        those ``owner`` holds, possibly with others, which the caller ignores."""
+        ...
+
+    def watch_releases(self, wake: Callable[[], object]) -> None:
+        """Call ``wake`` (from any thread) as soon as a release is asked, where the store
+        can tell at once (PostgreSQL); otherwise :meth:`release_requests` is polled."""
+        ...
+
+    def stream_points(self, series_id: str, after: int, limit: int) -> tuple[IntArray, FloatArray]:
+        """Timestamps and values of the observed points after ``after``, oldest first;
+        the newest ``limit`` of them when there are more."""
+        ...
+
+    def count_stream_points(self, series_id: str, after: int) -> int:
+        """How many observed points lie after ``after``."""
         ...
 
     def ping(self) -> None:

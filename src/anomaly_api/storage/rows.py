@@ -1,9 +1,10 @@
 """Rows of the models table and the records they stand for, the same on every backend.
 
-Both stores keep a model version in the same twelve columns (:data:`RECORD_COLUMNS`,
+Both stores keep a model version in the same fourteen columns (:data:`RECORD_COLUMNS`,
 then the two training blobs) and count versions per series the same way; only the SQL
 dialect around them differs. These functions are the one translation between rows and
-:mod:`anomaly_api.storage.base` records.
+:mod:`anomaly_api.storage.base` records. New rows are written in the order of
+:data:`INSERT_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from anomaly_api.storage.codec import (
 
 RECORD_COLUMNS = (
     "series_id, version, detector, params, state, points_used, points_stored, "
-    "first_timestamp, last_timestamp, created_at"
+    "first_timestamp, last_timestamp, created_at, fit_trigger, retrain"
 )
 """What :func:`record_from_row` reads, in order; ``training_timestamps, training_values``
 follow for :func:`stored_from_row`."""
+INSERT_COLUMNS = RECORD_COLUMNS + ", training_timestamps, training_values"
+"""The columns of :func:`copied_row` (and of a series id, a version and :func:`new_row`)."""
 
 
 def record_from_row(row: Sequence[Any]) -> ModelRecord:
@@ -42,12 +45,14 @@ def record_from_row(row: Sequence[Any]) -> ModelRecord:
         first_timestamp=int(row[7]),
         last_timestamp=int(row[8]),
         created_at=float(row[9]),
+        trigger=row[10],
+        retrain=None if row[11] is None else json.loads(row[11]),
     )
 
 
 def stored_from_row(row: Sequence[Any]) -> StoredVersion:
     """A row of :data:`RECORD_COLUMNS` and the two training blobs."""
-    training = Series(decode_timestamps(bytes(row[10])), decode_values(bytes(row[11])))
+    training = Series(decode_timestamps(bytes(row[12])), decode_values(bytes(row[13])))
     return StoredVersion(record_from_row(row), training)
 
 
@@ -81,8 +86,14 @@ def new_row(
         model.first_timestamp,
         model.last_timestamp,
         created_at,
+        model.trigger,
+        _json_or_none(model.retrain),
         *(blobs or training_blobs(model.training)),
     )
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def created_record(model: NewModel, version: int, created_at: float) -> ModelRecord:
@@ -98,11 +109,14 @@ def created_record(model: NewModel, version: int, created_at: float) -> ModelRec
         first_timestamp=model.first_timestamp,
         last_timestamp=model.last_timestamp,
         created_at=created_at,
+        trigger=model.trigger,
+        retrain=model.retrain,
     )
 
 
 def copied_row(stored: StoredVersion) -> tuple[Any, ...]:
-    """All twelve values of a copied version's row, under its own number and time."""
+    """All values of a copied version's row (:data:`INSERT_COLUMNS`), under its own
+    number and time."""
     record = stored.record
     return (
         record.series_id,
@@ -115,6 +129,8 @@ def copied_row(stored: StoredVersion) -> tuple[Any, ...]:
         record.first_timestamp,
         record.last_timestamp,
         record.created_at,
+        record.trigger,
+        _json_or_none(record.retrain),
         *training_blobs(stored.training),
     )
 

@@ -41,6 +41,7 @@ from anomaly_api.storage.base import (
     Changes,
     ModelRecord,
     NewModel,
+    Retention,
     SeriesSummary,
     StoredVersion,
 )
@@ -49,6 +50,7 @@ from anomaly_api.storage.codec import (
     decode_values,
 )
 from anomaly_api.storage.rows import (
+    INSERT_COLUMNS,
     RECORD_COLUMNS,
     copied_row,
     counter_floors,
@@ -59,16 +61,13 @@ from anomaly_api.storage.rows import (
     summary_from_row,
     training_blobs,
 )
+from anomaly_api.storage.sqlite_streams import STREAM_SCHEMA, SQLiteStreams
 
 MAX_IDLE_CONNECTIONS = 8
 WATCH_INTERVAL_S = 1.0
 """How stale the change marker may be for commits made without this store's announcement."""
 
-_INSERT_MODEL = (
-    "INSERT INTO models (series_id, version, detector, params, state, points_used, "
-    "points_stored, first_timestamp, last_timestamp, created_at, training_timestamps, "
-    "training_values) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_INSERT_MODEL = f"INSERT INTO models ({INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 14)})"
 
 CHANGES_KEPT = 100_000
 """Rows of the change log kept; a registry further behind forgets everything it cached."""
@@ -108,12 +107,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
         "series_id TEXT)",
     ),
+    (3, STREAM_SCHEMA),
 )
 """(``user_version``, SQL) in order; append, never edit an applied one."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-class SQLiteModelStore:
+class SQLiteModelStore(SQLiteStreams):
     """A :class:`~anomaly_api.storage.base.ModelStore` in one SQLite file."""
 
     backend = "sqlite"
@@ -187,19 +187,27 @@ class SQLiteModelStore:
             raise StoreUnavailable(f"SQLite store at {self.path} failed: {exc}") from exc
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding SQLite's write lock from its first statement."""
+    def _write(self, synchronous: str | None = None) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding SQLite's write lock from its first statement;
+        ``synchronous`` (e.g. ``"NORMAL"``: no fsync) for this transaction only."""
         with self._translate(), self._borrow() as connection:
-            connection.execute("BEGIN IMMEDIATE")
+            if synchronous is not None:
+                connection.execute(f"PRAGMA synchronous = {synchronous}")
             try:
-                yield connection
-                connection.execute("COMMIT")
-            except BaseException:
-                # A failed COMMIT must not leave the write lock held; a failing ROLLBACK
-                # must not hide the error that got us here (the connection is then closed).
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-                raise
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield connection
+                    connection.execute("COMMIT")
+                except BaseException:
+                    # A failed COMMIT must not leave the write lock held; a failing
+                    # ROLLBACK must not hide the error that got us here (the connection is
+                    # then closed).
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
+                    raise
+            finally:
+                if synchronous is not None:
+                    connection.execute(f"PRAGMA synchronous = {self._synchronous}")
 
     def _migrate(self) -> None:
         with self._write() as connection:
@@ -232,6 +240,8 @@ class SQLiteModelStore:
             values = new_row(model, created_at, blobs)
             connection.execute(_INSERT_MODEL, (model.series_id, version, *values))
             self._log_change(connection, "fit", model.series_id)
+            if model.prune is not None:
+                self._prune(connection, model.series_id, int(version), model.prune, created_at)
         self._announcements.announce()
         return created_record(model, int(version), created_at)
 
@@ -297,7 +307,8 @@ class SQLiteModelStore:
             ).rowcount
             if deleted:
                 self._bump_deletion_epoch(connection)
-                self._log_change(connection, "delete", series_id)
+                self._log_change(connection, "drop", series_id)
+                self._drop_stream(connection, series_id)
         if deleted:
             self._announcements.announce()
         return int(deleted)
@@ -313,6 +324,34 @@ class SQLiteModelStore:
         if deleted:
             self._announcements.announce()
         return bool(deleted)
+
+    def _prune(
+        self,
+        connection: sqlite3.Connection,
+        series_id: str,
+        newest: int,
+        rule: Retention,
+        now: float,
+    ) -> None:
+        """Delete the automatic versions of ``series_id`` that ``rule`` does not keep."""
+        rows = connection.execute(
+            "SELECT version, created_at FROM models WHERE series_id = ? "
+            "AND fit_trigger = 'retrain' AND version < ? ORDER BY version DESC",
+            (series_id, newest),
+        ).fetchall()
+        doomed = [
+            version
+            for index, (version, created_at) in enumerate(rows)
+            if index + 1 >= rule.keep  # the new version counts as one of those kept
+            and (rule.keep_seconds is None or now - created_at > rule.keep_seconds)
+        ]
+        if doomed:
+            connection.executemany(
+                "DELETE FROM models WHERE series_id = ? AND version = ?",
+                [(series_id, version) for version in doomed],
+            )
+            self._bump_deletion_epoch(connection)
+            self._log_change(connection, "delete", series_id)
 
     @staticmethod
     def _bump_deletion_epoch(connection: sqlite3.Connection) -> None:
@@ -355,11 +394,14 @@ class SQLiteModelStore:
             return None
         fitted: set[str] = set()
         deleted: set[str] = set()
+        dropped: set[str] = set()
         for _, kind, series_id in rows:
-            if series_id is None or kind not in ("fit", "delete"):
+            if series_id is None or kind not in ("fit", "delete", "drop"):
                 return None
             (fitted if kind == "fit" else deleted).add(series_id)
-        return int(rows[-1][0]), Changes(frozenset(fitted), frozenset(deleted))
+            if kind == "drop":
+                dropped.add(series_id)
+        return int(rows[-1][0]), Changes(frozenset(fitted), frozenset(deleted), frozenset(dropped))
 
     def deletion_epoch(self) -> int:
         [(epoch,)] = self._read("SELECT value FROM meta WHERE key = 'deletion_epoch'")

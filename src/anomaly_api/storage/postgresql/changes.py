@@ -19,8 +19,12 @@ CHANNEL = "anomaly_api_changes"
 RECONNECT_INTERVAL_S = 0.5
 """How often the listener retries a lost connection; the store is reported down meanwhile."""
 _LISTEN_POLL_S = 0.25
+STREAM_CHANNEL = "anomaly_api_streams"
+"""Where "please release this series" is asked (payload: the series id), apart from the
+change log's channel."""
 FIT_PREFIX = "fit "
 DELETE_PREFIX = "delete "
+DROP_PREFIX = "drop "
 CHANGE_LOG_SIZE = 10_000
 """Changes remembered per process; a registry further behind forgets every "latest"."""
 
@@ -33,7 +37,7 @@ def first_line(error: BaseException) -> str:
 
 def _parse_change(payload: str) -> tuple[str | None, str | None]:
     """A notification's (kind, series id); (None, None) for anything else."""
-    for kind, prefix in (("fit", FIT_PREFIX), ("delete", DELETE_PREFIX)):
+    for kind, prefix in (("fit", FIT_PREFIX), ("delete", DELETE_PREFIX), ("drop", DROP_PREFIX)):
         if payload.startswith(prefix):
             return kind, payload[len(prefix) :]
     return None, None
@@ -42,8 +46,8 @@ def _parse_change(payload: str) -> tuple[str | None, str | None]:
 class ChangeLog:
     """The changes this process knows of, numbered: the number is the change marker.
 
-    Each entry is a fit or a delete of one series, or None for anything else (a copy, a
-    reconnection after which anything may have changed). The newest
+    Each entry is a fit, a version delete or a series drop of one series, or None for
+    anything else (a copy, a reconnection after which anything may have changed). The newest
     :data:`CHANGE_LOG_SIZE` entries are kept, so a registry that syncs often learns
     exactly which series changed instead of forgetting every series.
     """
@@ -54,7 +58,8 @@ class ChangeLog:
         self._lock = threading.Lock()
 
     def record(self, kind: str | None, series_id: str | None = None) -> None:
-        """Log a ``"fit"`` or ``"delete"`` of ``series_id``; None: anything may have changed."""
+        """Log a ``"fit"``, ``"delete"`` or ``"drop"`` of ``series_id``; None: anything may
+        have changed."""
         with self._lock:
             self._entries.append((self.count + 1, kind, series_id))
             self.count += 1  # published after the entry, so changes_since sees it
@@ -69,18 +74,22 @@ class ChangeLog:
                 return None  # not a marker of this log, or older than what is kept
             fitted: set[str] = set()
             deleted: set[str] = set()
+            dropped: set[str] = set()
             for number, kind, series_id in reversed(self._entries):
                 if number <= marker:
                     break
-                if series_id is None or kind not in ("fit", "delete"):
+                if series_id is None or kind not in ("fit", "delete", "drop"):
                     return None
                 (fitted if kind == "fit" else deleted).add(series_id)
-            return self.count, Changes(frozenset(fitted), frozenset(deleted))
+                if kind == "drop":
+                    dropped.add(series_id)
+            return self.count, Changes(frozenset(fitted), frozenset(deleted), frozenset(dropped))
 
 
 class ChangeListener:
     """A thread holding one connection that LISTENs on :data:`CHANNEL` and logs what
-    arrives; it reconnects by itself and logs a reconnection as "anything changed"."""
+    arrives; it reconnects by itself and logs a reconnection as "anything changed". It
+    also hands the release requests of :data:`STREAM_CHANNEL` to ``on_release``."""
 
     def __init__(
         self,
@@ -88,9 +97,11 @@ class ChangeListener:
         connect_kwargs: Mapping[str, Any],
         changes: ChangeLog,
         on_reconnect: Callable[[], object],
+        on_release: Callable[[str], object] = lambda series_id: None,
     ) -> None:
         self._changes = changes
         self._on_reconnect = on_reconnect
+        self.on_release = on_release
         self._url = url
         self._kwargs = dict(connect_kwargs)
         self._error: str | None = None
@@ -109,6 +120,7 @@ class ChangeListener:
             try:
                 with psycopg.connect(self._url, **self._kwargs) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
+                    connection.execute(f"LISTEN {STREAM_CHANNEL}")
                     if self._error is not None:
                         # Back after an outage: replace pooled connections it broke before
                         # requests are let through again, so no write meets one.
@@ -118,7 +130,10 @@ class ChangeListener:
                     self.connected.set()
                     while not self._stop.is_set():
                         for notification in connection.notifies(timeout=_LISTEN_POLL_S):
-                            self._changes.record(*_parse_change(notification.payload))
+                            if notification.channel == STREAM_CHANNEL:
+                                self.on_release(notification.payload)
+                            else:
+                                self._changes.record(*_parse_change(notification.payload))
                         if connection.closed or connection.broken:
                             raise psycopg.OperationalError("the connection was closed")
             except Exception as exc:

@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 
 from anomaly_api.errors import StoreUnavailable
+from anomaly_api.storage.postgresql.streams import STREAM_MIGRATION
 
 _MIGRATION_LOCK = 0x616E6F6D616C79  # an arbitrary advisory-lock key: "anomaly" in ASCII
 
@@ -53,6 +54,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         SELECT 'series_with_versions', COUNT(*) FROM anomaly_series WHERE versions > 0
         """,
     ),
+    (3, "streams: observed points, saved contexts, holders; version triggers", STREAM_MIGRATION),
 )
 """(version, description, SQL) in order; append, never edit an applied one.
 

@@ -57,14 +57,19 @@ from anomaly_api.storage.codec import (
 )
 from anomaly_api.storage.postgresql.changes import (
     CHANNEL,
-    DELETE_PREFIX,
     FIT_PREFIX,
     ChangeListener,
     ChangeLog,
     first_line,
 )
 from anomaly_api.storage.postgresql.schema import apply_migrations
+from anomaly_api.storage.postgresql.streams import (
+    PostgreSQLStreams,
+    drop_stream,
+    prune_versions,
+)
 from anomaly_api.storage.rows import (
+    INSERT_COLUMNS,
     RECORD_COLUMNS,
     copied_row,
     counter_floors,
@@ -75,11 +80,7 @@ from anomaly_api.storage.rows import (
     summary_from_row,
 )
 
-_INSERT_MODEL = (
-    "INSERT INTO anomaly_models (series_id, version, detector, params, state, points_used, "
-    "points_stored, first_timestamp, last_timestamp, created_at, training_timestamps, "
-    "training_values) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
+_INSERT_MODEL = f"INSERT INTO anomaly_models ({INSERT_COLUMNS}) VALUES ({', '.join(['%s'] * 14)})"
 
 T = TypeVar("T")
 
@@ -94,7 +95,7 @@ def describe_url(url: str) -> str:
     return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
 
 
-class PostgreSQLModelStore:
+class PostgreSQLModelStore(PostgreSQLStreams):
     """A :class:`~anomaly_api.storage.base.ModelStore` in a PostgreSQL database."""
 
     backend = "postgresql"
@@ -147,8 +148,13 @@ class PostgreSQLModelStore:
             open=False,
         )
         self._pool.open(wait=False)
+        self._init_streams()
         self._listener = ChangeListener(
-            url, self._connect_kwargs, self._changes, on_reconnect=self._pool.check
+            url,
+            self._connect_kwargs,
+            self._changes,
+            on_reconnect=self._pool.check,
+            on_release=self._asked_to_release,
         )
 
     # -- connections -----------------------------------------------------------------
@@ -223,7 +229,7 @@ class PostgreSQLModelStore:
         created_at = time.time()
         values = new_row(model, created_at)
 
-        def write(connection: psycopg.Connection[Any]) -> int:
+        def write(connection: psycopg.Connection[Any]) -> tuple[int, int]:
             with connection.transaction():
                 # One statement: bump the counter (its row lock queues concurrent fits of
                 # the series), store the model, and count the series in when it is its
@@ -237,22 +243,27 @@ class PostgreSQLModelStore:
                     " counted AS (UPDATE anomaly_meta SET value = value + 1"
                     "  WHERE key = 'series_with_versions'"
                     "  AND (SELECT versions FROM counter) = 1)"
-                    " INSERT INTO anomaly_models (series_id, version, detector, params, state,"
-                    "  points_used, points_stored, first_timestamp, last_timestamp, created_at,"
-                    "  training_timestamps, training_values)"
-                    " SELECT %s, last_version, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+                    f" INSERT INTO anomaly_models ({INSERT_COLUMNS})"
+                    " SELECT %s, last_version, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
                     " FROM counter RETURNING version",
                     (model.series_id, model.series_id, *values),
                 ).fetchone()
                 connection.execute(
                     "SELECT pg_notify(%s, %s)", (CHANNEL, FIT_PREFIX + model.series_id)
                 )
-            assert row is not None
-            return int(row[0])
+                assert row is not None
+                pruned = (
+                    prune_versions(connection, model.series_id, int(row[0]), model.prune)
+                    if model.prune is not None
+                    else 0
+                )
+            return int(row[0]), pruned
 
         # No retry: a write whose connection broke may have committed.
-        version = self._run(write, retry=False)
+        version, pruned = self._run(write, retry=False)
         self._committed("fit", model.series_id)
+        if pruned:
+            self._committed("delete", model.series_id)
         return created_record(model, version, created_at)
 
     def get_model(self, series_id: str, version: int | None = None) -> ModelRecord | None:
@@ -325,6 +336,8 @@ class PostgreSQLModelStore:
         return bool(self._delete(series_id, " AND version = %s", version))
 
     def _delete(self, series_id: str, condition: str, *values: Any) -> int:
+        kind = "delete" if condition else "drop"
+
         def write(connection: psycopg.Connection[Any]) -> int:
             with connection.transaction():
                 # Lock the counter row first, as a fit does, so counts stay exact.
@@ -356,14 +369,14 @@ class PostgreSQLModelStore:
                     connection.execute(
                         "UPDATE anomaly_meta SET value = value + 1 WHERE key = 'deletion_epoch'"
                     )
-                    connection.execute(
-                        "SELECT pg_notify(%s, %s)", (CHANNEL, DELETE_PREFIX + series_id)
-                    )
+                    if kind == "drop":
+                        drop_stream(connection, series_id)
+                    connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{kind} {series_id}"))
             return int(deleted)
 
         deleted = self._run(write, retry=False)
         if deleted:
-            self._committed("delete", series_id)
+            self._committed(kind, series_id)
         return deleted
 
     def change_marker(self) -> int:

@@ -1,0 +1,283 @@
+"""Streams in the PostgreSQL store: observed points, saved contexts and who holds them.
+
+The tables mirror the SQLite store's (see :mod:`anomaly_api.storage.sqlite_streams`):
+``anomaly_streams`` (one row per series: last timestamp, counts, the saved context, the
+holder and its token), ``anomaly_stream_points`` and ``anomaly_stream_owners`` (one
+lease per live holder, renewed by every save). Times are the database's clock, so
+replicas whose clocks differ agree on when a lease ran out. A release is asked with a
+notification on :data:`~anomaly_api.storage.postgresql.changes.STREAM_CHANNEL`, which
+the holder's listener receives at once. A save runs a fixed number of statements
+whatever the number of series in it (the updates travel as arrays).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import psycopg
+
+from anomaly_api.detectors.series import FloatArray, IntArray
+from anomaly_api.storage.base import Retention, StreamState, StreamUpdate
+from anomaly_api.storage.postgresql.changes import CHANNEL, DELETE_PREFIX, STREAM_CHANNEL
+from anomaly_api.storage.sqlite_streams import TRIM_SLACK, new_token
+
+T = TypeVar("T")
+_NOW = "extract(epoch FROM clock_timestamp())"
+
+STREAM_MIGRATION = """
+ALTER TABLE anomaly_models ADD COLUMN fit_trigger text NOT NULL DEFAULT 'client';
+ALTER TABLE anomaly_models ADD COLUMN retrain text;
+CREATE TABLE anomaly_streams (
+    series_id       text COLLATE "C" PRIMARY KEY,
+    owner           text,
+    token           bigint NOT NULL,
+    last_timestamp  bigint,
+    observed        bigint NOT NULL DEFAULT 0,
+    stored          bigint NOT NULL DEFAULT 0,
+    context_version integer,
+    context         text,
+    updated_at      double precision NOT NULL
+);
+CREATE TABLE anomaly_stream_points (
+    series_id text COLLATE "C" NOT NULL,
+    timestamp bigint NOT NULL,
+    value     double precision NOT NULL,
+    version   integer NOT NULL,
+    score     double precision NOT NULL,
+    anomaly   boolean NOT NULL,
+    expected  double precision NOT NULL,
+    lower     double precision,
+    upper     double precision,
+    PRIMARY KEY (series_id, timestamp)
+);
+CREATE TABLE anomaly_stream_owners (
+    owner      text PRIMARY KEY,
+    expires_at double precision NOT NULL
+)
+"""
+
+
+class PostgreSQLStreams:
+    """The stream part of :class:`~anomaly_api.storage.postgresql.PostgreSQLModelStore`."""
+
+    _release_asks: set[str]
+    _release_lock: threading.Lock
+    _release_wake: Callable[[], object] | None
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T], *, retry: bool = True) -> T:
+        raise NotImplementedError
+
+    def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _init_streams(self) -> None:
+        self._release_asks = set()
+        self._release_lock = threading.Lock()
+        self._release_wake = None
+
+    def _asked_to_release(self, series_id: str) -> None:
+        """The listener's hand-off: remember the ask and wake whoever serves them."""
+        with self._release_lock:
+            self._release_asks.add(series_id)
+            wake = self._release_wake
+        if wake is not None:
+            wake()
+
+    def watch_releases(self, wake: Callable[[], object]) -> None:
+        """Call ``wake`` whenever a release is asked (from the listener's thread)."""
+        self._release_wake = wake
+
+    def acquire_stream(self, series_id: str, owner: str, lease_s: float) -> StreamState | None:
+        token = new_token()
+
+        def work(connection: psycopg.Connection[Any]) -> StreamState | None:
+            with connection.transaction():
+                _heartbeat(connection, owner, lease_s)
+                created = connection.execute(
+                    "INSERT INTO anomaly_streams (series_id, owner, token, updated_at) "
+                    f"VALUES (%s, %s, %s, {_NOW}) ON CONFLICT (series_id) DO NOTHING "
+                    "RETURNING series_id",
+                    (series_id, owner, token),
+                ).fetchone()
+                if created is not None:
+                    return StreamState(series_id, token, None, 0, None, None)
+                row = connection.execute(
+                    f"SELECT s.owner, o.expires_at > {_NOW}, s.last_timestamp, s.observed, "
+                    "s.context_version, s.context FROM anomaly_streams s "
+                    "LEFT JOIN anomaly_stream_owners o ON o.owner = s.owner "
+                    "WHERE s.series_id = %s FOR UPDATE OF s",
+                    (series_id,),
+                ).fetchone()
+                assert row is not None
+                holder, alive, last_timestamp, observed, context_version, context = row
+                if holder is not None and holder != owner and alive:
+                    return None
+                connection.execute(
+                    "UPDATE anomaly_streams SET owner = %s, token = %s WHERE series_id = %s",
+                    (owner, token, series_id),
+                )
+            return StreamState(
+                series_id,
+                token,
+                None if last_timestamp is None else int(last_timestamp),
+                int(observed),
+                None if context_version is None else int(context_version),
+                None if context is None else json.loads(context),
+            )
+
+        return self._run(work, retry=False)
+
+    def save_streams(
+        self, owner: str, lease_s: float, updates: Sequence[StreamUpdate], keep_points: int
+    ) -> set[str]:
+        def work(connection: psycopg.Connection[Any]) -> set[str]:
+            with connection.transaction():
+                _heartbeat(connection, owner, lease_s)
+                if not updates:
+                    return set()
+                accepted = connection.execute(
+                    "UPDATE anomaly_streams s SET last_timestamp = u.last_timestamp, "
+                    "observed = u.observed, stored = s.stored + u.added, "
+                    "context_version = u.context_version, context = u.context, "
+                    f"updated_at = {_NOW} "
+                    "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], "
+                    "%s::bigint[], %s::integer[], %s::text[]) AS u(series_id, token, "
+                    "last_timestamp, observed, added, context_version, context) "
+                    "WHERE s.series_id = u.series_id AND s.token = u.token "
+                    "RETURNING s.series_id, s.stored",
+                    (
+                        [update.series_id for update in updates],
+                        [update.token for update in updates],
+                        [update.last_timestamp for update in updates],
+                        [update.observed for update in updates],
+                        [len(update.points) for update in updates],
+                        [update.context_version for update in updates],
+                        [update.context for update in updates],
+                    ),
+                ).fetchall()
+                stored = {series_id: int(count) for series_id, count in accepted}
+                points = [
+                    (update.series_id, *point)
+                    for update in updates
+                    if update.series_id in stored
+                    for point in update.points
+                ]
+                if points:
+                    columns = list(zip(*points, strict=True))
+                    connection.execute(
+                        "INSERT INTO anomaly_stream_points (series_id, timestamp, value, version, "
+                        "score, anomaly, expected, lower, upper) "
+                        "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::float8[], "
+                        "%s::integer[], %s::float8[], %s::boolean[], %s::float8[], %s::float8[], "
+                        "%s::float8[]) ON CONFLICT DO NOTHING",
+                        [list(column) for column in columns],
+                    )
+                for series_id, count in stored.items():
+                    if count > keep_points * TRIM_SLACK:
+                        _trim(connection, series_id, keep_points)
+                return {update.series_id for update in updates} - set(stored)
+
+        return self._run(work, retry=False)
+
+    def release_streams(self, owner: str, tokens: Mapping[str, int]) -> None:
+        if not tokens:
+            return
+
+        def work(connection: psycopg.Connection[Any]) -> None:
+            connection.execute(
+                "UPDATE anomaly_streams s SET owner = NULL "
+                "FROM unnest(%s::text[], %s::bigint[]) AS r(series_id, token) "
+                "WHERE s.series_id = r.series_id AND s.token = r.token AND s.owner = %s",
+                (list(tokens), list(tokens.values()), owner),
+            )
+
+        self._run(work, retry=False)
+
+    def request_release(self, series_id: str, requester: str) -> None:
+        self._read("SELECT pg_notify(%s, %s)", (STREAM_CHANNEL, series_id))
+
+    def release_requests(self, owner: str) -> list[str]:
+        with self._release_lock:
+            asked = sorted(self._release_asks)
+            self._release_asks.clear()
+        return asked
+
+    def stream_points(self, series_id: str, after: int, limit: int) -> tuple[IntArray, FloatArray]:
+        rows = self._read(
+            "SELECT timestamp, value FROM (SELECT timestamp, value FROM anomaly_stream_points "
+            "WHERE series_id = %s AND timestamp > %s ORDER BY timestamp DESC LIMIT %s) newest "
+            "ORDER BY timestamp",
+            (series_id, after, limit),
+        )
+        timestamps = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        values = np.fromiter((row[1] for row in rows), dtype=np.float64, count=len(rows))
+        return timestamps, values
+
+    def count_stream_points(self, series_id: str, after: int) -> int:
+        [(count,)] = self._read(
+            "SELECT COUNT(*) FROM anomaly_stream_points WHERE series_id = %s AND timestamp > %s",
+            (series_id, after),
+        )
+        return int(count)
+
+
+def _heartbeat(connection: psycopg.Connection[Any], owner: str, lease_s: float) -> None:
+    connection.execute(
+        "INSERT INTO anomaly_stream_owners (owner, expires_at) "
+        f"VALUES (%s, {_NOW} + %s) ON CONFLICT (owner) DO UPDATE "
+        "SET expires_at = EXCLUDED.expires_at",
+        (owner, lease_s),
+    )
+
+
+def _trim(connection: psycopg.Connection[Any], series_id: str, keep_points: int) -> None:
+    row = connection.execute(
+        "SELECT timestamp FROM anomaly_stream_points WHERE series_id = %s "
+        "ORDER BY timestamp DESC LIMIT 1 OFFSET %s",
+        (series_id, max(keep_points - 1, 0)),
+    ).fetchone()
+    if row is not None:
+        cut = row[0] if keep_points > 0 else row[0] + 1
+        connection.execute(
+            "DELETE FROM anomaly_stream_points WHERE series_id = %s AND timestamp < %s",
+            (series_id, cut),
+        )
+    connection.execute(
+        "UPDATE anomaly_streams SET stored = (SELECT COUNT(*) FROM anomaly_stream_points "
+        "WHERE series_id = %s) WHERE series_id = %s",
+        (series_id, series_id),
+    )
+
+
+def drop_stream(connection: psycopg.Connection[Any], series_id: str) -> None:
+    """Forget a deleted series' stream (its holder's next save is refused)."""
+    connection.execute("DELETE FROM anomaly_stream_points WHERE series_id = %s", (series_id,))
+    connection.execute("DELETE FROM anomaly_streams WHERE series_id = %s", (series_id,))
+
+
+def prune_versions(
+    connection: psycopg.Connection[Any], series_id: str, newest: int, rule: Retention
+) -> int:
+    """Delete the automatic versions of ``series_id`` that ``rule`` does not keep (in the
+    transaction that stored ``newest``, whose counter-row lock is held); how many."""
+    rows = connection.execute(
+        "DELETE FROM anomaly_models m USING ("
+        "  SELECT version FROM (SELECT version, created_at,"
+        "   row_number() OVER (ORDER BY version DESC) AS rank FROM anomaly_models"
+        "   WHERE series_id = %s AND fit_trigger = 'retrain' AND version < %s) r"
+        f"  WHERE rank >= %s AND (%s::float8 IS NULL OR {_NOW} - created_at > %s::float8)"
+        ") d WHERE m.series_id = %s AND m.version = d.version RETURNING m.version",
+        (series_id, newest, rule.keep, rule.keep_seconds, rule.keep_seconds, series_id),
+    ).fetchall()
+    if rows:
+        connection.execute(
+            "UPDATE anomaly_series SET versions = versions - %s WHERE series_id = %s",
+            (len(rows), series_id),
+        )
+        connection.execute("UPDATE anomaly_meta SET value = value + 1 WHERE key = 'deletion_epoch'")
+        connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, DELETE_PREFIX + series_id))
+    return len(rows)

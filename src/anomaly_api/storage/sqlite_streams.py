@@ -1,0 +1,261 @@
+"""Streams in the SQLite store: observed points, saved contexts and who holds them.
+
+* ``streams``: one row per series whose stream began: its last observed timestamp, how
+  many points it observed, the rolling context saved with its version, and the holder
+  (``owner``, ``token``). A save whose token no longer matches is refused: the series
+  was taken over (or deleted) meanwhile.
+* ``stream_points``: the observed points with what was answered for them, newest kept.
+* ``stream_owners``: one row per live holder, its lease renewed by every save; a series
+  whose holder's lease ran out may be taken over.
+* ``stream_release_requests``: "please give this series up", read by the holder at its
+  next save (SQLite has no notifications; processes of one server never need this,
+  since each series is always served by the same worker).
+
+Saves are not fsynced (``synchronous = NORMAL`` for the transaction, WAL mode): a save
+survives the process being killed, as the operating system has the data, but not a crash
+of the machine; model versions keep their full durability.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from anomaly_api.detectors.series import FloatArray, IntArray
+from anomaly_api.storage.base import StreamState, StreamUpdate
+
+STREAM_SCHEMA = """
+ALTER TABLE models ADD COLUMN fit_trigger TEXT NOT NULL DEFAULT 'client';
+ALTER TABLE models ADD COLUMN retrain TEXT;
+CREATE TABLE streams (
+    series_id       TEXT PRIMARY KEY,
+    owner           TEXT,
+    token           INTEGER NOT NULL,
+    last_timestamp  INTEGER,
+    observed        INTEGER NOT NULL DEFAULT 0,
+    stored          INTEGER NOT NULL DEFAULT 0,
+    context_version INTEGER,
+    context         TEXT,
+    updated_at      REAL NOT NULL
+);
+CREATE TABLE stream_points (
+    series_id TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    value     REAL NOT NULL,
+    version   INTEGER NOT NULL,
+    score     REAL NOT NULL,
+    anomaly   INTEGER NOT NULL,
+    expected  REAL NOT NULL,
+    lower     REAL,
+    upper     REAL,
+    PRIMARY KEY (series_id, timestamp)
+) WITHOUT ROWID;
+CREATE TABLE stream_owners (
+    owner      TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE stream_release_requests (
+    series_id    TEXT PRIMARY KEY,
+    requester    TEXT NOT NULL,
+    requested_at REAL NOT NULL
+)
+"""
+"""Schema 3: what streams need, and each version's trigger and retrain policy."""
+
+TRIM_SLACK = 1.1
+"""A series' points are trimmed to ``keep_points`` once they exceed it by this factor, so
+trimming is an occasional statement rather than one per save."""
+
+
+def new_token() -> int:
+    """A random lease token (63 bits: fits SQLite's and PostgreSQL's integers)."""
+    return secrets.randbits(63)
+
+
+class SQLiteStreams:
+    """The stream part of :class:`~anomaly_api.storage.sqlite.SQLiteModelStore`."""
+
+    def _write(
+        self, synchronous: str | None = None
+    ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
+    def _read(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _relaxed_write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A write transaction committed without fsync (see the module docstring)."""
+        return self._write(synchronous="NORMAL")
+
+    def acquire_stream(self, series_id: str, owner: str, lease_s: float) -> StreamState | None:
+        now = time.time()
+        with self._relaxed_write() as connection:
+            _heartbeat(connection, owner, now + lease_s)
+            row = connection.execute(
+                "SELECT s.owner, o.expires_at, s.last_timestamp, s.observed, "
+                "s.context_version, s.context FROM streams s "
+                "LEFT JOIN stream_owners o ON o.owner = s.owner WHERE s.series_id = ?",
+                (series_id,),
+            ).fetchone()
+            token = new_token()
+            if row is None:
+                connection.execute(
+                    "INSERT INTO streams (series_id, owner, token, updated_at) VALUES (?, ?, ?, ?)",
+                    (series_id, owner, token, now),
+                )
+                return StreamState(series_id, token, None, 0, None, None)
+            holder, expires_at, last_timestamp, observed, context_version, context = row
+            if holder is not None and holder != owner and (expires_at or 0.0) > now:
+                return None
+            connection.execute(
+                "UPDATE streams SET owner = ?, token = ? WHERE series_id = ?",
+                (owner, token, series_id),
+            )
+            connection.execute(
+                "DELETE FROM stream_release_requests WHERE series_id = ?", (series_id,)
+            )
+        return StreamState(
+            series_id,
+            token,
+            None if last_timestamp is None else int(last_timestamp),
+            int(observed),
+            None if context_version is None else int(context_version),
+            None if context is None else _loads(context),
+        )
+
+    def save_streams(
+        self, owner: str, lease_s: float, updates: Sequence[StreamUpdate], keep_points: int
+    ) -> set[str]:
+        now = time.time()
+        refused: set[str] = set()
+        with self._relaxed_write() as connection:
+            _heartbeat(connection, owner, now + lease_s)
+            for update in updates:
+                row = connection.execute(
+                    "SELECT token, stored FROM streams WHERE series_id = ?", (update.series_id,)
+                ).fetchone()
+                if row is None or row[0] != update.token:
+                    refused.add(update.series_id)
+                    continue
+                if update.points:
+                    connection.executemany(
+                        "INSERT OR IGNORE INTO stream_points (series_id, timestamp, value, "
+                        "version, score, anomaly, expected, lower, upper) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(update.series_id, *point) for point in update.points],
+                    )
+                stored = int(row[1]) + len(update.points)
+                if stored > keep_points * TRIM_SLACK:
+                    stored = _trim(connection, update.series_id, keep_points)
+                connection.execute(
+                    "UPDATE streams SET last_timestamp = ?, observed = ?, stored = ?, "
+                    "context_version = ?, context = ?, updated_at = ? WHERE series_id = ?",
+                    (
+                        update.last_timestamp,
+                        update.observed,
+                        stored,
+                        update.context_version,
+                        update.context,
+                        now,
+                        update.series_id,
+                    ),
+                )
+        return refused
+
+    def release_streams(self, owner: str, tokens: Mapping[str, int]) -> None:
+        if not tokens:
+            return
+        with self._relaxed_write() as connection:
+            connection.executemany(
+                "UPDATE streams SET owner = NULL WHERE series_id = ? AND token = ? AND owner = ?",
+                [(series_id, token, owner) for series_id, token in tokens.items()],
+            )
+
+    def request_release(self, series_id: str, requester: str) -> None:
+        with self._relaxed_write() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO stream_release_requests (series_id, requester, "
+                "requested_at) VALUES (?, ?, ?)",
+                (series_id, requester, time.time()),
+            )
+
+    def release_requests(self, owner: str) -> list[str]:
+        if not self._read("SELECT 1 FROM stream_release_requests LIMIT 1"):
+            return []  # the usual case: one read, no write
+        with self._relaxed_write() as connection:
+            rows = connection.execute(
+                "SELECT r.series_id FROM stream_release_requests r "
+                "JOIN streams s ON s.series_id = r.series_id WHERE s.owner = ?",
+                (owner,),
+            ).fetchall()
+            connection.executemany("DELETE FROM stream_release_requests WHERE series_id = ?", rows)
+        return [series_id for (series_id,) in rows]
+
+    def watch_releases(self, wake: Callable[[], object]) -> None:
+        """No notifications here: :meth:`release_requests` is polled by every save."""
+
+    def stream_points(self, series_id: str, after: int, limit: int) -> tuple[IntArray, FloatArray]:
+        rows = self._read(
+            "SELECT timestamp, value FROM (SELECT timestamp, value FROM stream_points "
+            "WHERE series_id = ? AND timestamp > ? ORDER BY timestamp DESC LIMIT ?) "
+            "ORDER BY timestamp",
+            (series_id, after, limit),
+        )
+        return _columns(rows)
+
+    def count_stream_points(self, series_id: str, after: int) -> int:
+        [(count,)] = self._read(
+            "SELECT COUNT(*) FROM stream_points WHERE series_id = ? AND timestamp > ?",
+            (series_id, after),
+        )
+        return int(count)
+
+    @staticmethod
+    def _drop_stream(connection: sqlite3.Connection, series_id: str) -> None:
+        """Forget a deleted series' stream (its holder's next save is refused)."""
+        connection.execute("DELETE FROM stream_points WHERE series_id = ?", (series_id,))
+        connection.execute("DELETE FROM streams WHERE series_id = ?", (series_id,))
+        connection.execute("DELETE FROM stream_release_requests WHERE series_id = ?", (series_id,))
+
+
+def _heartbeat(connection: sqlite3.Connection, owner: str, expires_at: float) -> None:
+    connection.execute(
+        "INSERT INTO stream_owners (owner, expires_at) VALUES (?, ?) "
+        "ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at",
+        (owner, expires_at),
+    )
+
+
+def _trim(connection: sqlite3.Connection, series_id: str, keep_points: int) -> int:
+    """Keep the newest ``keep_points`` points of the series; return how many are kept."""
+    row = connection.execute(
+        "SELECT timestamp FROM stream_points WHERE series_id = ? "
+        "ORDER BY timestamp DESC LIMIT 1 OFFSET ?",
+        (series_id, max(keep_points - 1, 0)),
+    ).fetchone()
+    if row is not None:
+        cut = row[0] if keep_points > 0 else row[0] + 1
+        connection.execute(
+            "DELETE FROM stream_points WHERE series_id = ? AND timestamp < ?", (series_id, cut)
+        )
+    [(count,)] = connection.execute(
+        "SELECT COUNT(*) FROM stream_points WHERE series_id = ?", (series_id,)
+    ).fetchall()
+    return int(count)
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> tuple[IntArray, FloatArray]:
+    timestamps = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    values = np.fromiter((row[1] for row in rows), dtype=np.float64, count=len(rows))
+    return timestamps, values
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text)
