@@ -154,7 +154,9 @@ def test_batch_scoring_counts_every_point(registry: ModelRegistry) -> None:
     registry.fit("batch", TIMESTAMPS, VALUES)
     points = value("anomaly_points_scored_total", detector="zscore")
     flagged = value("anomaly_anomalies_flagged_total", detector="zscore")
-    _, scores = registry.score_batch("batch", [1691000300, 1691000360, 1691000420], [11, 99, -99])
+    _, scores, _ = registry.score_batch(
+        "batch", [1691000300, 1691000360, 1691000420], [11, 99, -99]
+    )
     assert int(scores.anomaly.sum()) == 2
     assert value("anomaly_points_scored_total", detector="zscore") == points + 3
     assert value("anomaly_anomalies_flagged_total", detector="zscore") == flagged + 2

@@ -186,8 +186,8 @@ def test_a_migrated_model_predicts_exactly_as_before(
                 before = source.predict(f"s_{name}", float(probe[0]), float(later[0]), version)
                 after = target.predict(f"s_{name}", float(probe[0]), float(later[0]), version)
                 assert repr(after) == repr(before)
-                _, expected = source.score_batch(f"s_{name}", later, probe, version)
-                _, actual = target.score_batch(f"s_{name}", later, probe, version)
+                _, expected, _ = source.score_batch(f"s_{name}", later, probe, version)
+                _, actual, _ = target.score_batch(f"s_{name}", later, probe, version)
                 for column in ("expected", "lower", "upper", "score", "anomaly"):
                     np.testing.assert_array_equal(
                         getattr(actual, column), getattr(expected, column), err_msg=column

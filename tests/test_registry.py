@@ -270,10 +270,11 @@ def test_a_cached_predict_gives_the_detector_s_own_answer_bit_for_bit(
     timestamps = np.arange(200, dtype=np.int64) * 60 + 1_691_000_000
     registry.fit("s", timestamps, rng.normal(10.0, 2.0, 200), detector, {"direction": direction})
     loaded = registry.model("s")
+    stream = loaded.detector.initial_context()
     values = [*rng.normal(10.0, 6.0, 50), 0.0, -0.0, 1e308, -1e308, 5e-324, 10.0]
     for offset, value in enumerate(values):
         stamp = float(timestamps[-1] + 60 * (offset + 1))
-        expected = loaded.detector.score_point(stamp, float(value))
+        expected = loaded.detector.observe_one(stream, stamp, float(value))
         answer = registry.predict("s", float(value), stamp)
         assert (answer.anomaly, answer.score, answer.expected) == (
             expected.anomaly,
@@ -282,6 +283,7 @@ def test_a_cached_predict_gives_the_detector_s_own_answer_bit_for_bit(
         )
         assert answer.lower == (expected.lower if math.isfinite(expected.lower) else None)
         assert answer.upper == (expected.upper if math.isfinite(expected.upper) else None)
+        assert answer.observed and answer.not_observed is None
     for bad in (math.nan, math.inf):
         with pytest.raises(InvalidInput, match="finite"):
             registry.predict("s", bad, 0.0)

@@ -12,6 +12,8 @@ code in one table (and a test checks that no class is left unmapped)::
     │   ├── SeriesNotFound       no model was ever fitted for the series (or it was deleted)
     │   └── VersionNotFound      the series exists, that version does not
     └── StoreUnavailable         the model store did not answer
+        └── StreamBusy           another process holds the series' stream and did not
+                                 hand it over in time
 """
 
 from __future__ import annotations
@@ -70,6 +72,18 @@ class VersionNotFound(NotFound):
 
 class StoreUnavailable(AnomalyApiError):
     """The model store could not be reached or did not answer in time."""
+
+
+class StreamBusy(StoreUnavailable):
+    """Another process holds the series' live stream and did not release it in time
+    (it may have just died: its lease runs out within ``ANOMALY_STREAM_LEASE_S``)."""
+
+    def __init__(self, series_id: str) -> None:
+        super().__init__(
+            f"series {series_id!r} is being served by another process that has not handed "
+            "it over yet; retry shortly"
+        )
+        self.series_id = series_id
 
 
 class PayloadTooLarge(InvalidInput):

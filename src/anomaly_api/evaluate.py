@@ -98,7 +98,7 @@ def replay_file(
         position = start
         while position < rows:
             end = min(position + config.refit_every, rows)
-            _, batch = registry.score_batch(
+            _, batch, _ = registry.score_batch(
                 series_id, timestamps[position:end], values[position:end]
             )
             scores[position:end] = batch.score

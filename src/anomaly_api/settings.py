@@ -58,6 +58,45 @@ class Settings(BaseSettings):
         ge=1,
         description="Recent requests per worker the healthcheck's latency figures cover.",
     )
+    stream_flush_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often each process saves the points its series observed and their "
+        "rolling contexts: after kill -9 at most this long of observations is lost (a clean "
+        "shutdown saves everything).",
+    )
+    stream_cache_size: int = Field(
+        100_000,
+        ge=1,
+        description="Series whose live stream (rolling context and unsaved points) a process "
+        "holds in memory; the least recently used beyond that are saved and reloaded on "
+        "demand.",
+    )
+    stream_history_points: int = Field(
+        10_000,
+        ge=0,
+        le=10_000_000,
+        description="Observed points kept per series (newest first): what retraining and "
+        "rebuilding another version's context can use.",
+    )
+    stream_max_pending: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Observed points a process holds unsaved at most (reached only while the "
+        "store is down; observing then answers 503).",
+    )
+    stream_lease_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a process that stopped answering keeps its series' streams "
+        "before another may take them over.",
+    )
+    instance_id: str | None = Field(
+        None,
+        description="A name for this process's hold on series streams, unique among the "
+        "processes sharing the store (default: host, pid and a random part).",
+    )
     store_busy_timeout_s: float = Field(
         30.0, gt=0, description="How long a write waits for the database lock before a 503."
     )

@@ -166,9 +166,12 @@ def test_the_new_endpoints_are_documented(client: TestClient) -> None:
 
 def test_columns_picks_the_arrays_returned(client: TestClient) -> None:
     client.post("/fit/s", json=CONTRACT_FIT)
-    lean = client.post("/predict/s/batch?columns=score,anomaly", json=POINTS).json()
-    assert set(lean) == {"series_id", "model_version", "detector", "count", "anomaly", "score"}
-    full = client.post("/predict/s/batch", json=POINTS).json()
+    lean = client.post("/predict/s/batch?columns=score,anomaly&observe=false", json=POINTS).json()
+    assert set(lean) == {
+        *("series_id", "model_version", "detector", "count", "anomaly", "score"),
+        *("observe", "points_observed", "not_observed"),
+    }
+    full = client.post("/predict/s/batch?observe=false", json=POINTS).json()
     assert lean["score"] == full["score"] and lean["anomaly"] == full["anomaly"]
     detected = client.post("/detect?columns=anomaly", json=CONTRACT_FIT).json()
     assert "anomaly" in detected and "score" not in detected

@@ -68,6 +68,12 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             latency_window=settings.latency_window,
             run_dir=metrics.run_dir(),
             freeze_models=True,
+            owner=settings.instance_id,
+            stream_cache_size=settings.stream_cache_size,
+            stream_flush_s=settings.stream_flush_s,
+            stream_lease_s=settings.stream_lease_s,
+            stream_keep_points=settings.stream_history_points,
+            stream_max_pending=settings.stream_max_pending,
         )
         app.state.registry = registry
         # matplotlib takes about a second to import; do it off the request path, without

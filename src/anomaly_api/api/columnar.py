@@ -143,10 +143,18 @@ class ColumnarScores(BaseModel):
 
 
 class BatchResponse(ColumnarScores):
-    """The scores of a batch, and the version that gave them."""
+    """The scores of a batch, the version that gave them, and which points joined the
+    series' history."""
 
     series_id: str = Field(description="The series.")
     model_version: str = Field(description="The version that answered, as a string.")
+    observe: bool = Field(description="Whether the points were to join the history.")
+    points_observed: int = Field(description="How many points joined the history.")
+    not_observed: list[int] = Field(
+        description="Indices of the points that did not join it because their timestamp was "
+        "not later than the last one observed before them (scored against the history as "
+        "it stood); empty with observe=false, where none joins."
+    )
 
 
 class DetectResponse(ColumnarScores):

@@ -51,7 +51,21 @@ async def version_query(
     return parse_version(version)
 
 
+async def observe_query(
+    observe: Annotated[
+        bool,
+        Query(
+            description="Whether the points join the series' history (default). "
+            "observe=false scores them as the continuation of the history without "
+            "remembering them: a what-if.",
+        ),
+    ] = True,
+) -> bool:
+    return observe
+
+
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+ObserveDep = Annotated[bool, Depends(observe_query)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 VersionDep = Annotated[int | None, Depends(version_query)]
 SeriesIdPath = Annotated[

@@ -30,6 +30,7 @@ STATUS_BY_ERROR: dict[type[errors.AnomalyApiError], int] = {
     errors.SeriesNotFound: 404,
     errors.VersionNotFound: 404,
     errors.StoreUnavailable: 503,
+    errors.StreamBusy: 503,
 }
 
 

@@ -8,9 +8,10 @@ and answers the common case itself:
 
 * the body is small, complete, and a JSON object whose ``timestamp`` and ``value`` have
   the types :class:`~anomaly_api.api.schemas.PredictRequest` accepts;
-* the series id is valid and ``?version=`` is absent or a plain positive integer;
-* the model is in memory and known current (:meth:`ModelRegistry.predict_cached`, the
-  same call the FastAPI route makes first).
+* the series id is valid, ``?version=`` is absent or a plain positive integer and
+  ``?observe=`` absent or a plain boolean;
+* the model and the series' live stream are in memory and current
+  (:meth:`ModelRegistry.predict_cached`, the same call the FastAPI route makes first).
 
 Everything else (bad input to explain, a model to load from the store, a store that is
 down, any other route) goes to the FastAPI app unchanged, with the body already read
@@ -48,9 +49,12 @@ PREFIX = "/predict/"
 HANDLER = "/predict/{series_id}"
 #: A predict body is ~50 bytes; anything much larger is left to the framework's checks.
 MAX_FAST_BODY = 4096
-_VERSION = b"version="
 MAX_REMEMBERED_QUERIES = 4096
-_versions: dict[bytes, int] = {}
+_queries: dict[bytes, tuple[int | None, bool]] = {}
+_BOOLEANS = {
+    b"true": True, b"1": True, b"yes": True, b"on": True,
+    b"false": False, b"0": False, b"no": False, b"off": False,
+}  # fmt: skip
 _HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -93,7 +97,7 @@ def _answer(state: State, scope: Scope, body: bytes) -> bytes | None:
     if registry is None or "/" in series_id:
         return None
     try:
-        version = _version(scope["query_string"])
+        version, observe = _query(scope["query_string"])
         point = orjson.loads(body)
         if type(point) is not dict:
             return None
@@ -103,7 +107,7 @@ def _answer(state: State, scope: Scope, body: bytes) -> bytes | None:
         if type(value) not in (int, float) or type(raw_timestamp) not in (int, float, str):
             return None
         timestamp = parse_timestamp(raw_timestamp)
-        prediction = registry.predict_cached(series_id, float(value), timestamp, version)
+        prediction = registry.predict_cached(series_id, float(value), timestamp, version, observe)
     except (AnomalyApiError, orjson.JSONDecodeError, ValueError, OverflowError):
         return None
     if prediction is None:
@@ -111,23 +115,36 @@ def _answer(state: State, scope: Scope, body: bytes) -> bytes | None:
     return prediction_json(prediction, timestamp)
 
 
-def _version(query: bytes) -> int | None:
-    """``?version=N`` in its plain form; anything fancier raises for the framework to parse.
+def _query(query: bytes) -> tuple[int | None, bool]:
+    """``?version=N`` and ``?observe=true|false`` in their plain forms; anything fancier
+    raises for the framework to parse (and explain).
 
-    Clients ask for the same few versions over and over: answers are remembered (for at
-    most :data:`MAX_REMEMBERED_QUERIES` distinct query strings).
+    Clients send the same few query strings over and over: answers are remembered (for
+    at most :data:`MAX_REMEMBERED_QUERIES` distinct query strings).
     """
     if not query:
-        return None
-    version = _versions.get(query)
-    if version is not None:
-        return version
-    if not query.startswith(_VERSION) or b"&" in query or b"%" in query or b"+" in query:
-        raise ValueError("not a plain version query")
-    version = parse_version(query[len(_VERSION) :].decode("ascii"))
-    if version is not None and len(_versions) < MAX_REMEMBERED_QUERIES:
-        _versions[query] = version
-    return version
+        return None, True
+    known = _queries.get(query)
+    if known is not None:
+        return known
+    if b"%" in query or b"+" in query:
+        raise ValueError("not a plain query")
+    version: int | None = None
+    observe: bool | None = None
+    for part in query.split(b"&"):
+        name, equals, text = part.partition(b"=")
+        if name == b"version" and equals and version is None:
+            version = parse_version(text.decode("ascii"))
+            if version is None:
+                raise ValueError("latest spelled out: let the framework read it")
+        elif name == b"observe" and observe is None and text.lower() in _BOOLEANS:
+            observe = _BOOLEANS[text.lower()]
+        else:
+            raise ValueError("not a plain query")
+    parsed = (version, True if observe is None else observe)
+    if len(_queries) < MAX_REMEMBERED_QUERIES:
+        _queries[query] = parsed
+    return parsed
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

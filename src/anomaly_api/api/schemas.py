@@ -165,6 +165,16 @@ class PredictResponse(BaseModel):
     )
     threshold: float | None = Field(description="The model's threshold (k).")
     detector: str = Field(description="The detector that answered.")
+    observed: bool = Field(
+        description="Whether the point joined the series' history: later points are scored "
+        "as its continuation (and the model learns from it as its detector does)."
+    )
+    not_observed: Literal["repeated_timestamp", "out_of_order", "what_if"] | None = Field(
+        description="Why it did not: its timestamp equals the last one the series observed "
+        "(repeated_timestamp) or is earlier (out_of_order), so it was scored against the "
+        "history without joining it; or ?observe=false asked for a what-if (what_if). Null "
+        "when observed."
+    )
 
 
 def prediction_json(prediction: Prediction, timestamp: int) -> bytes:
@@ -187,6 +197,8 @@ def prediction_json(prediction: Prediction, timestamp: int) -> bytes:
             "direction": prediction.direction,
             "threshold": prediction.threshold,
             "detector": prediction.detector,
+            "observed": prediction.observed,
+            "not_observed": prediction.not_observed,
         }
     )
 

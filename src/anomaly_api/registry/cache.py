@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Callable
 
 from cachetools import LRUCache
 
@@ -84,8 +85,14 @@ class ModelCache:
         *,
         size: int = 10_000,
         freeze_models: bool = False,
+        on_dropped: Callable[[frozenset[str]], object] = lambda series_ids: None,
+        on_unsure: Callable[[], object] = lambda: None,
     ) -> None:
         self.store = store
+        self.on_dropped = on_dropped
+        """Told which series were deleted as a whole (their streams are gone)."""
+        self.on_unsure = on_unsure
+        """Told when the store could not say what changed."""
         self.stats = stats
         self.lock = threading.Lock()
         self.models: LRUCache[tuple[str, int], LoadedModel] = LRUCache(size)
@@ -237,10 +244,13 @@ class ModelCache:
                     for key in [key for key in self.models if key[0] in changes.deleted]:
                         self.models.pop(key, None)
                     self.changed()
-                return self.generation
+            if changes.dropped:
+                self.on_dropped(changes.dropped)
+            return self.generation
         # The log cannot tell: read where it stands first, so nothing after is missed.
         position = self.store.change_position()
         epoch = self.store.deletion_epoch()
+        self.on_unsure()
         with self.lock:
             if marker != self.marker:
                 self.marker, self.position = marker, position

@@ -1,15 +1,19 @@
-"""``ModelRegistry``: fit → version → persist; resolve → cache → score.
+"""``ModelRegistry``: fit → version → persist; resolve → cache → score the stream.
 
 It owns version numbering (delegated to the store's atomic counter), resolution of
 "latest" through the :class:`~anomaly_api.registry.cache.ModelCache` (whose docstring
-states the freshness guarantee) and the latency windows.
+states the freshness guarantee), the live streams of :mod:`~anomaly_api.registry.streams`
+(whose docstring states what a point observed means) and the latency windows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import socket
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,10 +22,12 @@ import numpy.typing as npt
 
 from anomaly_api import metrics
 from anomaly_api.detectors import Detector, Scores, Series, detector_class
-from anomaly_api.errors import SeriesNotFound, StoreUnavailable, VersionNotFound
+from anomaly_api.detectors.series import finite_values
+from anomaly_api.errors import InvalidInput, SeriesNotFound, StoreUnavailable, VersionNotFound
 from anomaly_api.registry.cache import LoadedModel, ModelCache
 from anomaly_api.registry.health import health
-from anomaly_api.registry.scoring import Prediction, score_point, unsorted
+from anomaly_api.registry.scoring import Prediction, prediction, unsorted
+from anomaly_api.registry.streams import LiveStream, Streams
 from anomaly_api.series_ids import check_series_id
 from anomaly_api.storage.base import ModelRecord, ModelStore, NewModel, SeriesSummary
 from anomaly_api.telemetry import WorkerStats
@@ -40,6 +46,13 @@ class ModelRegistry:
         latency_window: int = 1000,
         run_dir: str | os.PathLike[str] | None = None,
         freeze_models: bool = False,
+        owner: str | None = None,
+        stream_cache_size: int = 100_000,
+        stream_flush_s: float = 1.0,
+        stream_lease_s: float = 10.0,
+        stream_keep_points: int = 10_000,
+        stream_max_pending: int = 1_000_000,
+        stream_takeover_s: float = 2.0,
     ) -> None:
         detector_class(default_detector)  # fail at start-up, not on the first fit
         self.store = store
@@ -50,9 +63,26 @@ class ModelRegistry:
         self.inference_latency = self.stats.inference
         self.training_latency = self.stats.training
         self.started_at = time.time()
-        self.cache = ModelCache(
-            store, self.stats, size=model_cache_size, freeze_models=freeze_models
+        self.streams = Streams(
+            store,
+            owner=owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}",
+            size=stream_cache_size,
+            flush_s=stream_flush_s,
+            lease_s=stream_lease_s,
+            keep_points=stream_keep_points,
+            max_pending=stream_max_pending,
+            takeover_s=stream_takeover_s,
         )
+        self.cache = ModelCache(
+            store,
+            self.stats,
+            size=model_cache_size,
+            freeze_models=freeze_models,
+            on_dropped=self.streams.forget,
+            on_unsure=self.streams.unsure,
+        )
+        if stream_flush_s > 0:
+            self.streams.start()
 
     # -- fitting -------------------------------------------------------------------------
 
@@ -92,18 +122,42 @@ class ModelRegistry:
     # -- scoring -------------------------------------------------------------------------
 
     def predict(
-        self, series_id: str, value: float, timestamp: float, version: int | None = None
+        self,
+        series_id: str,
+        value: float,
+        timestamp: float,
+        version: int | None = None,
+        observe: bool = True,
     ) -> Prediction:
-        """Score one point against ``version`` (latest when None)."""
+        """Score one point of the series' stream against ``version`` (latest when None)
+        and, unless ``observe`` is False or the point is not news, remember it.
+        ``timestamp`` is in Unix seconds (a fraction is dropped)."""
         started = time.perf_counter()
-        prediction = score_point(self.model(series_id, version), value, timestamp)
+        if not math.isfinite(value):
+            raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
+        timestamp = math.floor(timestamp)
+        while True:
+            loaded = self.model(series_id, version)
+            entry = self._live(series_id)
+            with entry.lock:
+                if entry.released:
+                    continue  # handed over meanwhile: look it up again
+                self.streams.ready(entry, loaded)
+                point, why = self.streams.observe(entry, int(timestamp), value, observe)
+                break
+        answer = prediction(loaded, value, point, why)
         self.inference_latency.record(time.perf_counter() - started)
-        return prediction
+        return answer
 
     def predict_cached(
-        self, series_id: str, value: float, timestamp: float, version: int | None = None
+        self,
+        series_id: str,
+        value: float,
+        timestamp: float,
+        version: int | None = None,
+        observe: bool = True,
     ) -> Prediction | None:
-        """:meth:`predict` if the model is in memory and known current, else None.
+        """:meth:`predict` if everything it needs is in memory and current, else None.
 
         It reads nothing from the store but the change marker, so an event loop can
         call it directly and hand only the misses to a thread.
@@ -114,9 +168,26 @@ class ModelRegistry:
         # predict(), which checks the id and counts the miss.
         if loaded is None:
             return None
-        prediction = score_point(loaded, value, timestamp, cache_hit=True)
+        streams = self.streams
+        entry = streams.cached(series_id)
+        if (
+            entry is None
+            or entry.model is None
+            or entry.model.version != loaded.version
+            or entry.verified != streams.epoch
+            or not math.isfinite(value)
+            or not entry.lock.acquire(blocking=False)
+        ):
+            return None
+        try:
+            if entry.released:
+                return None
+            point, why = streams.observe(entry, math.floor(timestamp), value, observe)
+        finally:
+            entry.lock.release()
+        answer = prediction(loaded, value, point, why, cache_hit=True)
         self.inference_latency.record(time.perf_counter() - started)
-        return prediction
+        return answer
 
     def score_batch(
         self,
@@ -124,13 +195,37 @@ class ModelRegistry:
         timestamps: npt.ArrayLike,
         values: npt.ArrayLike,
         version: int | None = None,
-    ) -> tuple[LoadedModel, Scores]:
-        """Score many points at once, as the continuation of the model's training data."""
-        loaded = self.model(series_id, version)
-        scores = loaded.detector.score(timestamps, values)
+        observe: bool = True,
+    ) -> tuple[LoadedModel, Scores, npt.NDArray[np.bool_]]:
+        """Score many points of the series' stream at once, in the order given, as
+        :meth:`predict` would one by one; also which of them joined the history."""
+        stamps = np.asarray(timestamps, dtype=np.int64)
+        points = finite_values(values, field="values")
+        if stamps.shape != points.shape:
+            raise InvalidInput(
+                f"timestamps has {stamps.size} items but values has {points.size}",
+                field="timestamps",
+            )
+        while True:
+            loaded = self.model(series_id, version)
+            entry = self._live(series_id)
+            with entry.lock:
+                if entry.released:
+                    continue
+                self.streams.ready(entry, loaded)
+                scores, observed, _ = self.streams.observe_batch(entry, stamps, points, observe)
+                break
         flagged = int(np.count_nonzero(scores.anomaly))
         metrics.record_scores(loaded.record.detector, int(scores.anomaly.size), flagged)
-        return loaded, scores
+        return loaded, scores, observed
+
+    def _live(self, series_id: str) -> LiveStream:
+        """The series' live stream, checked against the store when the store could not
+        say what changed since this process last did."""
+        while True:
+            entry = self.streams.entry(series_id)
+            if entry.verified == self.streams.epoch or self.streams.verify(entry):
+                return entry
 
     def model(self, series_id: str, version: int | None = None) -> LoadedModel:
         """The fitted model for ``version`` (latest when None), from cache or store."""
@@ -199,7 +294,9 @@ class ModelRegistry:
         return health(self.store, self.stats, self.started_at)
 
     def close(self) -> None:
-        """Release the store's connections and withdraw from the server's health figures."""
+        """Save and let go of every live stream, release the store's connections and
+        withdraw from the server's health figures."""
+        self.streams.close()
         self.stats.close()
         self.store.close()
 

@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from anomaly_api import metrics
 from anomaly_api.detectors import Scores
+from anomaly_api.detectors.bands import PointScore
 from anomaly_api.registry.cache import LoadedModel
 
 
@@ -30,6 +31,10 @@ class Prediction:
     upper: float | None
     direction: str | None
     """``"above"`` the band, ``"below"`` it, or None inside it."""
+    observed: bool = False
+    """Whether the point joined the series' history."""
+    not_observed: str | None = None
+    """Why it did not: ``repeated_timestamp``, ``out_of_order`` or ``what_if``."""
 
 
 _SIDES = {1: "above", -1: "below", 0: None}
@@ -39,13 +44,16 @@ def finite_or_none(number: float) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def score_point(
-    loaded: LoadedModel, value: float, timestamp: float, cache_hit: bool = False
+def prediction(
+    loaded: LoadedModel,
+    value: float,
+    point: PointScore,
+    not_observed: str | None,
+    cache_hit: bool = False,
 ) -> Prediction:
-    """Score one point against ``loaded`` and count it in the metrics (with the cache hit
-    that found the model, when ``cache_hit``; other lookups count their own)."""
-    point = loaded.detector.score_point(timestamp, value)
-    prediction = Prediction(
+    """The answer for one point scored by ``loaded``, counted in the metrics (with the
+    cache hit that found the model, when ``cache_hit``; other lookups count their own)."""
+    answer = Prediction(
         series_id=loaded.series_id,
         version=loaded.version,
         detector=loaded.detector_name,
@@ -57,9 +65,11 @@ def score_point(
         lower=finite_or_none(point.lower),
         upper=finite_or_none(point.upper),
         direction=_SIDES[point.side],
+        observed=not_observed is None,
+        not_observed=not_observed,
     )
-    metrics.record_predict(prediction.detector, prediction.anomaly, cache_hit)
-    return prediction
+    metrics.record_predict(answer.detector, answer.anomaly, cache_hit)
+    return answer
 
 
 def unsorted(scores: Scores, order: npt.NDArray[np.intp]) -> Scores:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -28,7 +29,7 @@ from anomaly_api.api.columnar import (
     timestamps_array,
     values_array,
 )
-from anomaly_api.api.deps import RegistryDep, SeriesIdPath, VersionDep
+from anomaly_api.api.deps import ObserveDep, RegistryDep, SeriesIdPath, VersionDep
 from anomaly_api.api.schemas import error_responses
 from anomaly_api.errors import InvalidInput
 from anomaly_api.registry import ModelRegistry
@@ -77,11 +78,15 @@ async def predict_batch(
     registry: RegistryDep,
     version: VersionDep,
     columns: ColumnsDep,
+    observe: ObserveDep,
 ) -> Response:
     """Score every point against a version of the series' model (the latest when
-    `version` is omitted), in the order given, as the continuation of its training data.
-    Answers with one array per field: a million points take about as long as parsing
-    their JSON.
+    `version` is omitted), in the order given, as single predicts would one after the
+    other: each point is the continuation of the training data and of every point the
+    series observed before it, and joins that history unless its timestamp is not later
+    than the last one observed (their indices are in `not_observed`) or
+    `?observe=false` asks for a what-if. Answers with one array per field: a million
+    points take about as long as parsing their JSON.
 
     ```
     curl -X POST 'localhost:8000/predict/sensor_1/batch?version=1' \\
@@ -89,7 +94,7 @@ async def predict_batch(
     ```
     """
     return PartsResponse(
-        await run_in_threadpool(_score_batch, registry, series_id, body, version, columns)
+        await run_in_threadpool(_score_batch, registry, series_id, body, version, columns, observe)
     )
 
 
@@ -99,15 +104,19 @@ def _score_batch(
     body: PointsBody | BatchRequest,
     version: int | None,
     columns: tuple[str, ...],
+    observe: bool,
 ) -> list[bytes]:
     timestamps, values = _points(body)
-    loaded, scores = registry.score_batch(series_id, timestamps, values, version)
+    loaded, scores, observed = registry.score_batch(series_id, timestamps, values, version, observe)
     return columnar_parts(
         scores,
         columns,
         series_id=series_id,
         model_version=str(loaded.record.version),
         detector=loaded.record.detector,
+        observe=observe,
+        points_observed=int(np.count_nonzero(observed)),
+        not_observed=np.flatnonzero(~observed).tolist() if observe else [],
     )
 
 

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from anomaly_api.api.body import documented_body, fast_body, json_body
 from anomaly_api.api.columnar import FitBody, IntFitBody, timestamps_array, values_array
-from anomaly_api.api.deps import RegistryDep, SeriesIdPath, VersionDep
+from anomaly_api.api.deps import ObserveDep, RegistryDep, SeriesIdPath, VersionDep
 from anomaly_api.api.schemas import (
     FitRequest,
     FitResponse,
@@ -67,9 +67,15 @@ async def predict(
     body: Annotated[PredictRequest, Depends(json_body(PredictRequest))],
     registry: RegistryDep,
     version: VersionDep,
+    observe: ObserveDep,
 ) -> Response:
     """Score one point against a version of the series' model (the latest when
     `version` is omitted) and say why: expected value, band, score and direction.
+
+    The point is scored as the continuation of the training data and of every point the
+    series observed since, and then joins that history (`observed`), unless its
+    timestamp is not later than the last one observed (`not_observed` says which) or
+    `?observe=false` asks for a what-if.
 
     ```
     curl -X POST 'localhost:8000/predict/sensor_1?version=1' \\
@@ -79,9 +85,9 @@ async def predict(
     timestamp = parse_timestamp(body.timestamp)
     # A cached, current model is scored right here (microseconds, no I/O); anything that
     # needs the store goes to a worker thread so the event loop never waits on disk.
-    prediction = registry.predict_cached(series_id, body.value, timestamp, version)
+    prediction = registry.predict_cached(series_id, body.value, timestamp, version, observe)
     if prediction is None:
         prediction = await run_in_threadpool(
-            registry.predict, series_id, body.value, timestamp, version
+            registry.predict, series_id, body.value, timestamp, version, observe
         )
     return Response(prediction_json(prediction, timestamp), media_type="application/json")

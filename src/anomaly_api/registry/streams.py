@@ -1,0 +1,558 @@
+"""Live streams: what each series observed since its fit, and the context that continues it.
+
+A client fits a series once, then sends each new point as it arrives. Every point scored
+for a series (a single predict, a batch, the bulk endpoint) is scored as the
+continuation of the training data *and every point observed for that series since*,
+then joins that history:
+
+* **Order.** A point joins the history when its timestamp is later than the last one the
+  series observed (its training data's last, at first). A point at the same timestamp
+  as the last (``repeated_timestamp``) or earlier (``out_of_order``) is scored against
+  the history as it stands but does not join it, and the answer says so. With
+  ``observe=false`` (``what_if``) nothing joins.
+* **Versions.** The history belongs to the series, not to a version: ``?version=N``
+  picks the fitted parameters, and its context is the version's own training context
+  continued by every point observed after its training data (rebuilt from the kept
+  points when another version was in use: the newest ``keep_points`` of them).
+* **Where it lives.** One process holds each series' live context at a time (a
+  :class:`LiveStream`), under a lease in the store
+  (:meth:`~anomaly_api.storage.base.ModelStore.acquire_stream`); another process that
+  gets the series asks the holder to save and release it and takes over from what was
+  saved, never from part of it. A flusher thread saves the points observed and the
+  contexts every ``flush_s`` seconds: after ``kill -9`` at most the observations of the
+  last ``flush_s`` (plus one save's duration) are lost; on a clean shutdown none.
+* **Memory.** At most ``size`` series are live per process (least recently used beyond
+  that are saved and let go, and reloaded on demand), each keeping its context and the
+  points not yet saved; the unsaved points of all series are capped by ``max_pending``
+  (reached only while the store is down: then observing answers 503).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from anomaly_api.detectors import Scores
+from anomaly_api.detectors.bands import PointScore
+from anomaly_api.detectors.base import Context
+from anomaly_api.detectors.series import FloatArray, IntArray
+from anomaly_api.errors import StoreUnavailable, StreamBusy
+from anomaly_api.registry.cache import LoadedModel
+from anomaly_api.storage.base import JsonDict, ModelStore, StreamPoint, StreamUpdate
+
+_log = logging.getLogger(__name__)
+
+REPEATED = "repeated_timestamp"
+OLDER = "out_of_order"
+WHAT_IF = "what_if"
+_STRIPES = 64
+_RETRY_TAKEOVER_S = 0.02
+
+
+class LiveStream:
+    """One series' stream held by this process: the context that continues it (for the
+    version ``model``), its last observed timestamp, and the points not yet saved.
+
+    Touch it only with ``lock`` held; ``released`` means another holder (or a delete)
+    took it, and whoever finds it so must look the series up again."""
+
+    __slots__ = (
+        "changes",
+        "context",
+        "last_timestamp",
+        "lock",
+        "model",
+        "observed",
+        "pending",
+        "released",
+        "saved_changes",
+        "saved_context",
+        "series_id",
+        "since_fit",
+        "token",
+        "verified",
+    )
+
+    def __init__(
+        self, series_id: str, token: int, last_timestamp: int | None, observed: int, epoch: int
+    ) -> None:
+        self.series_id = series_id
+        self.token = token
+        self.lock = threading.Lock()
+        self.last_timestamp = last_timestamp
+        self.observed = observed
+        self.model: LoadedModel | None = None
+        self.context: Context | None = None
+        self.since_fit = 0
+        """Points observed after ``model``'s training data."""
+        self.pending: list[StreamPoint] = []
+        self.changes = 0
+        self.saved_changes = 0
+        self.released = False
+        self.verified = epoch
+        self.saved_context: tuple[int | None, JsonDict | None] = (None, None)
+        """The context the store held for it when taken, and its version."""
+
+    def dirty(self) -> bool:
+        return self.changes != self.saved_changes
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    entry: LiveStream
+    update: StreamUpdate
+    saved_points: int
+    changes: int
+
+
+def _point(timestamp: int, value: float, version: int, point: PointScore) -> StreamPoint:
+    return (
+        timestamp,
+        value,
+        version,
+        point.score,
+        point.anomaly,
+        point.expected,
+        point.lower if point.lower != -math.inf else None,
+        point.upper if point.upper != math.inf else None,
+    )
+
+
+class Streams:
+    """The live streams of this process over one store (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        *,
+        owner: str,
+        size: int = 100_000,
+        flush_s: float = 1.0,
+        lease_s: float = 10.0,
+        keep_points: int = 10_000,
+        max_pending: int = 1_000_000,
+        takeover_s: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.owner = owner
+        self.size = size
+        self.flush_s = flush_s
+        self.lease_s = lease_s
+        self.keep_points = keep_points
+        self.max_pending = max_pending
+        self.takeover_s = takeover_s
+        self.epoch = 0
+        """Bumped when the store cannot say what changed: entries must check their lease."""
+        self._entries: OrderedDict[str, LiveStream] = OrderedDict()
+        self._evicted: dict[str, LiveStream] = {}
+        self._to_release: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._loading = [threading.Lock() for _ in range(_STRIPES)]
+        self._pending_total = 0
+        self.last_save_error: str | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        store.watch_releases(self._wake.set)
+
+    # -- the flusher ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Save every ``flush_s`` seconds (and at once when a release is asked)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="stream-flusher", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.flush()
+            except StoreUnavailable as exc:
+                self.last_save_error = exc.message
+            except Exception:  # the thread must live on, or nothing is saved again
+                _log.exception("saving streams failed")
+
+    def close(self) -> None:
+        """Stop the flusher, save everything and let every series go."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with contextlib.suppress(StoreUnavailable):
+            self.flush()
+            with self._lock:
+                tokens = {entry.series_id: entry.token for entry in self._entries.values()}
+                tokens.update(self._to_release)
+                self._entries.clear()
+                self._to_release.clear()
+            self.store.release_streams(self.owner, tokens)
+
+    def flush(self) -> None:
+        """Save what changed, let evicted series go, and hand over those asked for."""
+        asked = self.store.release_requests(self.owner)
+        with self._lock:
+            candidates = [entry for entry in self._entries.values() if entry.dirty()]
+            evicted = list(self._evicted.values())
+            holding = bool(self._entries or self._evicted)
+        snapshots = [self._snapshot(entry) for entry in [*candidates, *evicted]]
+        if snapshots or holding:
+            self._save(snapshots)
+        with self._lock:
+            for entry in evicted:
+                if self._evicted.get(entry.series_id) is entry and not entry.dirty():
+                    del self._evicted[entry.series_id]
+                    self._to_release[entry.series_id] = entry.token
+            release, self._to_release = self._to_release, {}
+        if release:
+            self.store.release_streams(self.owner, release)
+        for series_id in asked:
+            self.hand_over(series_id)
+
+    def _snapshot(self, entry: LiveStream) -> _Snapshot:
+        with entry.lock:
+            model = entry.model
+            context = None if entry.context is None else orjson.dumps(entry.context.to_json())
+            return _Snapshot(
+                entry,
+                StreamUpdate(
+                    series_id=entry.series_id,
+                    token=entry.token,
+                    points=list(entry.pending),
+                    last_timestamp=entry.last_timestamp,
+                    observed=entry.observed,
+                    context_version=None if model is None else model.version,
+                    context=None if context is None else context.decode(),
+                ),
+                len(entry.pending),
+                entry.changes,
+            )
+
+    def _save(self, snapshots: list[_Snapshot]) -> None:
+        try:
+            refused = self.store.save_streams(
+                self.owner,
+                self.lease_s,
+                [snapshot.update for snapshot in snapshots],
+                self.keep_points,
+            )
+        except StoreUnavailable as exc:
+            self.last_save_error = exc.message
+            raise
+        self.last_save_error = None
+        for snapshot in snapshots:
+            entry = snapshot.entry
+            with entry.lock:
+                if entry.series_id in refused:
+                    # Taken over (the lease ran out) or deleted: what was not saved is lost.
+                    self._let_go(entry)
+                    continue
+                del entry.pending[: snapshot.saved_points]
+                self._count_pending(-snapshot.saved_points)
+                if entry.changes == snapshot.changes:
+                    entry.saved_changes = snapshot.changes
+
+    def _let_go(self, entry: LiveStream) -> None:
+        """Forget ``entry`` (its lock held): it is no longer this process's to serve."""
+        entry.released = True
+        self._count_pending(-len(entry.pending))
+        entry.pending.clear()
+        with self._lock:
+            if self._entries.get(entry.series_id) is entry:
+                del self._entries[entry.series_id]
+            if self._evicted.get(entry.series_id) is entry:
+                del self._evicted[entry.series_id]
+
+    def _count_pending(self, change: int) -> None:
+        with self._lock:
+            self._pending_total += change
+
+    def hand_over(self, series_id: str) -> None:
+        """Save the series and release it, because another process asked for it."""
+        with self._lock:
+            entry = self._entries.pop(series_id, None) or self._evicted.pop(series_id, None)
+        if entry is None:
+            return
+        with entry.lock:
+            entry.released = True  # requests waiting for the lock will look it up again
+        snapshot = self._snapshot(entry)
+        with contextlib.suppress(StoreUnavailable):
+            self._save([snapshot])
+            self.store.release_streams(self.owner, {series_id: entry.token})
+
+    def forget(self, series_ids: frozenset[str]) -> None:
+        """These series were deleted: drop their streams unsaved (the store has none)."""
+        for series_id in series_ids:
+            with self._lock:
+                entry = self._entries.get(series_id) or self._evicted.get(series_id)
+            if entry is not None:
+                with entry.lock:
+                    self._let_go(entry)
+
+    def unsure(self) -> None:
+        """The store cannot say what changed: entries check their lease before serving."""
+        with self._lock:
+            self.epoch += 1
+
+    # -- looking series up ---------------------------------------------------------------
+
+    def cached(self, series_id: str) -> LiveStream | None:
+        """The series' live stream if this process holds it (no I/O), else None."""
+        entries = self._entries
+        entry = entries.get(series_id)
+        if entry is not None:
+            with contextlib.suppress(KeyError):
+                entries.move_to_end(series_id)
+        return entry
+
+    def entry(self, series_id: str) -> LiveStream:
+        """The series' live stream, taken from the store (and from another holder, who is
+        asked to release it) when this process does not hold it."""
+        with self._loading[hash(series_id) % _STRIPES]:
+            with self._lock:
+                entry = self._entries.get(series_id)
+                if entry is None:
+                    entry = self._evicted.pop(series_id, None)
+                    if entry is not None:
+                        self._insert(entry)
+            if entry is not None and not entry.released:
+                self._entries.move_to_end(series_id)
+                return entry
+            state = self.store.acquire_stream(series_id, self.owner, self.lease_s)
+            if state is None:
+                self.store.request_release(series_id, self.owner)
+                deadline = time.monotonic() + self.takeover_s
+                while state is None:
+                    if time.monotonic() > deadline:
+                        raise StreamBusy(series_id)
+                    time.sleep(_RETRY_TAKEOVER_S)
+                    state = self.store.acquire_stream(series_id, self.owner, self.lease_s)
+            entry = LiveStream(
+                series_id, state.token, state.last_timestamp, state.observed, self.epoch
+            )
+            entry.saved_context = (state.context_version, state.context)
+            with self._lock:
+                self._to_release.pop(series_id, None)
+                self._insert(entry)
+            return entry
+
+    def _insert(self, entry: LiveStream) -> None:
+        """Add ``entry`` (table lock held), letting the least recently used go beyond
+        ``size``: saved first if it has unsaved changes."""
+        self._entries[entry.series_id] = entry
+        while len(self._entries) > self.size:
+            _, oldest = self._entries.popitem(last=False)
+            if oldest.dirty():
+                self._evicted[oldest.series_id] = oldest
+            else:
+                self._to_release[oldest.series_id] = oldest.token
+
+    def verify(self, entry: LiveStream) -> bool:
+        """After :meth:`unsure`: save ``entry`` now; False when its lease is gone (it was
+        let go, and the caller must look the series up again)."""
+        self._save([self._snapshot(entry)])
+        with entry.lock:
+            if entry.released:
+                return False
+            entry.verified = self.epoch
+            return True
+
+    # -- the context of a version -----------------------------------------------------------
+
+    def ready(self, entry: LiveStream, model: LoadedModel) -> None:
+        """Make ``entry``'s context continue ``model`` (its lock held): the saved context
+        when it is that version's, else the version's training context continued by
+        every kept point observed after its training data (store reads)."""
+        last = model.record.last_timestamp
+        if entry.last_timestamp is None or entry.last_timestamp < last:
+            entry.last_timestamp = last
+        if entry.model is not None and entry.model.version == model.version:
+            entry.model = model
+            return
+        version, saved = entry.saved_context
+        if version == model.version and saved is not None and entry.model is None:
+            entry.context = model.detector.load_context(saved)
+        else:
+            timestamps, values = self._history(entry, last)
+            entry.context = model.detector.context_after(timestamps, values)
+        entry.since_fit = self.store.count_stream_points(entry.series_id, last) + sum(
+            1 for point in entry.pending if point[0] > last
+        )
+        entry.model = model
+        entry.changes += 1
+
+    def _history(self, entry: LiveStream, after: int) -> tuple[IntArray, FloatArray]:
+        """The kept points observed after ``after``: saved ones, then unsaved ones."""
+        timestamps, values = self.store.stream_points(entry.series_id, after, self.keep_points)
+        unsaved = [(point[0], point[1]) for point in entry.pending if point[0] > after]
+        if unsaved:
+            timestamps = np.concatenate([timestamps, [t for t, _ in unsaved]]).astype(np.int64)
+            values = np.concatenate([values, [v for _, v in unsaved]])
+        return timestamps[-self.keep_points :], values[-self.keep_points :]
+
+    def history(self, entry: LiveStream, after: int, limit: int) -> tuple[IntArray, FloatArray]:
+        """Up to ``limit`` of the newest points observed after ``after`` (lock held)."""
+        timestamps, values = self._history(entry, after)
+        return timestamps[-limit:], values[-limit:]
+
+    # -- observing -------------------------------------------------------------------------
+
+    def room_for(self, points: int) -> bool:
+        """Whether ``points`` more unsaved points fit under ``max_pending``."""
+        return self._pending_total + points <= self.max_pending
+
+    def observe(
+        self, entry: LiveStream, timestamp: int, value: float, observe: bool
+    ) -> tuple[PointScore, str | None]:
+        """Score one point against ``entry`` (lock held, context ready) and, when it is
+        news, learn it; the reason it was not observed, or None."""
+        model = entry.model
+        context = entry.context
+        assert model is not None
+        assert context is not None
+        assert entry.last_timestamp is not None
+        detector = model.detector
+        if not observe:
+            return detector.peek_one(context, timestamp, value), WHAT_IF
+        last = entry.last_timestamp
+        if timestamp <= last:
+            point = detector.peek_one(context, timestamp, value)
+            return point, REPEATED if timestamp == last else OLDER
+        if self._pending_total >= self.max_pending:
+            raise StoreUnavailable(
+                "observations cannot be saved: the store has not accepted them for a while "
+                f"({self.last_save_error or 'no answer'}); retry when it is back"
+            )
+        point = detector.observe_one(context, timestamp, value)
+        entry.last_timestamp = timestamp
+        entry.observed += 1
+        entry.since_fit += 1
+        entry.pending.append(_point(timestamp, value, model.version, point))
+        if len(entry.pending) > self.keep_points:
+            del entry.pending[0]  # it would be trimmed at once when saved
+        else:
+            self._count_pending(1)
+        entry.changes += 1
+        return point, None
+
+    def observe_batch(
+        self, entry: LiveStream, timestamps: IntArray, values: FloatArray, observe: bool
+    ) -> tuple[Scores, npt.NDArray[np.bool_], str | None]:
+        """Score points in order against ``entry`` (lock held, context ready): the runs
+        of news as one array each, the others one by one, as :meth:`observe` would.
+        Returns the scores, which points joined the history, and (for ``observe=false``)
+        why none did."""
+        model = entry.model
+        context = entry.context
+        assert model is not None
+        assert context is not None
+        assert entry.last_timestamp is not None
+        detector = model.detector
+        size = values.size
+        if size == 0 or not observe:
+            scores = detector.score_stream(context.copy(), timestamps, values)
+            return scores, np.zeros(size, dtype=np.bool_), None if observe else WHAT_IF
+        before = np.maximum.accumulate(np.concatenate([[entry.last_timestamp], timestamps[:-1]]))
+        news = timestamps > before
+        columns: dict[str, npt.NDArray[Any]] = {
+            name: np.empty(size, dtype=dtype)
+            for name, dtype in (
+                ("expected", np.float64),
+                ("lower", np.float64),
+                ("upper", np.float64),
+                ("score", np.float64),
+                ("anomaly", np.bool_),
+                ("side", np.int8),
+            )
+        }
+        if news.any() and self._pending_total >= self.max_pending:
+            raise StoreUnavailable(
+                "observations cannot be saved: the store has not accepted them for a while "
+                f"({self.last_save_error or 'no answer'}); retry when it is back"
+            )
+        # Runs of points that are all news, or all not: [start, end) pairs.
+        edges = np.flatnonzero(np.diff(news.view(np.int8))) + 1
+        starts = np.concatenate([[0], edges]).tolist()
+        ends = np.concatenate([edges, [size]]).tolist()
+        for start, end in zip(starts, ends, strict=True):
+            if not news[start]:
+                for index in range(start, end):
+                    point = detector.peek_one(
+                        context, float(timestamps[index]), float(values[index])
+                    )
+                    for name in columns:
+                        columns[name][index] = getattr(point, name)
+                continue
+            run = slice(start, end)
+            scores = detector.score_stream(context, timestamps[run], values[run])
+            for name in columns:
+                columns[name][run] = getattr(scores, name)
+            self._learned(entry, timestamps[run], values[run], scores, model.version)
+        return (
+            Scores(
+                expected=columns["expected"],
+                lower=columns["lower"],
+                upper=columns["upper"],
+                score=columns["score"],
+                anomaly=columns["anomaly"],
+                side=columns["side"],
+            ),
+            news,
+            None,
+        )
+
+    def _learned(
+        self,
+        entry: LiveStream,
+        timestamps: IntArray,
+        values: FloatArray,
+        scores: Scores,
+        version: int,
+    ) -> None:
+        """Book a run of observed points into ``entry``: counts and the unsaved points
+        (only the newest ``keep_points``: older ones would be trimmed when saved)."""
+        count = int(timestamps.size)
+        entry.last_timestamp = int(timestamps[-1])
+        entry.observed += count
+        entry.since_fit += count
+        keep = slice(max(count - self.keep_points, 0), count)
+        lower = np.where(np.isfinite(scores.lower[keep]), scores.lower[keep], np.nan)
+        upper = np.where(np.isfinite(scores.upper[keep]), scores.upper[keep], np.nan)
+        rows = zip(
+            timestamps[keep].tolist(),
+            values[keep].tolist(),
+            [version] * (keep.stop - keep.start),
+            scores.score[keep].tolist(),
+            scores.anomaly[keep].tolist(),
+            np.asarray(scores.expected[keep]).tolist(),
+            [None if math.isnan(x) else x for x in lower.tolist()],
+            [None if math.isnan(x) else x for x in upper.tolist()],
+            strict=True,
+        )
+        before = len(entry.pending)
+        entry.pending.extend(rows)
+        if len(entry.pending) > self.keep_points:
+            del entry.pending[: len(entry.pending) - self.keep_points]
+        self._count_pending(len(entry.pending) - before)
+        entry.changes += 1
+
+    def live(self) -> int:
+        """Series whose stream this process holds."""
+        return len(self._entries)
+
+    def pending(self) -> int:
+        """Observed points not saved yet."""
+        return self._pending_total
