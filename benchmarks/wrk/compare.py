@@ -4,9 +4,11 @@ Usage: ``python benchmarks/wrk/compare.py [--rounds 3] [--seconds 10] [--out DIR
 (``make bench`` runs it when ``wrk`` is installed).
 
 1. **Single predicts**, as the issue measures them: ``wrk -t1 -c100`` for ``--seconds``,
-   wrk pinned to one core and the server (one uvicorn worker) to the other. In each
-   round: the bare app (``bare_asgi.py``: parse with orjson, compare, answer), the
-   service with ``?version=1`` and with latest, each round starting with the next one.
+   wrk pinned to one core and the server (one uvicorn worker) to the other. The
+   predicts are a live stream (``predict.lua``): every one a second after the one
+   before, so each is news the series learns from and saves. In each round: the bare
+   app (``bare_asgi.py``: parse with orjson, compare, answer), the service with
+   ``?version=1`` and with latest, each round starting with the next one.
    Reported: median requests/s over the rounds, the service's share of the bare app's,
    p50/p99 latency, errors, and the server's CPU time per request (read from
    ``/proc``; steadier than requests/s when the machine is shared).
@@ -94,9 +96,16 @@ def post(port: int, path: str, body: bytes) -> tuple[int, bytes, float]:
     return response.status, data, seconds
 
 
+_next_start = [1_800_000_000]
+
+
 def wrk(port: int, path: str, seconds: int, pid: int) -> dict[str, Any]:
-    """One wrk run against ``path``: rate, latency percentiles, errors, CPU/request."""
-    return run_wrk(f"http://127.0.0.1:{port}{path}", PREDICT_LUA, seconds, pid)
+    """One wrk run against ``path``: rate, latency percentiles, errors, CPU/request. Its
+    stream starts after every earlier run's (no run can send 10^8 requests)."""
+    _next_start[0] += 100_000_000
+    return run_wrk(
+        f"http://127.0.0.1:{port}{path}", PREDICT_LUA, seconds, pid, (str(_next_start[0]),)
+    )
 
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float:
@@ -191,23 +200,36 @@ def main() -> int:
 
 
 def large_bodies(points: int, repeats: int, bare_port: int, service_port: int) -> dict[str, Any]:
+    """Each large body once per repeat. A batch goes to a series fitted just before (its
+    points are news that the series then observes, as a backfill's are), so every repeat
+    does the same work."""
     rng = np.random.default_rng(5)
     stamps = (1_700_000_000 + np.arange(points)).tolist()
     values = rng.normal(100, 10, points).tolist()
     body = orjson.dumps({"timestamps": stamps, "values": values})
+    history = orjson.dumps(
+        {
+            "timestamps": list(range(1_699_990_000, 1_699_991_000)),
+            "values": rng.normal(100, 10, 1000).tolist(),
+        }
+    )
     targets = {
         "bare app accepts the body": (bare_port, "/fit/big"),
-        "POST /predict/{id}/batch": (service_port, "/predict/sample/batch"),
+        "POST /predict/{id}/batch": (service_port, "/predict/batch-{n}/batch"),
         "POST /predict/{id}/batch?columns=anomaly,score": (
             service_port,
-            "/predict/sample/batch?columns=anomaly,score",
+            "/predict/lean-{n}/batch?columns=anomaly,score",
         ),
         "POST /fit (stored)": (service_port, "/fit/big"),
         "POST /detect": (service_port, "/detect"),
     }
     timings: dict[str, list[float]] = {name: [] for name in targets}
-    for _ in range(repeats):
+    for repeat in range(repeats):
         for name, (port, path) in targets.items():
+            path = path.replace("{n}", str(repeat))
+            if "/batch" in path:
+                series = path.split("/")[2]
+                assert post(service_port, f"/fit/{series}", history)[0] == 200
             status, answer, seconds = post(port, path, body)
             if status != 200:
                 raise RuntimeError(f"{name}: {status} {answer[:200]!r}")

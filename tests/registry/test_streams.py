@@ -303,18 +303,32 @@ def test_a_stream_spread_over_two_processes_scores_as_one_process(
         two.close()
 
 
-def test_observing_answers_503_when_unsaved_points_reach_their_cap(url: str) -> None:
+def test_observing_answers_503_when_unsaved_points_reach_their_cap(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     train_t, train_v = training()
     times, values = stream(40)
     registry = registry_on(url, stream_max_pending=1000)
-    registry.streams.max_pending = 10  # as if the store had been down for a while
+    registry.streams.max_pending = 10  # a small cap, to reach it quickly
     try:
         registry.fit("s", train_t, train_v, "zscore")
         predict_all(registry, "s", times[:10], values[:10])
+
+        def down(*args: object) -> set[str]:
+            raise StoreUnavailable("the store is down")
+
+        monkeypatch.setattr(registry.store, "save_streams", down)
+        with pytest.raises(StoreUnavailable, match="down"):
+            registry.streams.flush()
+        assert registry.streams.pending() == 10
         with pytest.raises(StoreUnavailable, match="observations cannot be saved"):
             registry.predict("s", float(values[10]), int(times[10]))
+        with pytest.raises(StoreUnavailable, match="observations cannot be saved"):
+            registry.score_batch("s", times[10:12], values[10:12])
         assert registry.predict("s", 1.0, int(times[10]), observe=False).not_observed == "what_if"
+        monkeypatch.undo()
         registry.streams.flush()
+        assert registry.streams.pending() == 0
         assert registry.predict("s", float(values[10]), int(times[10])).observed
     finally:
         registry.close()

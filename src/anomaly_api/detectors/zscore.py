@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 import numpy as np
+import numpy.typing as npt
 
 from anomaly_api.detectors.bands import PointScore, Scores, band_point, band_scores
 from anomaly_api.detectors.base import Context, Detector
@@ -14,11 +15,14 @@ from anomaly_api.detectors.params import DIRECTION, THRESHOLD, JsonDict, Paramet
 from anomaly_api.detectors.series import FloatArray, Series
 from anomaly_api.errors import InvalidInput
 
-_CHUNK = 4096
+_CHUNK = 1024
 """Points a batch is scored in at once before the points it flagged are taken out."""
 _DENSE = 16
-"""A chunk that advanced fewer points than this before a flag is finished point by
-point: a run of flags would otherwise cost one array pass per flag."""
+"""A chunk that advanced fewer points than this before a flag is followed by
+:data:`_SCALAR_RUN` points scored one by one: a run of flags would otherwise cost one
+array pass per flag."""
+_SCALAR_RUN = 64
+_MAX_CHUNK = 65_536
 
 
 class ZScoreContext(Context):
@@ -151,35 +155,55 @@ class ZScoreDetector(Detector):
     def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
         """Score the points as :meth:`observe_one` does one by one, a chunk at a time:
         each chunk is scored as if every point joined the statistics, which holds up to
-        the first point flagged; the rest is scored again from there without it."""
+        the first point flagged; the rest is scored again from there without it. Chunks
+        grow while nothing is flagged and shrink to about the gap between flags."""
         assert isinstance(context, ZScoreContext)
         size = values.size
         expected = np.empty(size)
         half_width = np.empty(size)
+        direction = self.params["direction"]
         position = 0
+        chunk_size = _CHUNK
         while position < size:
-            end = min(position + _CHUNK, size)
+            end = min(position + chunk_size, size)
             chunk = values[position:end]
             mean, half = self._chunk_bands(context, chunk)
-            flagged = band_scores(chunk, mean, half, self.params["direction"]).anomaly
+            flagged = self._outside(chunk, mean, half, direction)
             first = int(np.argmax(flagged)) if flagged.any() else chunk.size
             taken = first + 1 if first < chunk.size else chunk.size
             expected[position : position + taken] = mean[:taken]
             half_width[position : position + taken] = half[:taken]
             self._learn(context, chunk[:first])
             position += taken
+            chunk_size = (
+                min(chunk_size * 2, _MAX_CHUNK) if first == chunk.size else max(2 * taken, _CHUNK)
+            )
             if first < _DENSE and position < size:
-                # A run of flags: finish this stretch point by point.
-                stop = min(position + _CHUNK, size)
+                stop = min(position + _SCALAR_RUN, size)
                 for index in range(position, stop):
                     value = float(values[index])
                     band = self._band(context.learned, context.shift_sum, context.shift_squares)
                     expected[index], half_width[index] = band
-                    point = band_point(value, band[0], band[1], self.params["direction"])
-                    if not point.anomaly:
-                        self._learn(context, values[index : index + 1])
+                    if not band_point(value, band[0], band[1], direction).anomaly:
+                        deviation = value - self.mean_
+                        context.learned += 1
+                        context.shift_sum += deviation
+                        context.shift_squares += deviation * deviation
                 position = stop
-        return band_scores(values, expected, half_width, self.params["direction"])
+        return band_scores(values, expected, half_width, direction)
+
+    @staticmethod
+    def _outside(
+        values: FloatArray, mean: FloatArray, half: FloatArray, direction: str
+    ) -> npt.NDArray[np.bool_]:
+        """:func:`band_scores`'s decision alone, with its arithmetic: strictly outside
+        ``mean ± half`` on the watched side(s)."""
+        flagged: npt.NDArray[np.bool_] = np.zeros(values.shape, dtype=np.bool_)
+        if direction in ("both", "upper"):
+            flagged |= values > mean + half
+        if direction in ("both", "lower"):
+            flagged |= values < mean - half
+        return flagged
 
     def _chunk_bands(
         self, context: ZScoreContext, chunk: FloatArray

@@ -34,7 +34,7 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,7 @@ class LiveStream:
     took it, and whoever finds it so must look the series up again."""
 
     __slots__ = (
+        "appended",
         "changes",
         "context",
         "last_timestamp",
@@ -84,7 +85,13 @@ class LiveStream:
     )
 
     def __init__(
-        self, series_id: str, token: int, last_timestamp: int | None, observed: int, epoch: int
+        self,
+        series_id: str,
+        token: int,
+        last_timestamp: int | None,
+        observed: int,
+        epoch: int,
+        keep_points: int,
     ) -> None:
         self.series_id = series_id
         self.token = token
@@ -95,7 +102,11 @@ class LiveStream:
         self.context: Context | None = None
         self.since_fit = 0
         """Points observed after ``model``'s training data."""
-        self.pending: list[StreamPoint] = []
+        self.pending: deque[StreamPoint] = deque(maxlen=keep_points)
+        """Observed points not saved yet (the newest ``keep_points``: older ones would be
+        trimmed as soon as they were saved). ``lower``/``upper`` may be infinite here."""
+        self.appended = 0
+        """Points ever appended to ``pending`` (saves use it to know what they covered)."""
         self.changes = 0
         self.saved_changes = 0
         self.released = False
@@ -111,20 +122,19 @@ class LiveStream:
 class _Snapshot:
     entry: LiveStream
     update: StreamUpdate
-    saved_points: int
+    appended: int
     changes: int
 
 
-def _point(timestamp: int, value: float, version: int, point: PointScore) -> StreamPoint:
+def _stored(point: StreamPoint) -> StreamPoint:
+    """A pending point as the store keeps it: an unwatched side's edge is None."""
+    lower, upper = point[6], point[7]
+    if (lower is None or math.isfinite(lower)) and (upper is None or math.isfinite(upper)):
+        return point
     return (
-        timestamp,
-        value,
-        version,
-        point.score,
-        point.anomaly,
-        point.expected,
-        point.lower if point.lower != -math.inf else None,
-        point.upper if point.upper != math.inf else None,
+        *point[:6],
+        None if lower is None or not math.isfinite(lower) else lower,
+        None if upper is None or not math.isfinite(upper) else upper,
     )
 
 
@@ -231,13 +241,13 @@ class Streams:
                 StreamUpdate(
                     series_id=entry.series_id,
                     token=entry.token,
-                    points=list(entry.pending),
+                    points=[_stored(point) for point in entry.pending],
                     last_timestamp=entry.last_timestamp,
                     observed=entry.observed,
                     context_version=None if model is None else model.version,
                     context=None if context is None else context.decode(),
                 ),
-                len(entry.pending),
+                entry.appended,
                 entry.changes,
             )
 
@@ -251,6 +261,7 @@ class Streams:
             )
         except StoreUnavailable as exc:
             self.last_save_error = exc.message
+            self._recount()
             raise
         self.last_save_error = None
         for snapshot in snapshots:
@@ -260,25 +271,30 @@ class Streams:
                     # Taken over (the lease ran out) or deleted: what was not saved is lost.
                     self._let_go(entry)
                     continue
-                del entry.pending[: snapshot.saved_points]
-                self._count_pending(-snapshot.saved_points)
+                # The points appended since the snapshot are the newest; the rest is saved.
+                unsaved = entry.appended - snapshot.appended
+                for _ in range(max(len(entry.pending) - unsaved, 0)):
+                    entry.pending.popleft()
                 if entry.changes == snapshot.changes:
                     entry.saved_changes = snapshot.changes
+        self._recount()
+
+    def _recount(self) -> None:
+        """Count the unsaved points of every live series: the cap's figure, up to one
+        flush interval stale, so that the hot path adds to no shared counter."""
+        with self._lock:
+            held = [*self._entries.values(), *self._evicted.values()]
+        self._pending_total = sum(len(entry.pending) for entry in held)
 
     def _let_go(self, entry: LiveStream) -> None:
         """Forget ``entry`` (its lock held): it is no longer this process's to serve."""
         entry.released = True
-        self._count_pending(-len(entry.pending))
         entry.pending.clear()
         with self._lock:
             if self._entries.get(entry.series_id) is entry:
                 del self._entries[entry.series_id]
             if self._evicted.get(entry.series_id) is entry:
                 del self._evicted[entry.series_id]
-
-    def _count_pending(self, change: int) -> None:
-        with self._lock:
-            self._pending_total += change
 
     def hand_over(self, series_id: str) -> None:
         """Save the series and release it, because another process asked for it."""
@@ -314,8 +330,10 @@ class Streams:
         entries = self._entries
         entry = entries.get(series_id)
         if entry is not None:
-            with contextlib.suppress(KeyError):
+            try:
                 entries.move_to_end(series_id)
+            except KeyError:  # let go by another thread just now
+                return None
         return entry
 
     def entry(self, series_id: str) -> LiveStream:
@@ -341,7 +359,12 @@ class Streams:
                     time.sleep(_RETRY_TAKEOVER_S)
                     state = self.store.acquire_stream(series_id, self.owner, self.lease_s)
             entry = LiveStream(
-                series_id, state.token, state.last_timestamp, state.observed, self.epoch
+                series_id,
+                state.token,
+                state.last_timestamp,
+                state.observed,
+                self.epoch,
+                self.keep_points,
             )
             entry.saved_context = (state.context_version, state.context)
             with self._lock:
@@ -410,10 +433,6 @@ class Streams:
 
     # -- observing -------------------------------------------------------------------------
 
-    def room_for(self, points: int) -> bool:
-        """Whether ``points`` more unsaved points fit under ``max_pending``."""
-        return self._pending_total + points <= self.max_pending
-
     def observe(
         self, entry: LiveStream, timestamp: int, value: float, observe: bool
     ) -> tuple[PointScore, str | None]:
@@ -421,32 +440,42 @@ class Streams:
         news, learn it; the reason it was not observed, or None."""
         model = entry.model
         context = entry.context
+        last = entry.last_timestamp
         assert model is not None
         assert context is not None
-        assert entry.last_timestamp is not None
-        detector = model.detector
+        assert last is not None
         if not observe:
-            return detector.peek_one(context, timestamp, value), WHAT_IF
-        last = entry.last_timestamp
+            return model.detector.peek_one(context, timestamp, value), WHAT_IF
         if timestamp <= last:
-            point = detector.peek_one(context, timestamp, value)
+            point = model.detector.peek_one(context, timestamp, value)
             return point, REPEATED if timestamp == last else OLDER
         if self._pending_total >= self.max_pending:
-            raise StoreUnavailable(
-                "observations cannot be saved: the store has not accepted them for a while "
-                f"({self.last_save_error or 'no answer'}); retry when it is back"
-            )
-        point = detector.observe_one(context, timestamp, value)
+            self._refuse()
+        point = model.detector.observe_one(context, timestamp, value)
         entry.last_timestamp = timestamp
         entry.observed += 1
         entry.since_fit += 1
-        entry.pending.append(_point(timestamp, value, model.version, point))
-        if len(entry.pending) > self.keep_points:
-            del entry.pending[0]  # it would be trimmed at once when saved
-        else:
-            self._count_pending(1)
+        entry.appended += 1
         entry.changes += 1
+        entry.pending.append(
+            (
+                timestamp,
+                value,
+                model.version,
+                point.score,
+                point.anomaly,
+                point.expected,
+                point.lower,
+                point.upper,
+            )
+        )
         return point, None
+
+    def _refuse(self) -> None:
+        raise StoreUnavailable(
+            "observations cannot be saved: the store has not accepted them for a while "
+            f"({self.last_save_error or 'no answer'}); retry when it is back"
+        )
 
     def observe_batch(
         self, entry: LiveStream, timestamps: IntArray, values: FloatArray, observe: bool
@@ -479,10 +508,7 @@ class Streams:
             )
         }
         if news.any() and self._pending_total >= self.max_pending:
-            raise StoreUnavailable(
-                "observations cannot be saved: the store has not accepted them for a while "
-                f"({self.last_save_error or 'no answer'}); retry when it is back"
-            )
+            self._refuse()
         # Runs of points that are all news, or all not: [start, end) pairs.
         edges = np.flatnonzero(np.diff(news.view(np.int8))) + 1
         starts = np.concatenate([[0], edges]).tolist()
@@ -529,8 +555,6 @@ class Streams:
         entry.observed += count
         entry.since_fit += count
         keep = slice(max(count - self.keep_points, 0), count)
-        lower = np.where(np.isfinite(scores.lower[keep]), scores.lower[keep], np.nan)
-        upper = np.where(np.isfinite(scores.upper[keep]), scores.upper[keep], np.nan)
         rows = zip(
             timestamps[keep].tolist(),
             values[keep].tolist(),
@@ -538,15 +562,12 @@ class Streams:
             scores.score[keep].tolist(),
             scores.anomaly[keep].tolist(),
             np.asarray(scores.expected[keep]).tolist(),
-            [None if math.isnan(x) else x for x in lower.tolist()],
-            [None if math.isnan(x) else x for x in upper.tolist()],
+            np.asarray(scores.lower[keep]).tolist(),
+            np.asarray(scores.upper[keep]).tolist(),
             strict=True,
         )
-        before = len(entry.pending)
         entry.pending.extend(rows)
-        if len(entry.pending) > self.keep_points:
-            del entry.pending[: len(entry.pending) - self.keep_points]
-        self._count_pending(len(entry.pending) - before)
+        entry.appended += count
         entry.changes += 1
 
     def live(self) -> int:

@@ -17,9 +17,12 @@
   query (``PRAGMA data_version`` took ~35 µs per call under load in a server, a third
   of a cached predict's cost). The announcement comes after the commit and before the
   fit is acknowledged, so a predict that starts after the acknowledgement sees it.
-  Writers other than this store (another program writing the file) are caught by the
-  ``PRAGMA data_version`` of a *watch* connection, read at most every
-  :data:`WATCH_INTERVAL_S`.
+  A commit made without announcing (a program writing the file with another copy of this
+  code, say) is caught within :data:`WATCH_INTERVAL_S`: when the ``PRAGMA data_version``
+  of a *watch* connection moved, the change log's newest entry and the deletion epoch
+  are read too, and a model change there moves the marker. Stream saves move
+  ``data_version`` every second but change no model, so they leave the marker (and every
+  cache) alone.
 """
 
 from __future__ import annotations
@@ -129,7 +132,8 @@ class SQLiteModelStore(SQLiteStreams):
         self._closed = False
         self._watch_lock = threading.Lock()
         self._watched_at = 0.0
-        self._data_version = 0
+        self._data_version = -1
+        self._logged = 0
         with self._translate():
             self._watch = self._open_connection()
             try:
@@ -367,16 +371,25 @@ class SQLiteModelStore(SQLiteStreams):
             connection.execute("DELETE FROM changes WHERE seq <= ?", (seq - CHANGES_KEPT,))
 
     def change_marker(self) -> int:
-        # Called on every cached predict: a memory read, and a query once a second.
+        # Called on every cached predict: a memory read, and queries once a second. Only
+        # model changes count: streams save every second, and those saves move SQLite's
+        # data_version without changing any model, so when it moved the change log is
+        # asked whether a model change came without its announcement.
         now = time.monotonic()
         if now - self._watched_at >= WATCH_INTERVAL_S:
             try:
                 with self._watch_lock:
                     (version,) = self._watch.execute("PRAGMA data_version").fetchone()
+                    if version != self._data_version:
+                        (seq, epoch) = self._watch.execute(
+                            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM changes), "
+                            "(SELECT value FROM meta WHERE key = 'deletion_epoch')"
+                        ).fetchone()
+                        self._logged = int(seq) * 1_000_003 + int(epoch)
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"SQLite store at {self.path} failed: {exc}") from exc
             self._data_version, self._watched_at = int(version), now
-        return self._announcements.latest() * 1_000_003 + self._data_version
+        return self._announcements.latest() * 1_000_003 + self._logged
 
     def change_position(self) -> int:
         [(seq,)] = self._read("SELECT COALESCE(MAX(seq), 0) FROM changes")
