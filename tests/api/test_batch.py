@@ -169,7 +169,7 @@ def test_columns_picks_the_arrays_returned(client: TestClient) -> None:
     lean = client.post("/predict/s/batch?columns=score,anomaly&observe=false", json=POINTS).json()
     assert set(lean) == {
         *("series_id", "model_version", "detector", "count", "anomaly", "score"),
-        *("observe", "points_observed", "not_observed"),
+        *("observe", "points_observed", "not_observed", "versions"),
     }
     full = client.post("/predict/s/batch?observe=false", json=POINTS).json()
     assert lean["score"] == full["score"] and lean["anomaly"] == full["anomaly"]

@@ -80,8 +80,8 @@ def test_single_predicts_remember_the_stream_as_a_batch_does(url: str, detector:
     times, values = stream()
     registry = registry_on(url)
     try:
-        registry.fit("one", train_t, train_v, detector)
-        registry.fit("batch", train_t, train_v, detector)
+        registry.fit("one", train_t, train_v, detector, retrain=False)
+        registry.fit("batch", train_t, train_v, detector, retrain=False)
         singles = predict_all(registry, "one", times, values)
         _, scores, observed = registry.score_batch("batch", times, values)
         assert observed.all() and all(p.observed for p in singles)
@@ -159,9 +159,9 @@ def test_a_pinned_version_scores_with_its_parameters_and_the_series_history(
 ) -> None:
     train_t, train_v = training()
     times, values = stream(120)
-    registry.fit("s", train_t, train_v, "zscore")
+    registry.fit("s", train_t, train_v, "zscore", retrain=False)
     predict_all(registry, "s", times[:60], values[:60])
-    registry.fit("s", train_t, train_v * 2, "zscore", {"threshold": 2.0})  # version 2
+    registry.fit("s", train_t, train_v * 2, "zscore", {"threshold": 2.0}, retrain=False)
     pinned = predict_all(registry, "s", times[60:90], values[60:90], version=1)
     latest = predict_all(registry, "s", times[90:], values[90:])
     assert {p.version for p in pinned} == {1} and {p.version for p in latest} == {2}

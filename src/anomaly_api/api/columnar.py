@@ -77,6 +77,7 @@ class FitBody(msgspec.Struct):
     direction: Direction | None = None
     detector: str | None = None
     params: dict[str, Any] | None = None
+    retrain: dict[str, Any] | bool | None = None
 
     def detector_params(self) -> dict[str, Any]:
         """``params`` with the top-level shorthands merged in, as FitRequest does."""
@@ -147,7 +148,12 @@ class BatchResponse(ColumnarScores):
     series' history."""
 
     series_id: str = Field(description="The series.")
-    model_version: str = Field(description="The version that answered, as a string.")
+    model_version: str = Field(description="The version that scored the first point, as a string.")
+    versions: list[dict[str, Any]] = Field(
+        description='Which version scored which points: {"from": index, "version": '
+        '"N"} for the first point of each; more than one when the series\' retrain policy '
+        "fitted a new version in the middle of the batch."
+    )
     observe: bool = Field(description="Whether the points were to join the history.")
     points_observed: int = Field(description="How many points joined the history.")
     not_observed: list[int] = Field(

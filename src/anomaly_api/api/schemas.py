@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from anomaly_api.errors import InvalidParameter
 from anomaly_api.registry import Prediction
@@ -72,6 +72,15 @@ class FitRequest(BaseModel):
     params: dict[str, Any] | None = Field(
         None, description="Detector parameters (see GET /detectors for each detector's)."
     )
+    retrain: dict[str, Any] | StrictBool | None = Field(
+        None,
+        description="How the service fits the series again by itself on the points it "
+        'observes: {"every": E, "window": W} (a number of points, or a duration such as '
+        "'12h', '1d', '2w'), with optional \"keep\" (automatic versions kept, default 10) and "
+        '"keep_for" (keep younger ones too, a duration). Omitted or null: the detector\'s '
+        "default (GET /detectors); false: never.",
+        examples=[{"every": "1d", "window": "14d"}, False],
+    )
 
     def detector_params(self) -> dict[str, Any]:
         """``params`` with the top-level shorthands merged in; a conflict is an error."""
@@ -111,6 +120,13 @@ class FitResponse(BaseModel):
     first_timestamp: int = Field(description="Earliest training timestamp (Unix seconds).")
     last_timestamp: int = Field(description="Latest training timestamp (Unix seconds).")
     created_at: str = Field(description="When the version was stored (ISO-8601, UTC).")
+    trigger: Literal["client", "retrain"] = Field(
+        "client",
+        description="Who asked for the version: a client's fit, or the series' retrain policy.",
+    )
+    retrain: dict[str, Any] | None = Field(
+        None, description="The retrain policy from this version on (null: none)."
+    )
 
     @classmethod
     def from_record(cls, record: ModelRecord) -> FitResponse:
@@ -124,6 +140,8 @@ class FitResponse(BaseModel):
             first_timestamp=record.first_timestamp,
             last_timestamp=record.last_timestamp,
             created_at=_iso(record.created_at),
+            trigger=record.trigger,
+            retrain=record.retrain,
         )
 
 
@@ -249,6 +267,12 @@ class VersionInfo(BaseModel):
     first_timestamp: int
     last_timestamp: int
     created_at: str
+    trigger: Literal["client", "retrain"] = Field(
+        "client", description="A client's fit, or the series' retrain policy."
+    )
+    retrain: dict[str, Any] | None = Field(
+        None, description="The retrain policy from this version on (null: none)."
+    )
 
     @classmethod
     def from_record(cls, record: ModelRecord) -> VersionInfo:
@@ -261,6 +285,8 @@ class VersionInfo(BaseModel):
             first_timestamp=record.first_timestamp,
             last_timestamp=record.last_timestamp,
             created_at=_iso(record.created_at),
+            trigger=record.trigger,
+            retrain=record.retrain,
         )
 
 
@@ -329,6 +355,11 @@ class DetectorInfo(BaseModel):
     min_points: int
     parameters: list[DetectorParameter]
     default: bool = Field(description="Whether fits without a detector field use it.")
+    learns: str = Field(description="How it learns from the points a series observes.")
+    retrain: dict[str, Any] | None = Field(
+        description="The retrain policy a fit gets when it names none (chosen by evaluation; "
+        "null: none)."
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -37,6 +37,7 @@ from cachetools import LRUCache
 from anomaly_api import metrics
 from anomaly_api.detectors import Detector, detector_class
 from anomaly_api.errors import SeriesNotFound, StoreUnavailable, VersionNotFound
+from anomaly_api.registry.retrain import RetrainPolicy
 from anomaly_api.storage.base import ModelRecord, ModelStore
 from anomaly_api.telemetry import WorkerStats
 
@@ -58,9 +59,11 @@ class LoadedModel:
         "detector",
         "detector_name",
         "direction",
+        "policy",
         "record",
         "series_id",
         "threshold",
+        "trained_until",
         "version",
     )
 
@@ -72,6 +75,8 @@ class LoadedModel:
         self.detector_name = record.detector
         self.threshold: float | None = record.params.get("threshold")
         self.direction: str = detector.params.get("direction", "both")
+        self.policy = RetrainPolicy.from_json(record.retrain)
+        self.trained_until = record.last_timestamp
 
 
 class ModelCache:

@@ -9,6 +9,7 @@ states the freshness guarantee), the live streams of :mod:`~anomaly_api.registry
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import socket
@@ -26,11 +27,14 @@ from anomaly_api.detectors.series import finite_values
 from anomaly_api.errors import InvalidInput, SeriesNotFound, StoreUnavailable, VersionNotFound
 from anomaly_api.registry.cache import LoadedModel, ModelCache
 from anomaly_api.registry.health import health
+from anomaly_api.registry.retrain import RetrainPolicy, policy_for_fit
 from anomaly_api.registry.scoring import Prediction, prediction, unsorted
 from anomaly_api.registry.streams import LiveStream, Streams
 from anomaly_api.series_ids import check_series_id
 from anomaly_api.storage.base import ModelRecord, ModelStore, NewModel, SeriesSummary
 from anomaly_api.telemetry import WorkerStats
+
+_log = logging.getLogger(__name__)
 
 
 class ModelRegistry:
@@ -93,11 +97,15 @@ class ModelRegistry:
         values: Sequence[float] | npt.ArrayLike,
         detector: str | None = None,
         params: Mapping[str, Any] | None = None,
+        retrain: Any = None,
     ) -> ModelRecord:
-        """Validate, fit and store the next version of ``series_id``."""
+        """Validate, fit and store the next version of ``series_id``. ``retrain`` is the
+        fit body's policy (see :mod:`~anomaly_api.registry.retrain`): None for the
+        detector's default, False for none."""
         started = time.perf_counter()
         check_series_id(series_id)
         model = detector_class(detector or self.default_detector)(params)
+        policy = policy_for_fit(model.name, retrain, self.streams.keep_points)
         series = Series.from_arrays(timestamps, values)
         model.fit(series)
         with self.cache.lock:
@@ -112,12 +120,79 @@ class ModelRegistry:
                 first_timestamp=int(series.timestamps[0]),
                 last_timestamp=int(series.timestamps[-1]),
                 training=series.tail(self.training_points_cap),
+                retrain=None if policy is None else policy.to_json(),
             )
         )
         self.cache.add_fitted(LoadedModel(record, model), deletions_seen)
         metrics.record_fit(model.name)
         self.training_latency.record(time.perf_counter() - started)
         return record
+
+    def _retrain_if_due(self, entry: LiveStream, loaded: LoadedModel) -> LoadedModel:
+        """After ``entry`` (its lock held) observed a point scored by ``loaded``, the
+        latest version: fit the next version when the policy says so, and make the
+        stream continue it. Returns the version that scores the next point. A retrain
+        that fails (the store down, say) is logged and tried again at the next point."""
+        policy = loaded.policy
+        last = entry.last_timestamp
+        if (
+            policy is None
+            or last is None
+            or not policy.due(entry.since_fit, last, loaded.trained_until)
+        ):
+            return loaded
+        started = time.perf_counter()
+        try:
+            newer = self._retrain(entry, loaded, policy)
+        except (StoreUnavailable, InvalidInput) as exc:
+            _log.warning("retraining %r failed: %s", entry.series_id, exc.message)
+            return loaded
+        self.training_latency.record(time.perf_counter() - started)
+        return newer
+
+    def _retrain(
+        self, entry: LiveStream, loaded: LoadedModel, policy: RetrainPolicy
+    ) -> LoadedModel:
+        record = loaded.record
+        training = self.store.training_data(entry.series_id, record.version)
+        stream_t, stream_v = self.streams.history(
+            entry, record.last_timestamp, self.streams.keep_points
+        )
+        timestamps = np.concatenate(
+            [training.timestamps if training is not None else stream_t[:0], stream_t]
+        ).astype(np.int64)
+        values = np.concatenate(
+            [training.values if training is not None else stream_v[:0], stream_v]
+        )
+        timestamps, values = policy.window_of(timestamps, values)
+        series = Series(timestamps, values)
+        model = detector_class(record.detector)(record.params).fit(series)
+        with self.cache.lock:
+            deletions_seen = self.cache.deletions_seen
+        stored = self.store.create_version(
+            NewModel(
+                series_id=entry.series_id,
+                detector=model.name,
+                params=model.params,
+                state=model.state(),
+                points_used=len(series),
+                first_timestamp=int(series.timestamps[0]),
+                last_timestamp=int(series.timestamps[-1]),
+                training=series.tail(self.training_points_cap),
+                trigger="retrain",
+                retrain=record.retrain,
+                prune=policy.retention(),
+            )
+        )
+        newer = LoadedModel(stored, model)
+        self.cache.add_fitted(newer, deletions_seen)
+        metrics.record_fit(model.name)
+        # Trained up to the last observed point: the stream continues from its end.
+        entry.model = newer
+        entry.context = model.initial_context()
+        entry.since_fit = 0
+        entry.changes += 1
+        return newer
 
     # -- scoring -------------------------------------------------------------------------
 
@@ -144,6 +219,8 @@ class ModelRegistry:
                     continue  # handed over meanwhile: look it up again
                 self.streams.ready(entry, loaded)
                 point, why = self.streams.observe(entry, int(timestamp), value, observe)
+                if why is None and version is None:
+                    self._retrain_if_due(entry, loaded)
                 break
         answer = prediction(loaded, value, point, why)
         self.inference_latency.record(time.perf_counter() - started)
@@ -182,7 +259,18 @@ class ModelRegistry:
         try:
             if entry.released:
                 return None
-            point, why = streams.observe(entry, math.floor(timestamp), value, observe)
+            stamp = math.floor(timestamp)
+            policy = loaded.policy
+            if (
+                policy is not None
+                and version is None
+                and observe
+                and entry.last_timestamp is not None
+                and stamp > entry.last_timestamp
+                and policy.due(entry.since_fit + 1, stamp, loaded.trained_until)
+            ):
+                return None  # this point makes a retrain due: the slow path does it
+            point, why = streams.observe(entry, stamp, value, observe)
         finally:
             entry.lock.release()
         answer = prediction(loaded, value, point, why, cache_hit=True)
@@ -196,9 +284,11 @@ class ModelRegistry:
         values: npt.ArrayLike,
         version: int | None = None,
         observe: bool = True,
-    ) -> tuple[LoadedModel, Scores, npt.NDArray[np.bool_]]:
+    ) -> tuple[list[tuple[int, LoadedModel]], Scores, npt.NDArray[np.bool_]]:
         """Score many points of the series' stream at once, in the order given, as
-        :meth:`predict` would one by one; also which of them joined the history."""
+        :meth:`predict` would one by one (retrains included); also which of them joined
+        the history. The versions come as ``(first index, model)`` pairs: more than one
+        when the policy retrained the series in the middle of the batch."""
         stamps = np.asarray(timestamps, dtype=np.int64)
         points = finite_values(values, field="values")
         if stamps.shape != points.shape:
@@ -213,11 +303,53 @@ class ModelRegistry:
                 if entry.released:
                     continue
                 self.streams.ready(entry, loaded)
-                scores, observed, _ = self.streams.observe_batch(entry, stamps, points, observe)
+                used, parts, observed = self._score_parts(
+                    entry, loaded, stamps, points, observe, version
+                )
                 break
+        scores = parts[0] if len(parts) == 1 else _joined(parts)
         flagged = int(np.count_nonzero(scores.anomaly))
         metrics.record_scores(loaded.record.detector, int(scores.anomaly.size), flagged)
-        return loaded, scores, observed
+        return used, scores, observed
+
+    def _score_parts(
+        self,
+        entry: LiveStream,
+        loaded: LoadedModel,
+        stamps: npt.NDArray[np.int64],
+        points: npt.NDArray[np.float64],
+        observe: bool,
+        version: int | None,
+    ) -> tuple[list[tuple[int, LoadedModel]], list[Scores], npt.NDArray[np.bool_]]:
+        """Score the batch in parts that end where a retrain falls due (lock held)."""
+        used: list[tuple[int, LoadedModel]] = [(0, loaded)]
+        parts: list[Scores] = []
+        observed: list[npt.NDArray[np.bool_]] = []
+        position, size = 0, stamps.size
+        while True:
+            end = size
+            policy = loaded.policy
+            if observe and version is None and policy is not None and position < size:
+                rest = stamps[position:]
+                last = entry.last_timestamp if entry.last_timestamp is not None else rest[0] - 1
+                before = np.maximum.accumulate(np.concatenate([[last], rest[:-1]]))
+                news = np.flatnonzero(rest > before)
+                due = policy.first_due(entry.since_fit, rest[news], loaded.trained_until)
+                if due is not None:
+                    end = position + int(news[due]) + 1
+            part, joined, _ = self.streams.observe_batch(
+                entry, stamps[position:end], points[position:end], observe
+            )
+            parts.append(part)
+            observed.append(joined)
+            position = end
+            if position >= size:
+                break
+            newer = self._retrain_if_due(entry, loaded)
+            if newer is not loaded:
+                loaded = newer
+                used.append((position, newer))
+        return used, parts, np.concatenate(observed) if observed else np.zeros(0, np.bool_)
 
     def _live(self, series_id: str) -> LiveStream:
         """The series' live stream, checked against the store when the store could not
@@ -323,3 +455,15 @@ class ModelRegistry:
             scores = unsorted(scores, np.argsort(stamps, kind="stable"))
         metrics.record_scores(model.name, len(scores), int(np.count_nonzero(scores.anomaly)))
         return model, scores
+
+
+def _joined(parts: list[Scores]) -> Scores:
+    """Scores of consecutive parts of a batch, as one."""
+    return Scores(
+        expected=np.concatenate([np.asarray(part.expected) for part in parts]),
+        lower=np.concatenate([np.asarray(part.lower) for part in parts]),
+        upper=np.concatenate([np.asarray(part.upper) for part in parts]),
+        score=np.concatenate([part.score for part in parts]),
+        anomaly=np.concatenate([part.anomaly for part in parts]),
+        side=np.concatenate([part.side for part in parts]),
+    )

@@ -107,13 +107,14 @@ def _score_batch(
     observe: bool,
 ) -> list[bytes]:
     timestamps, values = _points(body)
-    loaded, scores, observed = registry.score_batch(series_id, timestamps, values, version, observe)
+    used, scores, observed = registry.score_batch(series_id, timestamps, values, version, observe)
     return columnar_parts(
         scores,
         columns,
         series_id=series_id,
-        model_version=str(loaded.record.version),
-        detector=loaded.record.detector,
+        model_version=str(used[0][1].version),
+        detector=used[0][1].detector_name,
+        versions=[{"from": index, "version": str(model.version)} for index, model in used],
         observe=observe,
         points_observed=int(np.count_nonzero(observed)),
         not_observed=np.flatnonzero(~observed).tolist() if observe else [],

@@ -51,6 +51,7 @@ def fit(
         values_array(body.values),
         detector=body.detector,
         params=body.detector_params(),
+        retrain=body.retrain,
     )
     return FitResponse.from_record(record)
 
