@@ -16,6 +16,7 @@ from anomaly_api.evaluate import (
     detector_names,
     evaluate,
     format_results,
+    live_file,
     replay_file,
     series_id_for,
 )
@@ -74,6 +75,31 @@ def test_replay_is_causal(corpus: tuple[Path, Path], tmp_path: Path) -> None:
     assert (before[:180] == 0).all()  # the probationary 15% is not scored
 
 
+def test_the_live_mode_is_a_fit_then_one_predict_per_row(
+    corpus: tuple[Path, Path], tmp_path: Path
+) -> None:
+    file = read_corpus(*corpus)[0]
+    registry = ModelRegistry(open_store(f"sqlite:///{tmp_path}/e.db", durable=False))
+    try:
+        policy = {"every": 100, "window": 500}
+        scores = live_file(registry, file, "adaptive", config=ReplayConfig(retrain=policy))
+        timestamps = file.timestamps.astype("datetime64[s]").astype(np.int64)
+        start = 180
+        registry.fit("client", timestamps[:start], file.values[:start], "adaptive", retrain=policy)
+        client = [
+            registry.predict("client", float(value), int(stamp)).score
+            for stamp, value in zip(timestamps[start:], file.values[start:], strict=True)
+        ]
+        assert scores[start:].tolist() == client
+        assert (scores[:start] == 0).all()
+        assert [v.trigger for v in registry.versions("client")][:2] == ["client", "retrain"]
+        file.values[1000] += 100.0
+        after = live_file(registry, file, "adaptive", config=ReplayConfig(retrain=policy))
+        np.testing.assert_array_equal(scores[:1000], after[:1000])  # causal
+    finally:
+        registry.close()
+
+
 def test_adaptive_finds_both_incidents_without_false_alarms(
     corpus: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -119,6 +145,32 @@ def test_the_command_prints_every_detector(corpus: tuple[Path, Path], tmp_path: 
     assert result.exit_code == 0, result.output
     assert "zscore" in result.output and "robust" in result.output
     assert (tmp_path / "robust" / "calm" / "robust_flat.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--mode", "replay", "--refit-every", "50"],
+        ["--retrain", "false"],
+        ["--retrain", '{"every": "6h", "window": 400}'],
+    ],
+)
+def test_the_command_takes_a_mode_and_a_policy(
+    corpus: tuple[Path, Path], options: list[str]
+) -> None:
+    data, labels = corpus
+    command = ["evaluate", "--data", str(data), "--labels", str(labels), "--no-progress"]
+    result = CliRunner().invoke(app, [*command, "--detector", "hampel", *options])
+    assert result.exit_code == 0, result.output
+    assert "hampel" in result.output
+
+
+def test_the_command_refuses_an_unknown_mode(corpus: tuple[Path, Path]) -> None:
+    data, labels = corpus
+    result = CliRunner().invoke(
+        app, ["evaluate", "--data", str(data), "--labels", str(labels), "--mode", "fast"]
+    )
+    assert result.exit_code == 2 and "live or replay" in result.output
 
 
 def test_unknown_detector_is_refused() -> None:

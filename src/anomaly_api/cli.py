@@ -252,10 +252,25 @@ def evaluate(
     detector: Annotated[
         str, typer.Option(help="A detector name, a comma-separated list, or 'all'.")
     ] = "all",
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="live: one fit, then one predict per row, as clients do (the service "
+            "retrains by itself). replay: re-fit every --refit-every rows on the trailing "
+            "--window rows, scoring batches between (the earlier evaluation)."
+        ),
+    ] = "live",
+    retrain: Annotated[
+        str | None,
+        typer.Option(
+            help='live: the fit\'s retrain policy as JSON, e.g. \'{"every": "1d", '
+            "\"window\": \"14d\"}', or 'false' [the detector's default]."
+        ),
+    ] = None,
     refit_every: Annotated[
-        int, typer.Option(min=1, help="Re-fit after this many scored rows.")
+        int, typer.Option(min=1, help="replay: re-fit after this many scored rows.")
     ] = 10,
-    window: Annotated[int, typer.Option(min=5, help="Rows each re-fit trains on.")] = 4032,
+    window: Annotated[int, typer.Option(min=5, help="replay: rows each re-fit trains on.")] = 4032,
     params: Annotated[
         str | None, typer.Option(help="Detector parameters as JSON, e.g. '{\"window\": 8}'.")
     ] = None,
@@ -264,22 +279,26 @@ def evaluate(
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per file.")] = True,
 ) -> None:
-    """Replay labelled series causally through the registry and print NAB scores."""
+    """Replay labelled series through the registry as clients use the service (one fit,
+    then a predict per row) and print NAB scores."""
     import json
 
     from anomaly_api.evaluate import ReplayConfig, detector_names, format_results
     from anomaly_api.evaluate import evaluate as run_evaluation
 
+    if mode not in ("live", "replay"):
+        raise typer.BadParameter("must be live or replay", param_hint="--mode")
     try:
         names = detector_names(detector)
         parsed = json.loads(params) if params else None
+        policy = json.loads(retrain) if retrain is not None else None
     except (ValueError, json.JSONDecodeError) as exc:
         raise typer.BadParameter(str(exc)) from None
     results = run_evaluation(
         data,
         labels,
         names,
-        ReplayConfig(refit_every=refit_every, window=window),
+        ReplayConfig(refit_every=refit_every, window=window, mode=mode, retrain=policy),
         out_dir=out,
         params=parsed,
         progress=progress,

@@ -1,24 +1,25 @@
-"""Causal replay of labelled series through the registry, and NAB scoring of the result.
+"""Labelled series replayed the way clients use the service, and NAB scoring of the result.
 
 ``anomaly-api evaluate`` answers the question a user has before trusting a detector:
 *on my labelled incidents, how many would it have caught, how early, and at what cost
-in false alarms?* It replays every file the way a production job would run:
+in false alarms?* By default it replays every file exactly as a monitoring client uses
+the service (the **live** mode):
 
-1. fit on the first 15% of the rows (NAB's probationary period, at most 750 rows);
-2. score the next ``refit_every`` rows with the latest version, as one batch (a
-   batch is scored as the continuation of the training data, so detectors that
-   follow recent dynamics see each point's predecessors, never its successors);
-3. re-fit on the trailing ``window`` rows and go on, until the end of the file.
+1. one fit on the first 15% of the rows (NAB's probationary period, at most 750 rows),
+   with the detector's default retrain policy (or ``--retrain``);
+2. then every later row, in file order, scored once as a single predict: the service
+   remembers each point and retrains by itself as the policy says. The row's score is
+   the answer's ``score``; nothing else is done.
 
-Every fit and every score goes through :class:`~anomaly_api.registry.ModelRegistry`,
-the code the HTTP API uses, on a throw-away SQLite store (no fsync; no training
-points kept). The scores are written in NAB's results layout and scored with
-:mod:`anomaly_api.nab`, with one threshold per profile for the whole corpus.
+Every call goes through :class:`~anomaly_api.registry.ModelRegistry`, the code the HTTP
+API runs (the fast path first, as the server does), on a throw-away SQLite store (no
+fsync), so the figures are what a client gets over HTTP (``benchmarks/nab_http.py``
+checks that against a real server). The scores are written in NAB's results layout and
+scored with :mod:`anomaly_api.nab`, with one threshold per profile for the whole corpus.
 
-Defaults: ``refit_every=10`` (a re-fit every ten points: fifty minutes for 5-minute
-data, frequent for a production job yet cheap enough to replay a corpus in seconds)
-and ``window=4032`` rows (two weeks of 5-minute data, so a weekly profile has its two
-cycles).
+The earlier **replay** mode (``--mode replay``) fits on the probationary rows, scores
+``refit_every`` rows as a batch, re-fits on the trailing ``window`` rows and goes on: a
+client that uploads its history again every few points. It is kept for comparison.
 """
 
 from __future__ import annotations
@@ -52,10 +53,14 @@ DEFAULT_WINDOW = 4032
 
 @dataclass(frozen=True, slots=True)
 class ReplayConfig:
-    """How a file is replayed: re-fit cadence and training window, in rows."""
+    """How a file is replayed. ``live``: one fit with ``retrain`` (None: the detector's
+    default policy; False: none), then a predict per row. ``replay``: re-fit every
+    ``refit_every`` rows on the trailing ``window`` rows, scoring batches in between."""
 
     refit_every: int = DEFAULT_REFIT_EVERY
     window: int = DEFAULT_WINDOW
+    mode: str = "live"
+    retrain: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,43 @@ def series_id_for(file: LabelledFile) -> str:
     return file.name.removesuffix(".csv").replace("/", ".")
 
 
+def live_file(
+    registry: ModelRegistry,
+    file: LabelledFile,
+    detector: str,
+    params: Mapping[str, Any] | None = None,
+    config: ReplayConfig = ReplayConfig(),
+    progress: bool = False,
+) -> np.ndarray:
+    """Anomaly scores for every row of ``file`` as a client gets them (0 in the
+    probationary period): one fit, then one predict per row."""
+    series_id = series_id_for(file)
+    timestamps = file.timestamps.astype("datetime64[s]").astype(np.int64).tolist()
+    values = file.values.tolist()
+    rows = len(values)
+    scores = np.zeros(rows, dtype=np.float64)
+    start = probation_rows(rows)
+    registry.fit(
+        series_id, timestamps[:start], values[:start], detector, params, retrain=config.retrain
+    )
+    cached, slow = registry.predict_cached, registry.predict
+    with tqdm(
+        total=rows - start,
+        desc=f"{detector} {file.name}",
+        unit="row",
+        leave=False,
+        disable=not progress,
+    ) as bar:
+        for row in range(start, rows):
+            timestamp, value = timestamps[row], values[row]
+            answer = cached(series_id, value, timestamp) or slow(series_id, value, timestamp)
+            scores[row] = answer.score
+            if row % 1000 == 0:
+                bar.update(min(1000, rows - row))
+    registry.delete_series(series_id)
+    return scores
+
+
 def replay_file(
     registry: ModelRegistry,
     file: LabelledFile,
@@ -80,14 +122,16 @@ def replay_file(
     config: ReplayConfig = ReplayConfig(),
     progress: bool = False,
 ) -> np.ndarray:
-    """Anomaly scores for every row of ``file`` (0 in the probationary period)."""
+    """Anomaly scores for every row of ``file`` (0 in the probationary period), in the
+    replay mode: batches of ``refit_every`` rows, a re-fit on the trailing ``window``
+    after each (no stream memory across versions beyond what the fit carries)."""
     series_id = series_id_for(file)
     timestamps = file.timestamps.astype("datetime64[s]").astype(np.int64)
     values = file.values
     rows = values.size
     scores = np.zeros(rows, dtype=np.float64)
     start = probation_rows(rows)
-    registry.fit(series_id, timestamps[:start], values[:start], detector, params)
+    registry.fit(series_id, timestamps[:start], values[:start], detector, params, retrain=False)
     with tqdm(
         total=rows - start,
         desc=f"{detector} {file.name}",
@@ -104,7 +148,14 @@ def replay_file(
             scores[position:end] = batch.score
             first = max(0, end - config.window)
             if end < rows:
-                registry.fit(series_id, timestamps[first:end], values[first:end], detector, params)
+                registry.fit(
+                    series_id,
+                    timestamps[first:end],
+                    values[first:end],
+                    detector,
+                    params,
+                    retrain=False,
+                )
             bar.update(end - position)
             position = end
     registry.store.delete_series(series_id)
@@ -143,11 +194,16 @@ def evaluate_detector(
     with tempfile.TemporaryDirectory(prefix="anomaly-evaluate-") as scratch:
         store = open_store(f"sqlite:///{scratch}/evaluate.db", durable=False)
         registry = ModelRegistry(
-            store, default_detector=detector, model_cache_size=64, training_points_cap=0
+            store,
+            default_detector=detector,
+            model_cache_size=64,
+            training_points_cap=0 if config.mode == "replay" else 100_000,
+            stream_flush_s=0,  # nothing to save: everything stays in memory
         )
+        play = replay_file if config.mode == "replay" else live_file
         try:
             all_scores = [
-                replay_file(registry, file, detector, params, config, progress) for file in files
+                play(registry, file, detector, params, config, progress) for file in files
             ]
         finally:
             registry.close()
