@@ -160,15 +160,16 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def target_url(url: str, serve: bool) -> Iterator[str]:
-    """``url`` itself, or (``serve``) the URL of a throwaway server with a fresh SQLite
-    file in a temporary directory, stopped and removed afterwards."""
+def target_url(url: str, serve: bool, workers: int = 1) -> Iterator[str]:
+    """``url`` itself, or (``serve``) the URL of a throwaway server (``workers`` worker
+    processes) with a fresh SQLite file in a temporary directory, stopped and removed
+    afterwards."""
     if not serve:
         yield url
         return
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="anomaly-bench-")))
         server = stack.enter_context(
-            ServerProcess(workdir / "bench.db", log=workdir / "server.log")
+            ServerProcess(workdir / "bench.db", log=workdir / "server.log", workers=workers)
         )
         yield server.url

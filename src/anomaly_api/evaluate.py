@@ -65,11 +65,13 @@ class ReplayConfig:
 
 @dataclass(frozen=True, slots=True)
 class DetectorResult:
-    """A detector's scores on the corpus, per profile, and how long the replay took."""
+    """A detector's scores on the corpus, per profile, and how long the replay took;
+    with ``keep_scores``, every file's row scores too."""
 
     detector: str
     scores: dict[str, CorpusScore]
     seconds: float
+    row_scores: list[np.ndarray] | None = None
 
 
 def series_id_for(file: LabelledFile) -> str:
@@ -186,6 +188,7 @@ def evaluate_detector(
     config: ReplayConfig = ReplayConfig(),
     out_dir: Path | None = None,
     progress: bool = False,
+    keep_scores: bool = False,
 ) -> DetectorResult:
     """Replay every file with ``detector`` and score the corpus under every profile."""
     import time
@@ -214,6 +217,7 @@ def evaluate_detector(
         detector=detector,
         scores=score_all_profiles(files, all_scores),
         seconds=time.perf_counter() - started,
+        row_scores=all_scores if keep_scores else None,
     )
 
 
@@ -225,10 +229,14 @@ def evaluate(
     out_dir: Path | None = None,
     params: Mapping[str, Any] | None = None,
     progress: bool = True,
+    keep_scores: bool = False,
 ) -> list[DetectorResult]:
     """Evaluate each of ``detectors`` on the NAB-layout corpus."""
     files = read_corpus(data_dir, labels_file)
-    return [evaluate_detector(files, name, params, config, out_dir, progress) for name in detectors]
+    return [
+        evaluate_detector(files, name, params, config, out_dir, progress, keep_scores)
+        for name in detectors
+    ]
 
 
 def detector_names(choice: str) -> list[str]:

@@ -164,9 +164,14 @@ class ModelRegistry:
         values = np.concatenate(
             [training.values if training is not None else stream_v[:0], stream_v]
         )
-        timestamps, values = policy.window_of(timestamps, values)
-        series = Series(timestamps, values)
-        model = detector_class(record.detector)(record.params).fit(series)
+        cls = detector_class(record.detector)
+        # A window of stream time may hold too few points after a gap in the data: then
+        # the detector's minimum of the most recent points.
+        window = policy.window_of(timestamps, values)
+        if window[0].size < cls.min_points:
+            window = timestamps[-cls.min_points :], values[-cls.min_points :]
+        series = Series(*window)
+        model = cls(record.params).fit(series)
         with self.cache.lock:
             deletions_seen = self.cache.deletions_seen
         stored = self.store.create_version(

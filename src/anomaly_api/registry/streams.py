@@ -411,15 +411,24 @@ class Streams:
         else:
             timestamps, values = self._history(entry, last)
             entry.context = model.detector.context_after(timestamps, values)
-        entry.since_fit = self.store.count_stream_points(entry.series_id, last) + sum(
-            1 for point in entry.pending if point[0] > last
-        )
+        entry.since_fit = self.store.count_stream_points(
+            entry.series_id, last, self._first_unsaved(entry)
+        ) + sum(1 for point in entry.pending if point[0] > last)
         entry.model = model
         entry.changes += 1
 
+    @staticmethod
+    def _first_unsaved(entry: LiveStream) -> int | None:
+        """Where the unsaved points begin: the store's points from there on are the same
+        points, saved by a save that has not told ``entry`` yet (it holds no lock while it
+        writes), and must not be counted twice."""
+        return entry.pending[0][0] if entry.pending else None
+
     def _history(self, entry: LiveStream, after: int) -> tuple[IntArray, FloatArray]:
         """The kept points observed after ``after``: saved ones, then unsaved ones."""
-        timestamps, values = self.store.stream_points(entry.series_id, after, self.keep_points)
+        timestamps, values = self.store.stream_points(
+            entry.series_id, after, self.keep_points, self._first_unsaved(entry)
+        )
         unsaved = [(point[0], point[1]) for point in entry.pending if point[0] > after]
         if unsaved:
             timestamps = np.concatenate([timestamps, [t for t, _ in unsaved]]).astype(np.int64)

@@ -259,13 +259,15 @@ class ModelStore(Protocol):
         can tell at once (PostgreSQL); otherwise :meth:`release_requests` is polled."""
         ...
 
-    def stream_points(self, series_id: str, after: int, limit: int) -> tuple[IntArray, FloatArray]:
-        """Timestamps and values of the observed points after ``after``, oldest first;
-        the newest ``limit`` of them when there are more."""
+    def stream_points(
+        self, series_id: str, after: int, limit: int, before: int | None = None
+    ) -> tuple[IntArray, FloatArray]:
+        """Timestamps and values of the observed points after ``after`` (and before
+        ``before``), oldest first; the newest ``limit`` of them when there are more."""
         ...
 
-    def count_stream_points(self, series_id: str, after: int) -> int:
-        """How many observed points lie after ``after``."""
+    def count_stream_points(self, series_id: str, after: int, before: int | None = None) -> int:
+        """How many observed points lie after ``after`` (and before ``before``)."""
         ...
 
     def ping(self) -> None:

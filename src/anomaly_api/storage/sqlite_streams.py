@@ -69,6 +69,8 @@ CREATE TABLE stream_release_requests (
 """
 """Schema 3: what streams need, and each version's trigger and retrain policy."""
 
+NEVER = 2**63 - 1
+"""A timestamp later than any (``before`` when there is no bound)."""
 TRIM_SLACK = 1.1
 """A series' points are trimmed to ``keep_points`` once they exceed it by this factor, so
 trimming is an occasional statement rather than one per save."""
@@ -201,19 +203,23 @@ class SQLiteStreams:
     def watch_releases(self, wake: Callable[[], object]) -> None:
         """No notifications here: :meth:`release_requests` is polled by every save."""
 
-    def stream_points(self, series_id: str, after: int, limit: int) -> tuple[IntArray, FloatArray]:
+    def stream_points(
+        self, series_id: str, after: int, limit: int, before: int | None = None
+    ) -> tuple[IntArray, FloatArray]:
         rows = self._read(
             "SELECT timestamp, value FROM (SELECT timestamp, value FROM stream_points "
-            "WHERE series_id = ? AND timestamp > ? ORDER BY timestamp DESC LIMIT ?) "
+            "WHERE series_id = ? AND timestamp > ? AND timestamp < ? "
+            "ORDER BY timestamp DESC LIMIT ?) "
             "ORDER BY timestamp",
-            (series_id, after, limit),
+            (series_id, after, NEVER if before is None else before, limit),
         )
         return _columns(rows)
 
-    def count_stream_points(self, series_id: str, after: int) -> int:
+    def count_stream_points(self, series_id: str, after: int, before: int | None = None) -> int:
         [(count,)] = self._read(
-            "SELECT COUNT(*) FROM stream_points WHERE series_id = ? AND timestamp > ?",
-            (series_id, after),
+            "SELECT COUNT(*) FROM stream_points WHERE series_id = ? AND timestamp > ? "
+            "AND timestamp < ?",
+            (series_id, after, NEVER if before is None else before),
         )
         return int(count)
 

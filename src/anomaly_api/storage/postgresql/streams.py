@@ -23,7 +23,7 @@ import psycopg
 from anomaly_api.detectors.series import FloatArray, IntArray
 from anomaly_api.storage.base import Retention, StreamState, StreamUpdate
 from anomaly_api.storage.postgresql.changes import CHANNEL, DELETE_PREFIX, STREAM_CHANNEL
-from anomaly_api.storage.sqlite_streams import TRIM_SLACK, new_token
+from anomaly_api.storage.sqlite_streams import NEVER, TRIM_SLACK, new_token
 
 T = TypeVar("T")
 _NOW = "extract(epoch FROM clock_timestamp())"
@@ -206,21 +206,25 @@ class PostgreSQLStreams:
             self._release_asks.clear()
         return asked
 
-    def stream_points(self, series_id: str, after: int, limit: int) -> tuple[IntArray, FloatArray]:
+    def stream_points(
+        self, series_id: str, after: int, limit: int, before: int | None = None
+    ) -> tuple[IntArray, FloatArray]:
         rows = self._read(
             "SELECT timestamp, value FROM (SELECT timestamp, value FROM anomaly_stream_points "
-            "WHERE series_id = %s AND timestamp > %s ORDER BY timestamp DESC LIMIT %s) newest "
+            "WHERE series_id = %s AND timestamp > %s AND timestamp < %s "
+            "ORDER BY timestamp DESC LIMIT %s) newest "
             "ORDER BY timestamp",
-            (series_id, after, limit),
+            (series_id, after, NEVER if before is None else before, limit),
         )
         timestamps = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         values = np.fromiter((row[1] for row in rows), dtype=np.float64, count=len(rows))
         return timestamps, values
 
-    def count_stream_points(self, series_id: str, after: int) -> int:
+    def count_stream_points(self, series_id: str, after: int, before: int | None = None) -> int:
         [(count,)] = self._read(
-            "SELECT COUNT(*) FROM anomaly_stream_points WHERE series_id = %s AND timestamp > %s",
-            (series_id, after),
+            "SELECT COUNT(*) FROM anomaly_stream_points WHERE series_id = %s AND timestamp > %s "
+            "AND timestamp < %s",
+            (series_id, after, NEVER if before is None else before),
         )
         return int(count)
 
