@@ -138,9 +138,7 @@ def main() -> int:
         assert local.row_scores is not None
         differing = {
             file.name: int(np.count_nonzero(http_scores != local_scores))
-            for file, http_scores, local_scores in zip(
-                files, scores, local.row_scores, strict=True
-            )
+            for file, http_scores, local_scores in zip(files, scores, local.row_scores, strict=True)
         }
         same = not any(differing.values())
         print(f"anomaly-api evaluate (live, in-process): every row's score the same: {same}")

@@ -245,6 +245,12 @@ def record_cache_hit() -> None:
     _tally.add(CACHE_HITS, 1)
 
 
+def record_cache_hits(count: int) -> None:
+    """Count ``count`` models found in the cache."""
+    if count:
+        _tally.add(CACHE_HITS, count)
+
+
 def record_cache_miss() -> None:
     """Count a model that had to be loaded from the store."""
     _tally.add(CACHE_MISSES, 1)

@@ -22,7 +22,7 @@ from anomaly_api.api.errors import install_error_handlers
 from anomaly_api.api.fast import FastPredict
 from anomaly_api.api.limits import BodySizeLimit
 from anomaly_api.api.metrics_middleware import MetricsMiddleware
-from anomaly_api.api.routes import batch, detectors, health, models, plot, series
+from anomaly_api.api.routes import batch, bulk, detectors, health, models, plot, series
 from anomaly_api.api.routes import metrics as metrics_route
 from anomaly_api.api.schemas import ErrorResponse, FitRequest, PredictRequest
 from anomaly_api.registry import ModelRegistry
@@ -97,6 +97,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     # batch first: /predict/{id}/batch would otherwise be read as the id "{id}/batch".
     for router in (
         batch.router,
+        bulk.router,
         models.router,
         series.router,
         health.router,

@@ -59,6 +59,21 @@ def _validate(model: type[ModelT], raw: bytes) -> ModelT:
         ) from None
 
 
+def validate_array(model: type[ModelT], raw: bytes) -> ModelT:
+    """``raw`` as ``model``, a root model of a JSON array; errors name the item."""
+    data = _parse(raw)
+    if not isinstance(data, list):
+        raise InvalidInput(
+            f"request body must be a JSON array, got {type(data).__name__}", field="body"
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from None
+
+
 def json_body(model: type[ModelT]) -> Callable[[Request], Awaitable[ModelT]]:
     """A dependency that reads the request body as ``model``."""
 

@@ -121,6 +121,7 @@ class ZScoreDetector(Detector):
             self.mean_, self.std_ = float(values[0]), 0.0
         else:
             self.mean_, self.std_ = float(values.mean()), float(values.std())
+        self._derive()
 
     def initial_context(self) -> ZScoreContext:
         return ZScoreContext()
@@ -136,21 +137,36 @@ class ZScoreDetector(Detector):
         return self.mean_ + shift, self.params["threshold"] * spread
 
     def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
-        assert isinstance(context, ZScoreContext)
         point = self.peek_one(context, timestamp, value)
         if not point.anomaly:
             deviation = value - self.mean_
-            context.learned += 1
-            context.shift_sum += deviation
-            context.shift_squares += deviation * deviation
+            context.learned += 1  # type: ignore[attr-defined]
+            context.shift_sum += deviation  # type: ignore[attr-defined]
+            context.shift_squares += deviation * deviation  # type: ignore[attr-defined]
         return point
 
     def peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
-        assert isinstance(context, ZScoreContext)
+        # The hot path of a single predict and of every bulk point: _band inlined, with
+        # the same operations in the same order (so the same bits as _stream_core).
         if not math.isfinite(value):
             raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
-        expected, half_width = self._band(context.learned, context.shift_sum, context.shift_squares)
-        return band_point(float(value), expected, half_width, self.params["direction"])
+        learned = context.learned  # type: ignore[attr-defined]
+        if learned == 0:
+            return band_point(float(value), self.mean_, self._half_width, self._direction)
+        total = self.count_ + learned
+        shift = context.shift_sum / total  # type: ignore[attr-defined]
+        variance = (self._squares + context.shift_squares) / total - shift * shift  # type: ignore[attr-defined]
+        spread = math.sqrt(variance) if variance > 0.0 else 0.0
+        return band_point(
+            float(value), self.mean_ + shift, self._threshold * spread, self._direction
+        )
+
+    def _derive(self) -> None:
+        """Constants the hot path reads (each computed as :meth:`_band` computes it)."""
+        self._threshold = float(self.params["threshold"])
+        self._direction = str(self.params["direction"])
+        self._half_width = self.params["threshold"] * self.std_
+        self._squares = self.count_ * self.std_ * self.std_
 
     def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
         """Score the points as :meth:`observe_one` does one by one, a chunk at a time:
@@ -257,3 +273,4 @@ class ZScoreDetector(Detector):
         # Models stored before streams existed did not record their count; those points
         # weigh as much as the fit's minimum until the model is fitted again.
         self.count_ = int(state.get("count", self.min_points))
+        self._derive()

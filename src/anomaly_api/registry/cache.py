@@ -32,11 +32,10 @@ import gc
 import threading
 from collections.abc import Callable
 
-from cachetools import LRUCache
-
 from anomaly_api import metrics
 from anomaly_api.detectors import Detector, detector_class
 from anomaly_api.errors import SeriesNotFound, StoreUnavailable, VersionNotFound
+from anomaly_api.registry.lru import LRU
 from anomaly_api.registry.retrain import RetrainPolicy
 from anomaly_api.storage.base import ModelRecord, ModelStore
 from anomaly_api.telemetry import WorkerStats
@@ -100,11 +99,11 @@ class ModelCache:
         """Told when the store could not say what changed."""
         self.stats = stats
         self.lock = threading.Lock()
-        self.models: LRUCache[tuple[str, int], LoadedModel] = LRUCache(size)
+        self.models: LRU[tuple[str, int], LoadedModel] = LRU(size)
         # Each series' latest model, so that a predict of latest is one lookup: at 10^5
         # series the second lookup (through the version) cost ~10% of a cached predict.
         # A model can be in both maps; the pair holds at most twice ``size``.
-        self.latest: LRUCache[str, LoadedModel] = LRUCache(size)
+        self.latest: LRU[str, LoadedModel] = LRU(size)
         self.generation = 0
         self._freeze_models = freeze_models
         self._inserted_since_freeze = 0
@@ -132,6 +131,18 @@ class ModelCache:
             if version is None:
                 return self.latest.get(series_id)
             return self.models.get((series_id, version))
+
+    def held_now(self, series_id: str, version: int | None) -> LoadedModel | None:
+        """The model held for ``version`` (latest when None), for a caller that checked
+        the change marker itself (a bulk request checks it once)."""
+        with self.lock:
+            if version is None:
+                return self.latest.get(series_id)
+            return self.models.get((series_id, version))
+
+    def current(self) -> bool:
+        """Whether nothing was committed since this cache last synced (a memory read)."""
+        return self.store.change_marker() == self.marker
 
     def model(self, series_id: str, version: int | None = None) -> LoadedModel:
         """The fitted model for ``version`` (latest when None), from cache or store."""

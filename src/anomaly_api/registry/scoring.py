@@ -33,6 +33,8 @@ class Prediction:
     """``"above"`` the band, ``"below"`` it, or None inside it."""
     observed: bool = False
     """Whether the point joined the series' history."""
+    timestamp: int = 0
+    """The point's time, in Unix seconds."""
     not_observed: str | None = None
     """Why it did not: ``repeated_timestamp``, ``out_of_order`` or ``what_if``."""
 
@@ -46,13 +48,16 @@ def finite_or_none(number: float) -> float | None:
 
 def prediction(
     loaded: LoadedModel,
+    timestamp: int,
     value: float,
     point: PointScore,
     not_observed: str | None,
     cache_hit: bool = False,
+    counted: bool = True,
 ) -> Prediction:
     """The answer for one point scored by ``loaded``, counted in the metrics (with the
-    cache hit that found the model, when ``cache_hit``; other lookups count their own)."""
+    cache hit that found the model, when ``cache_hit``; other lookups count their own)
+    unless ``counted`` is False (the caller counts many at once)."""
     answer = Prediction(
         series_id=loaded.series_id,
         version=loaded.version,
@@ -67,8 +72,10 @@ def prediction(
         direction=_SIDES[point.side],
         observed=not_observed is None,
         not_observed=not_observed,
+        timestamp=timestamp,
     )
-    metrics.record_predict(answer.detector, answer.anomaly, cache_hit)
+    if counted:
+        metrics.record_predict(answer.detector, answer.anomaly, cache_hit)
     return answer
 
 

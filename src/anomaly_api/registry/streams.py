@@ -241,7 +241,12 @@ class Streams:
                 StreamUpdate(
                     series_id=entry.series_id,
                     token=entry.token,
-                    points=[_stored(point) for point in entry.pending],
+                    points=[
+                        point
+                        if -math.inf < point[6] and point[7] < math.inf  # type: ignore[operator]
+                        else _stored(point)
+                        for point in entry.pending
+                    ],
                     last_timestamp=entry.last_timestamp,
                     observed=entry.observed,
                     context_version=None if model is None else model.version,

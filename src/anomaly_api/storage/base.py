@@ -98,7 +98,7 @@ POINT_FIELDS = ("timestamp", "value", "version", "score", "anomaly", "expected",
 StreamPoint = tuple[int, float, int, float, bool, float, float | None, float | None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamState:
     """A series' stream as last saved, handed to the process that takes it over."""
 
@@ -113,10 +113,11 @@ class StreamState:
     context: JsonDict | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamUpdate:
     """What a holder saves for one series: the points observed since its last save, in
-    order, and the state after them."""
+    order, and the state after them. (Not frozen: a save builds one per live series every
+    second, and a frozen dataclass costs several times more to build.)"""
 
     series_id: str
     token: int

@@ -71,6 +71,8 @@ CREATE TABLE stream_release_requests (
 
 NEVER = 2**63 - 1
 """A timestamp later than any (``before`` when there is no bound)."""
+_IN_CHUNK = 500
+"""Series ids per ``IN (...)`` list (SQLite allows 32,766 variables; keep statements small)."""
 TRIM_SLACK = 1.1
 """A series' points are trimmed to ``keep_points`` once they exceed it by this factor, so
 trimming is an occasional statement rather than one per save."""
@@ -139,26 +141,32 @@ class SQLiteStreams:
         refused: set[str] = set()
         with self._relaxed_write() as connection:
             _heartbeat(connection, owner, now + lease_s)
+            held: dict[str, tuple[int, int]] = {}
+            ids = [update.series_id for update in updates]
+            for start in range(0, len(ids), _IN_CHUNK):  # one query per chunk, not per series
+                chunk = ids[start : start + _IN_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                held.update(
+                    (series_id, (token, stored))
+                    for series_id, token, stored in connection.execute(
+                        "SELECT series_id, token, stored FROM streams "
+                        f"WHERE series_id IN ({marks})",
+                        chunk,
+                    )
+                )
+            points: list[tuple[Any, ...]] = []
+            rows: list[tuple[Any, ...]] = []
             for update in updates:
-                row = connection.execute(
-                    "SELECT token, stored FROM streams WHERE series_id = ?", (update.series_id,)
-                ).fetchone()
-                if row is None or row[0] != update.token:
+                found = held.get(update.series_id)
+                if found is None or found[0] != update.token:
                     refused.add(update.series_id)
                     continue
-                if update.points:
-                    connection.executemany(
-                        "INSERT OR IGNORE INTO stream_points (series_id, timestamp, value, "
-                        "version, score, anomaly, expected, lower, upper) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [(update.series_id, *point) for point in update.points],
-                    )
-                stored = int(row[1]) + len(update.points)
+                series_id = update.series_id
+                points.extend((series_id, *point) for point in update.points)
+                stored = found[1] + len(update.points)
                 if stored > keep_points * TRIM_SLACK:
-                    stored = _trim(connection, update.series_id, keep_points)
-                connection.execute(
-                    "UPDATE streams SET last_timestamp = ?, observed = ?, stored = ?, "
-                    "context_version = ?, context = ?, updated_at = ? WHERE series_id = ?",
+                    stored = -1  # trimmed below, once its points are in
+                rows.append(
                     (
                         update.last_timestamp,
                         update.observed,
@@ -166,9 +174,26 @@ class SQLiteStreams:
                         update.context_version,
                         update.context,
                         now,
-                        update.series_id,
-                    ),
+                        series_id,
+                    )
                 )
+            connection.executemany(
+                "INSERT OR IGNORE INTO stream_points (series_id, timestamp, value, version, "
+                "score, anomaly, expected, lower, upper) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                points,
+            )
+            kept = {
+                row[-1]: _trim(connection, row[-1], keep_points) for row in rows if row[2] == -1
+            }
+            if kept:
+                rows = [
+                    (*row[:2], kept[row[-1]], *row[3:]) if row[2] == -1 else row for row in rows
+                ]
+            connection.executemany(
+                "UPDATE streams SET last_timestamp = ?, observed = ?, stored = ?, "
+                "context_version = ?, context = ?, updated_at = ? WHERE series_id = ?",
+                rows,
+            )
         return refused
 
     def release_streams(self, owner: str, tokens: Mapping[str, int]) -> None:

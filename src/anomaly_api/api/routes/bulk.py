@@ -1,0 +1,189 @@
+"""``POST /predict``: points of many series in one request, for collectors that scrape
+many metrics at once. Each point is answered as a single predict of its series would be,
+in the order given, or with its own error; one bad point does not fail the others."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+from starlette.concurrency import run_in_threadpool
+
+from anomaly_api.api.body import documented_body, validate_array
+from anomaly_api.api.deps import ObserveDep, RegistryDep, parse_version
+from anomaly_api.api.errors import status_for
+from anomaly_api.api.schemas import Number, PredictResponse, TimestampIn, error_responses
+from anomaly_api.detectors.series import MAX_TIMESTAMP, MIN_TIMESTAMP
+from anomaly_api.errors import AnomalyApiError, InvalidInput
+from anomaly_api.registry import ModelRegistry, Prediction
+from anomaly_api.timestamps import parse_timestamp
+
+router = APIRouter(tags=["models"])
+
+
+class BulkPoint(BaseModel):
+    """One point of one series."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    series_id: str = Field(description="The series the point belongs to.")
+    timestamp: TimestampIn = Field(description="Unix seconds (number or string) or ISO-8601.")
+    value: Number = Field(description="The observation: a finite number.")
+    version: str | int | None = Field(
+        None, description="The version to score with (latest when omitted), as ?version= does."
+    )
+
+
+class BulkRequest(RootModel[list[BulkPoint]]):
+    """Points of any series, answered in the order given."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                [
+                    {"series_id": "web-1:cpu", "timestamp": 1691000300, "value": 41.5},
+                    {"series_id": "web-2:cpu", "timestamp": 1691000300, "value": 97.0},
+                ]
+            ]
+        }
+    )
+
+
+class PointError(BaseModel):
+    """Why one point got no answer."""
+
+    status: int = Field(description="The status a single predict of it would have answered.")
+    detail: str = Field(description="The sentence it would have answered.")
+
+
+class BulkResult(PredictResponse):
+    """A point's answer: a single predict's fields."""
+
+
+class BulkFailure(BaseModel):
+    """A point that could not be scored."""
+
+    series_id: str | None
+    timestamp: Any
+    error: PointError
+
+
+class BulkResponse(BaseModel):
+    """One answer per point, in the order of the request."""
+
+    count: int = Field(description="How many points the request held.")
+    errors: int = Field(description="How many of them got an error instead of an answer.")
+    results: list[BulkResult | BulkFailure]
+
+
+class _Point(msgspec.Struct, forbid_unknown_fields=True):
+    series_id: str
+    timestamp: int | float | str
+    value: float
+    version: int | str | None = None
+
+
+_DECODER = msgspec.json.Decoder(list[_Point])
+
+
+async def bulk_body(request: Request) -> list[_Point] | list[BulkPoint]:
+    raw = await request.body()
+    if not raw.strip():
+        raise InvalidInput("request body is empty: expected a JSON array of points", field="body")
+    return await run_in_threadpool(_decode, raw)
+
+
+def _decode(raw: bytes) -> list[_Point] | list[BulkPoint]:
+    """msgspec for the common case; the pydantic model explains what it refuses."""
+    try:
+        return _DECODER.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return validate_array(BulkRequest, raw).root
+
+
+@router.post(
+    "/predict",
+    response_model=BulkResponse,
+    responses=error_responses(413, 422),
+    summary="Score points of many series at once",
+    openapi_extra=documented_body(BulkRequest),
+)
+async def predict_many(
+    body: Annotated[list[_Point] | list[BulkPoint], Depends(bulk_body)],
+    registry: RegistryDep,
+    observe: ObserveDep,
+) -> Response:
+    """Score each point as `POST /predict/{series_id}` would, one after the other in the
+    order given (points of one series are its stream, in order), and answer each with the
+    same fields, or with the error a single predict of it would have got:
+
+    ```
+    curl -X POST localhost:8000/predict -d '[
+      {"series_id": "web-1:cpu", "timestamp": 1691000300, "value": 41.5},
+      {"series_id": "web-2:cpu", "timestamp": 1691000300, "value": 97.0}]'
+    ```
+    """
+    return Response(
+        await run_in_threadpool(_answer, registry, body, observe), media_type="application/json"
+    )
+
+
+def _answer(
+    registry: ModelRegistry, points: list[_Point] | list[BulkPoint], observe: bool
+) -> bytes:
+    prepared: list[tuple[str, int, float, int | None] | AnomalyApiError] = []
+    for point in points:
+        try:
+            timestamp = point.timestamp
+            if type(timestamp) is not int or not MIN_TIMESTAMP <= timestamp <= MAX_TIMESTAMP:
+                timestamp = parse_timestamp(timestamp)
+            version = None if point.version is None else parse_version(str(point.version))
+        except AnomalyApiError as exc:
+            prepared.append(exc)
+            continue
+        prepared.append((point.series_id, timestamp, float(point.value), version))
+    answers = iter(
+        registry.predict_many(
+            [item for item in prepared if not isinstance(item, AnomalyApiError)], observe
+        )
+    )
+    results: list[dict[str, Any]] = []
+    errors = 0
+    sent: list[tuple[str, Any]] = [(point.series_id, point.timestamp) for point in points]
+    for (series_id, timestamp), item in zip(sent, prepared, strict=True):
+        answer = item if isinstance(item, AnomalyApiError) else next(answers)
+        if isinstance(answer, Prediction):
+            results.append(_fields(answer))
+            continue
+        errors += 1
+        results.append(
+            {
+                "series_id": series_id,
+                "timestamp": timestamp,
+                "error": {"status": status_for(answer), "detail": answer.message},
+            }
+        )
+    return orjson.dumps({"count": len(points), "errors": errors, "results": results})
+
+
+def _fields(answer: Prediction) -> dict[str, Any]:
+    return {
+        "anomaly": answer.anomaly,
+        "model_version": str(answer.version),
+        "series_id": answer.series_id,
+        "timestamp": answer.timestamp,
+        "value": answer.value,
+        "expected": answer.expected,
+        "lower": answer.lower,
+        "upper": answer.upper,
+        "score": answer.score,
+        "direction": answer.direction,
+        "threshold": answer.threshold,
+        "detector": answer.detector,
+        "observed": answer.observed,
+        "not_observed": answer.not_observed,
+    }

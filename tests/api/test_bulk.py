@@ -1,0 +1,115 @@
+"""``POST /predict``: points of many series in one request."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import CONTRACT_FIT
+
+FIT = {"timestamps": list(range(1691000000, 1691006000, 60)), "values": [10.0, 12.0] * 50}
+SINGLE_FIELDS = (
+    "anomaly", "model_version", "series_id", "timestamp", "value", "expected", "lower",
+    "upper", "score", "direction", "threshold", "detector", "observed", "not_observed",
+)  # fmt: skip
+
+
+def fit(client: TestClient, *series: str, **extra: object) -> None:
+    for series_id in series:
+        assert client.post(f"/fit/{series_id}", json={**FIT, **extra}).status_code == 200
+
+
+def test_each_point_is_answered_as_its_single_predict(client: TestClient) -> None:
+    fit(client, "a", "b", "single-a", "single-b")
+    rng = np.random.default_rng(3)
+    points = []
+    for step in range(30):
+        for series_id in ("a", "b"):
+            value = float(rng.normal(11, 3)) + (40 if step == 17 else 0)
+            points.append(
+                {"series_id": series_id, "timestamp": 1691006000 + 60 * step, "value": value}
+            )
+    response = client.post("/predict", json=points)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["count"], body["errors"]) == (60, 0)
+    for point, answer in zip(points, body["results"], strict=True):
+        single = client.post(
+            f"/predict/single-{point['series_id']}",
+            json={"timestamp": point["timestamp"], "value": point["value"]},
+        ).json()
+        assert set(answer) == set(SINGLE_FIELDS)
+        assert {**answer, "series_id": None} == {**single, "series_id": None}
+        assert answer["series_id"] == point["series_id"]
+    assert any(answer["anomaly"] for answer in body["results"])
+
+
+def test_one_bad_point_does_not_fail_the_others(client: TestClient) -> None:
+    fit(client, "a")
+    points = [
+        {"series_id": "a", "timestamp": 1691006000, "value": 11.0},
+        {"series_id": "nope", "timestamp": 1691006000, "value": 11.0},
+        {"series_id": "a", "timestamp": 1691006060, "value": 11.0, "version": "7"},
+        {"series_id": "bad/id", "timestamp": 1691006060, "value": 11.0},
+        {"series_id": "a", "timestamp": "yesterday", "value": 11.0},
+        {"series_id": "a", "timestamp": 1691006060, "value": 11.0, "version": "x"},
+        {"series_id": "a", "timestamp": 1691006000, "value": 11.0},
+        {"series_id": "a", "timestamp": 1691006120, "value": 11.0, "version": 1},
+    ]
+    body = client.post("/predict", json=points).json()
+    assert body["count"] == 8 and body["errors"] == 5
+    results = body["results"]
+    assert results[0]["observed"] is True
+    errors = [(r["error"]["status"], r["series_id"]) for r in results[1:6]]
+    assert errors == [(404, "nope"), (404, "a"), (422, "bad/id"), (422, "a"), (422, "a")]
+    assert "version 7" in results[2]["error"]["detail"]
+    assert "timestamp" in results[4]["error"]["detail"]
+    assert results[6]["not_observed"] == "repeated_timestamp"
+    assert (results[7]["model_version"], results[7]["observed"]) == ("1", True)
+
+
+def test_a_non_finite_value_is_that_point_s_error(client: TestClient) -> None:
+    fit(client, "a")
+    body = b'[{"series_id": "a", "timestamp": 1691006000, "value": NaN}, {"series_id": "a", "timestamp": 1691006000, "value": 1}]'
+    answer = client.post("/predict", content=body).json()
+    assert answer["errors"] == 1
+    assert answer["results"][0]["error"]["status"] == 422
+    assert "finite" in answer["results"][0]["error"]["detail"]
+    assert answer["results"][1]["observed"] is True
+
+
+def test_observe_false_remembers_nothing(client: TestClient) -> None:
+    fit(client, "a", "ref")
+    points = [{"series_id": "a", "timestamp": 1691006000 + 60 * i, "value": 30.0} for i in range(5)]
+    what_if = client.post("/predict?observe=false", json=points).json()
+    assert {r["not_observed"] for r in what_if["results"]} == {"what_if"}
+    after = client.post("/predict/a", json={"timestamp": 1691006000, "value": 11}).json()
+    ref = client.post("/predict/ref", json={"timestamp": 1691006000, "value": 11}).json()
+    assert after["score"] == ref["score"] and after["observed"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        (b"", 422, "empty"),
+        (b"{}", 422, "JSON array"),
+        (b"[1]", 422, "[0]"),
+        (b'[{"series_id": "a", "timestamp": 1}]', 422, "[0].value"),
+        (b'[{"series_id": "a", "timestamp": 1, "value": 1, "colour": "red"}]', 422, "colour"),
+        (b"[", 422, "not valid JSON"),
+    ],
+)
+def test_a_malformed_body_is_refused_naming_the_item(
+    client: TestClient, body: bytes, status: int, detail: str
+) -> None:
+    response = client.post("/predict", content=body)
+    assert response.status_code == status
+    assert detail in response.json()["detail"]
+
+
+def test_the_contract_predict_route_is_untouched(client: TestClient) -> None:
+    client.post("/fit/sensor_1", json=CONTRACT_FIT)
+    answer = client.post("/predict/sensor_1", json={"timestamp": "1691000240", "value": 18}).json()
+    assert answer["anomaly"] is True and answer["model_version"] == "1"
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
