@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -43,7 +44,14 @@ def serve(
     if database_url is not None:
         # Workers build their own Settings from the environment, so pass it on there.
         os.environ["ANOMALY_DATABASE_URL"] = database_url
+    if workers is not None:
+        os.environ["ANOMALY_WORKERS"] = str(workers)
     settings = Settings()
+    if settings.instance_id is None:
+        # The name of this server's hold on series streams: stable across restarts, so a
+        # server restarted after a crash resumes its streams at once instead of waiting
+        # for its predecessor's lease to run out (see registry/streams.py).
+        os.environ["ANOMALY_INSTANCE_ID"] = f"{socket.gethostname()}:{port or settings.port}"
     # prometheus_client reads the variable when first imported, which only the app (in
     # this process or in the workers uvicorn spawns) does, after this line.
     run_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -30,7 +30,9 @@ class CountingApi:
 
 @pytest.fixture
 def app(settings: Settings) -> FastPredict:
-    return create_app(settings)
+    fast = create_app(settings).app
+    assert isinstance(fast, FastPredict)
+    return fast
 
 
 @pytest.fixture
@@ -122,7 +124,8 @@ def test_a_model_not_in_memory_is_loaded_by_the_framework_then_served_fast(
 ) -> None:
     with TestClient(create_app(settings)) as client:
         client.post("/fit/s", json=CONTRACT_FIT)
-    app = create_app(settings)  # a new process: empty cache, same store
+    app = create_app(settings).app  # a new process: empty cache, same store
+    assert isinstance(app, FastPredict)
     with TestClient(app) as client:
         counting = CountingApi(app.api)
         app.api = counting  # type: ignore[assignment]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
+import socket
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +19,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from anomaly_api import __version__, metrics
+from anomaly_api.api.asgi.workers import OwnerRouting, WorkerRouter, claim_slot
 from anomaly_api.api.columnar import BatchRequest, DetectRequest
 from anomaly_api.api.errors import install_error_handlers
 from anomaly_api.api.fast import FastPredict
@@ -42,10 +45,16 @@ Errors are `{"detail": "..."}` with a sentence that names the field or the missi
 """
 
 
-def create_app(settings: Settings | None = None) -> FastPredict:
+def create_app(settings: Settings | None = None) -> OwnerRouting:
     """The ASGI app to serve for ``settings`` (read from ``ANOMALY_*`` variables when None):
-    :func:`create_api` behind the predict fast path (see :mod:`anomaly_api.api.fast`)."""
-    return FastPredict(create_api(settings))
+    the stack, outermost first: requests about another worker's series passed on to it
+    (:mod:`anomaly_api.api.asgi.workers`, with ``--workers`` above 1), the predict fast
+    path (:mod:`anomaly_api.api.fast`), then :func:`create_api`'s FastAPI application."""
+    settings = settings or Settings()
+    api = create_api(settings)
+    return OwnerRouting(
+        FastPredict(api), lambda: api.state._state.get("router"), settings.max_body_bytes
+    )
 
 
 def create_api(settings: Settings | None = None) -> FastAPI:
@@ -54,6 +63,13 @@ def create_api(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owner, router, slot_lock = settings.instance_id, None, None
+        run_dir = metrics.run_dir()
+        if settings.workers > 1 and run_dir is not None:
+            # One owner per series among the workers (see api/asgi/workers.py).
+            slot, slot_lock = claim_slot(run_dir, settings.workers)
+            router = WorkerRouter(run_dir, settings.workers, slot)
+            owner = f"{settings.instance_id or socket.gethostname()}:{slot}"
         store = open_store(
             settings.database_url,
             busy_timeout_s=settings.store_busy_timeout_s,
@@ -68,7 +84,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             latency_window=settings.latency_window,
             run_dir=metrics.run_dir(),
             freeze_models=True,
-            owner=settings.instance_id,
+            owner=owner,
             stream_cache_size=settings.stream_cache_size,
             stream_flush_s=settings.stream_flush_s,
             stream_lease_s=settings.stream_lease_s,
@@ -76,6 +92,9 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             stream_max_pending=settings.stream_max_pending,
         )
         app.state.registry = registry
+        app.state.router = router
+        if router is not None:
+            await router.serve(FastPredict(app))
         # matplotlib takes about a second to import; do it off the request path, without
         # delaying start-up, so the first /plot is as fast as the others.
         threading.Thread(target=_warm_up_plotting, name="warm-up-plotting", daemon=True).start()
@@ -83,7 +102,11 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if router is not None:
+                await router.close()
             registry.close()
+            if slot_lock is not None:
+                os.close(slot_lock)  # the slot is free for a successor
             gc.unfreeze()  # what this app built may be collected again
 
     app = FastAPI(

@@ -290,12 +290,28 @@ class VersionInfo(BaseModel):
         )
 
 
+class StreamInfo(BaseModel):
+    """What the series' stream holds."""
+
+    last_timestamp: int | None = Field(
+        description="The last timestamp the series observed (or trained on): later points "
+        "join its history, others are scored without joining it."
+    )
+    points_observed: int = Field(description="Points that joined the history since its start.")
+    points_unsaved: int = Field(
+        description="Of those, points not saved yet (saved every ANOMALY_STREAM_FLUSH_S)."
+    )
+
+
 class SeriesDetail(BaseModel):
-    """A series and all of its versions, oldest first."""
+    """A series, all of its versions (oldest first) and its stream."""
 
     series_id: str
     latest_version: str
     versions: list[VersionInfo]
+    stream: StreamInfo | None = Field(
+        None, description="The series' stream; null before its first predict."
+    )
 
 
 class SeriesListItem(BaseModel):

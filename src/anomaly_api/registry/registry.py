@@ -449,6 +449,28 @@ class ModelRegistry:
             raise SeriesNotFound(series_id)
         return records
 
+    def stream_info(self, series_id: str) -> dict[str, Any] | None:
+        """What the series' stream holds: its last observed timestamp, the points it
+        observed, and those not saved yet (held here only); None before its first point."""
+        check_series_id(series_id)
+        entry = self.streams.cached(series_id)
+        if entry is not None:
+            with entry.lock:
+                if not entry.released:
+                    return {
+                        "last_timestamp": entry.last_timestamp,
+                        "points_observed": entry.observed,
+                        "points_unsaved": len(entry.pending),
+                    }
+        state = self.store.stream_state(series_id)
+        if state is None:
+            return None
+        return {
+            "last_timestamp": state.last_timestamp,
+            "points_observed": state.observed,
+            "points_unsaved": 0,
+        }
+
     def list_series(self, limit: int, after: str | None = None) -> list[SeriesSummary]:
         """One page of series, ordered by id."""
         return self.store.list_series(limit, after)

@@ -242,6 +242,10 @@ class ModelStore(Protocol):
         refused: taken over by another owner, or deleted."""
         ...
 
+    def stream_state(self, series_id: str) -> StreamState | None:
+        """The series' stream as last saved (token 0: nothing is taken), or None."""
+        ...
+
     def release_streams(self, owner: str, tokens: Mapping[str, int]) -> None:
         """Give up these series (saved beforehand), so others can take them at once."""
         ...

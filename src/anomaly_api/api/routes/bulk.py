@@ -4,6 +4,8 @@ in the order given, or with its own error; one bad point does not fail the other
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
@@ -13,6 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from starlette.concurrency import run_in_threadpool
 
+from anomaly_api.api.asgi.workers import PASSED_ON, WorkerRouter, owner_of
 from anomaly_api.api.body import documented_body, validate_array
 from anomaly_api.api.deps import ObserveDep, RegistryDep, parse_version
 from anomaly_api.api.errors import status_for
@@ -88,16 +91,17 @@ class _Point(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _DECODER = msgspec.json.Decoder(list[_Point])
+Points = Sequence[_Point | BulkPoint]
 
 
-async def bulk_body(request: Request) -> list[_Point] | list[BulkPoint]:
+async def bulk_body(request: Request) -> Points:
     raw = await request.body()
     if not raw.strip():
         raise InvalidInput("request body is empty: expected a JSON array of points", field="body")
     return await run_in_threadpool(_decode, raw)
 
 
-def _decode(raw: bytes) -> list[_Point] | list[BulkPoint]:
+def _decode(raw: bytes) -> Points:
     """msgspec for the common case; the pydantic model explains what it refuses."""
     try:
         return _DECODER.decode(raw)
@@ -113,7 +117,8 @@ def _decode(raw: bytes) -> list[_Point] | list[BulkPoint]:
     openapi_extra=documented_body(BulkRequest),
 )
 async def predict_many(
-    body: Annotated[list[_Point] | list[BulkPoint], Depends(bulk_body)],
+    request: Request,
+    body: Annotated[Points, Depends(bulk_body)],
     registry: RegistryDep,
     observe: ObserveDep,
 ) -> Response:
@@ -126,15 +131,93 @@ async def predict_many(
       {"series_id": "web-1:cpu", "timestamp": 1691000300, "value": 41.5},
       {"series_id": "web-2:cpu", "timestamp": 1691000300, "value": 97.0}]'
     ```
+
+    With several workers, each worker scores the points of the series it owns, in order
+    (the request is split among them and the answers put back in place).
     """
+    router: WorkerRouter | None = request.app.state._state.get("router")
+    if router is None or _passed_on(request):
+        results, errors = await run_in_threadpool(_results, registry, body, observe)
+    else:
+        results, errors = await _split(router, registry, body, observe, request)
     return Response(
-        await run_in_threadpool(_answer, registry, body, observe), media_type="application/json"
+        orjson.dumps({"count": len(body), "errors": errors, "results": results}),
+        media_type="application/json",
     )
 
 
-def _answer(
-    registry: ModelRegistry, points: list[_Point] | list[BulkPoint], observe: bool
-) -> bytes:
+def _passed_on(request: Request) -> bool:
+    return PASSED_ON.decode() in request.headers
+
+
+async def _split(
+    router: WorkerRouter,
+    registry: ModelRegistry,
+    points: Points,
+    observe: bool,
+    request: Request,
+) -> tuple[list[dict[str, Any] | None], int]:
+    """Each owner's points scored by it (this worker's here, the others' passed on, all at
+    once), the answers put back in the request's order."""
+    groups: dict[int, list[int]] = {}
+    for index, point in enumerate(points):
+        groups.setdefault(owner_of(point.series_id, router.workers), []).append(index)
+    results: list[dict[str, Any] | None] = [None] * len(points)
+    mine = groups.pop(router.slot, [])
+
+    async def local() -> None:
+        found, _ = await run_in_threadpool(_results, registry, [points[i] for i in mine], observe)
+        for index, result in zip(mine, found, strict=True):
+            results[index] = result
+
+    async def remote(slot: int, indices: list[int]) -> None:
+        body = orjson.dumps([_as_json(points[index]) for index in indices])
+        headers = [(b"content-type", b"application/json")]
+        try:
+            status, _, answer = await router.forward(
+                slot, "POST", "/predict", request.url.query.encode(), headers, body
+            )
+            found = orjson.loads(answer)["results"] if status == 200 else None
+        except ConnectionError:
+            status, found = 503, None
+        for position, index in enumerate(indices):
+            results[index] = (
+                found[position]
+                if found is not None
+                else _failure(
+                    points[index].series_id,
+                    points[index].timestamp,
+                    503,
+                    "the worker that serves this series did not answer; retry shortly",
+                )
+            )
+
+    await asyncio.gather(local(), *(remote(slot, indices) for slot, indices in groups.items()))
+    return results, sum(1 for result in results if result is not None and "error" in result)
+
+
+def _as_json(point: _Point | BulkPoint) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "series_id": point.series_id,
+        "timestamp": point.timestamp,
+        "value": point.value,
+    }
+    if point.version is not None:
+        data["version"] = point.version
+    return data
+
+
+def _failure(series_id: str, timestamp: Any, status: int, detail: str) -> dict[str, Any]:
+    return {
+        "series_id": series_id,
+        "timestamp": timestamp,
+        "error": {"status": status, "detail": detail},
+    }
+
+
+def _results(
+    registry: ModelRegistry, points: Points, observe: bool
+) -> tuple[list[dict[str, Any] | None], int]:
     prepared: list[tuple[str, int, float, int | None] | AnomalyApiError] = []
     for point in points:
         try:
@@ -151,7 +234,7 @@ def _answer(
             [item for item in prepared if not isinstance(item, AnomalyApiError)], observe
         )
     )
-    results: list[dict[str, Any]] = []
+    results: list[dict[str, Any] | None] = []
     errors = 0
     sent: list[tuple[str, Any]] = [(point.series_id, point.timestamp) for point in points]
     for (series_id, timestamp), item in zip(sent, prepared, strict=True):
@@ -160,14 +243,8 @@ def _answer(
             results.append(_fields(answer))
             continue
         errors += 1
-        results.append(
-            {
-                "series_id": series_id,
-                "timestamp": timestamp,
-                "error": {"status": status_for(answer), "detail": answer.message},
-            }
-        )
-    return orjson.dumps({"count": len(points), "errors": errors, "results": results})
+        results.append(_failure(series_id, timestamp, status_for(answer), answer.message))
+    return results, errors
 
 
 def _fields(answer: Prediction) -> dict[str, Any]:

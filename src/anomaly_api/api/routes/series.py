@@ -13,6 +13,7 @@ from anomaly_api.api.schemas import (
     SeriesDetail,
     SeriesListItem,
     SeriesPage,
+    StreamInfo,
     VersionInfo,
 )
 from anomaly_api.errors import InvalidInput
@@ -92,10 +93,12 @@ def delete_version(
 def get_series(series_id: SeriesIdPath, registry: RegistryDep) -> SeriesDetail:
     """Every stored version of the series, oldest first, and which one is latest."""
     records = registry.versions(series_id)
+    stream = registry.stream_info(series_id)
     return SeriesDetail(
         series_id=series_id,
         latest_version=str(records[-1].version),
         versions=[VersionInfo.from_record(record) for record in records],
+        stream=None if stream is None else StreamInfo(**stream),
     )
 
 

@@ -183,6 +183,24 @@ class PostgreSQLStreams:
 
         return self._run(work, retry=False)
 
+    def stream_state(self, series_id: str) -> StreamState | None:
+        rows = self._read(
+            "SELECT last_timestamp, observed, context_version, context FROM anomaly_streams "
+            "WHERE series_id = %s",
+            (series_id,),
+        )
+        if not rows:
+            return None
+        last_timestamp, observed, context_version, context = rows[0]
+        return StreamState(
+            series_id,
+            0,
+            None if last_timestamp is None else int(last_timestamp),
+            int(observed),
+            None if context_version is None else int(context_version),
+            None if context is None else json.loads(context),
+        )
+
     def release_streams(self, owner: str, tokens: Mapping[str, int]) -> None:
         if not tokens:
             return

@@ -1,0 +1,1 @@
+"""Small pure-ASGI layers that sit in front of the FastAPI application."""
