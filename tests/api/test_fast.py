@@ -30,7 +30,7 @@ class CountingApi:
 
 @pytest.fixture
 def app(settings: Settings) -> FastPredict:
-    fast = create_app(settings).app
+    fast = create_app(settings)  # one worker: the fast path is the outermost layer
     assert isinstance(fast, FastPredict)
     return fast
 
@@ -124,7 +124,7 @@ def test_a_model_not_in_memory_is_loaded_by_the_framework_then_served_fast(
 ) -> None:
     with TestClient(create_app(settings)) as client:
         client.post("/fit/s", json=CONTRACT_FIT)
-    app = create_app(settings).app  # a new process: empty cache, same store
+    app = create_app(settings)  # a new process: empty cache, same store
     assert isinstance(app, FastPredict)
     with TestClient(app) as client:
         counting = CountingApi(app.api)

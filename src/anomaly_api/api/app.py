@@ -45,13 +45,15 @@ Errors are `{"detail": "..."}` with a sentence that names the field or the missi
 """
 
 
-def create_app(settings: Settings | None = None) -> OwnerRouting:
+def create_app(settings: Settings | None = None) -> OwnerRouting | FastPredict:
     """The ASGI app to serve for ``settings`` (read from ``ANOMALY_*`` variables when None):
     the stack, outermost first: requests about another worker's series passed on to it
     (:mod:`anomaly_api.api.asgi.workers`, with ``--workers`` above 1), the predict fast
     path (:mod:`anomaly_api.api.fast`), then :func:`create_api`'s FastAPI application."""
     settings = settings or Settings()
     api = create_api(settings)
+    if settings.workers == 1:
+        return FastPredict(api)  # one worker owns every series: nothing to pass on
     return OwnerRouting(
         FastPredict(api), lambda: api.state._state.get("router"), settings.max_body_bytes
     )

@@ -277,11 +277,20 @@ class ModelRegistry:
         """Score and learn one point from memory alone (the model and the stream known
         current, the stream's lock free, no retrain falling due); None otherwise.
         ``synced``: the caller checked the change marker already."""
-        loaded = (
-            self.cache.held_now(series_id, version)
-            if synced
-            else self.cache.cached(series_id, version)
-        )
+        cache = self.cache
+        if synced:
+            loaded = cache.held_now(series_id, version)
+        else:
+            # ModelCache.cached, inline: this is the hot path of every cached predict.
+            marker = cache.store.change_marker()
+            with cache.lock:
+                if marker != cache.marker:
+                    return None
+                loaded = (
+                    cache.latest.get(series_id)
+                    if version is None
+                    else cache.models.get((series_id, version))
+                )
         # Only valid ids are ever cached, so a hit needs no id check; a miss goes to
         # predict(), which checks the id and counts the miss.
         if loaded is None:
