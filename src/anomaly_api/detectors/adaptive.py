@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from anomaly_api.detectors.bands import Scores, consistent_score, robust_scale
+from anomaly_api.detectors.bands import (
+    JUST_ABOVE_HALF,
+    PointScore,
+    Scores,
+    consistent_score,
+    robust_scale,
+)
 from anomaly_api.detectors.base import Context, Detector
-from anomaly_api.detectors.hampel import rolling_median_forecast
+from anomaly_api.detectors.hampel import median_of, rolling_median_forecast
 from anomaly_api.detectors.params import DIRECTION, THRESHOLD, JsonDict, Parameter
 from anomaly_api.detectors.seasonal import PERIOD, SeasonalDetector
 from anomaly_api.detectors.series import FloatArray, Series
+from anomaly_api.errors import InvalidInput
 
 # A relative deviation this large is "infinitely" unusual; capping keeps inf/inf out.
 _HUGE = 1e12
@@ -82,16 +91,17 @@ class AdaptiveContext(Context):
     """What scoring the next point needs of the points before it: the last ``window``
     residuals (the level is their median), the last ``rate_window - 1`` deviations (the
     sustained part averages them with the new one) and the staircase of the largest
-    levels of the last ``cooldown_seconds`` (how far the band is stretched)."""
+    levels of the last ``cooldown_seconds`` (how far the band is stretched). Plain lists
+    of floats: a single point is scored from them in float arithmetic."""
 
     __slots__ = ("deviations", "recent_levels", "recent_times", "residuals")
 
     def __init__(
         self,
-        residuals: FloatArray,
-        deviations: FloatArray,
-        recent_times: FloatArray,
-        recent_levels: FloatArray,
+        residuals: list[float],
+        deviations: list[float],
+        recent_times: list[float],
+        recent_levels: list[float],
     ) -> None:
         self.residuals = residuals
         self.deviations = deviations
@@ -100,24 +110,33 @@ class AdaptiveContext(Context):
 
     def to_json(self) -> JsonDict:
         return {
-            "residuals": self.residuals.tolist(),
-            "deviations": self.deviations.tolist(),
-            "recent_times": self.recent_times.tolist(),
-            "recent_levels": self.recent_levels.tolist(),
+            "residuals": list(self.residuals),
+            "deviations": list(self.deviations),
+            "recent_times": list(self.recent_times),
+            "recent_levels": list(self.recent_levels),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
-        def array(key: str) -> FloatArray:
-            return np.asarray(data.get(key, []), dtype=np.float64).reshape(-1)
+        def floats(key: str) -> list[float]:
+            return [
+                float(item) for item in np.asarray(data.get(key, []), dtype=np.float64).reshape(-1)
+            ]
 
         return cls(
-            array("residuals"), array("deviations"), array("recent_times"), array("recent_levels")
+            floats("residuals"),
+            floats("deviations"),
+            floats("recent_times"),
+            floats("recent_levels"),
         )
 
     def copy(self) -> Self:
-        # The arrays are replaced, never written in place, so sharing them is safe.
-        return type(self)(self.residuals, self.deviations, self.recent_times, self.recent_levels)
+        return type(self)(
+            list(self.residuals),
+            list(self.deviations),
+            list(self.recent_times),
+            list(self.recent_levels),
+        )
 
 
 def recent_maxima(
@@ -289,7 +308,9 @@ class AdaptiveDetector(Detector):
         self.low_, self.high_ = float(series.values.min()), float(series.values.max())
         self.residuals_ = residuals[-window:].copy()
         keep = int(self.params["rate_window"]) - 1
-        self.deviations_ = deviations[deviations.size - keep :].copy() if keep else deviations[:0]
+        self.deviations_ = (
+            deviations[max(deviations.size - keep, 0) :].copy() if keep else deviations[:0]
+        )
         levels = self._relative(deviations, rates)
         recent = times[1:] > times[-1] - self.params["cooldown_seconds"]
         self.recent_times_, self.recent_levels_ = bounded_staircase(
@@ -298,7 +319,10 @@ class AdaptiveDetector(Detector):
 
     def initial_context(self) -> AdaptiveContext:
         return AdaptiveContext(
-            self.residuals_, self.deviations_, self.recent_times_, self.recent_levels_
+            self.residuals_.tolist(),
+            self.deviations_.tolist(),
+            self.recent_times_.tolist(),
+            self.recent_levels_.tolist(),
         )
 
     def _deviations(self, departures: FloatArray) -> FloatArray:
@@ -343,14 +367,17 @@ class AdaptiveDetector(Detector):
         cooldown = float(self.params["cooldown_seconds"])
         seasonal = self.seasonal_.expected(timestamps)
         residuals = values - seasonal
-        level = rolling_median_forecast(context.residuals, residuals, window)
+        level = rolling_median_forecast(_array(context.residuals), residuals, window)
         departures = residuals - level
         deviations = self._deviations(departures)
-        rates = trailing_mean(context.deviations, deviations, rate_window)
+        rates = trailing_mean(_array(context.deviations), deviations, rate_window)
         relative = np.maximum(self._relative(deviations, rates), self._beyond_range(values))
         threshold = float(self.params["threshold"])
         stretch = recent_maxima(
-            (context.recent_times, context.recent_levels), timestamps, relative, cooldown
+            (_array(context.recent_times), _array(context.recent_levels)),
+            timestamps,
+            relative,
+            cooldown,
         )
         self._advance(context, timestamps, residuals, deviations, relative)
         band = np.maximum(threshold, stretch)
@@ -388,23 +415,158 @@ class AdaptiveDetector(Detector):
         """Move ``context`` past the scored points."""
         window = int(self.params["window"])
         keep = int(self.params["rate_window"]) - 1
-        context.residuals = np.concatenate([context.residuals, residuals])[-window:]
-        joined = np.concatenate([context.deviations, deviations])
-        context.deviations = joined[joined.size - keep :] if keep else joined[:0]
-        times = np.concatenate([context.recent_times, timestamps])
-        levels = np.concatenate([context.recent_levels, relative])
+        context.residuals = [*context.residuals, *residuals.tolist()][-window:]
+        joined = [*context.deviations, *deviations.tolist()]
+        context.deviations = joined[max(len(joined) - keep, 0) :] if keep else []
+        times = np.concatenate([_array(context.recent_times), timestamps])
+        levels = np.concatenate([_array(context.recent_levels), relative])
         recent = times > times[-1] - float(self.params["cooldown_seconds"])
-        context.recent_times, context.recent_levels = bounded_staircase(
-            *staircase(times[recent], levels[recent])
-        )
+        kept_times, kept_levels = bounded_staircase(*staircase(times[recent], levels[recent]))
+        context.recent_times, context.recent_levels = kept_times.tolist(), kept_levels.tolist()
 
     def fitted_scores(self, series: Series) -> Scores:
         first = series.timestamps[:1].astype(np.float64)
-        empty = np.empty(0)
         context = AdaptiveContext(
-            series.values[:1] - self.seasonal_.expected(first), empty, empty, empty
+            (series.values[:1] - self.seasonal_.expected(first)).tolist(), [], [], []
         )
         return self.score_stream(context, series.timestamps, series.values)
+
+    # -- one point in float arithmetic: _stream_core for an array of one, operation for
+    # -- operation, so both give the same bits (the detector contract suite checks it)
+
+    def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        assert isinstance(context, AdaptiveContext)
+        if not math.isfinite(value):
+            raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
+        point, residual, deviation, relative = self._one(context, float(timestamp), float(value))
+        self._advance_one(context, float(timestamp), residual, deviation, relative)
+        return point
+
+    def peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        assert isinstance(context, AdaptiveContext)
+        if not math.isfinite(value):
+            raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
+        return self._one(context, float(timestamp), float(value))[0]
+
+    def _one(
+        self, context: AdaptiveContext, timestamp: float, value: float
+    ) -> tuple[PointScore, float, float, float]:
+        params = self.params
+        direction = params["direction"]
+        seasonal_model = self.seasonal_
+        if seasonal_model.period_ == 0:
+            seasonal = float(seasonal_model.profile_[0])
+        else:
+            bin_ = int((timestamp % seasonal_model.period_) // seasonal_model.bin_seconds_)
+            seasonal = float(seasonal_model.profile_[bin_])
+        residual = value - seasonal
+        window = int(params["window"])
+        history = context.residuals[-window:]
+        if len(history) < window:
+            history = [history[0] if history else residual] * (window - len(history)) + history
+        level = median_of(history)
+        departure = residual - level
+        if direction == "upper":
+            watched = departure if departure > 0.0 else 0.0
+        elif direction == "lower":
+            watched = -departure if -departure > 0.0 else 0.0
+        else:
+            watched = abs(departure)
+        deviation = _scalar_ratio(watched, self.scale_)
+        rate_window = int(params["rate_window"])
+        before = context.deviations[-(rate_window - 1) :] if rate_window > 1 else []
+        padded = [0.0] * (rate_window - 1 - len(before)) + before + [deviation]
+        total = padded[0]
+        for item in padded[1:]:
+            total += item
+        rate = total / min(len(before) + 1, rate_window)
+        relative = min(
+            max(_scalar_ratio(deviation, self.unit_), _scalar_ratio(rate, self.rate_unit_)), _HUGE
+        )
+        relative = max(relative, self._beyond_one(value, direction))
+        horizon = float(params["cooldown_seconds"])
+        times, levels = context.recent_times, context.recent_levels
+        first = bisect.bisect_right(times, timestamp - horizon)
+        stretch = levels[first] if first < len(levels) else 0.0
+        threshold = float(params["threshold"])
+        band = threshold if threshold >= stretch else stretch
+        ratio = relative / band
+        squared = ratio * ratio
+        anomaly = ratio > 1.0
+        score = squared / (1.0 + squared)
+        score = max(score, JUST_ABOVE_HALF) if anomaly else min(score, 0.5)
+        expected = seasonal + level
+        half_width = band * self.unit_ * self.scale_
+        reach = band * self._range_unit()
+        low, high = self.low_ - reach, self.high_ + reach
+        lower = max(expected - half_width, low)
+        upper = min(expected + half_width, high)
+        if lower > upper:  # bands that do not overlap: show the range bound
+            lower = upper = min(max(expected, low), high)
+        if direction == "upper":
+            lower = -math.inf
+        elif direction == "lower":
+            upper = math.inf
+        side = (1 if departure >= 0 else -1) if anomaly else 0
+        return (
+            PointScore(expected, lower, upper, score, anomaly, side),
+            residual,
+            deviation,
+            relative,
+        )
+
+    def _beyond_one(self, value: float, direction: str) -> float:
+        """:meth:`_beyond_range` for one value."""
+        unit = self._range_unit()
+        if math.isinf(unit):
+            return 0.0
+        above = value - self.high_
+        above = above if above > 0.0 else 0.0
+        below = self.low_ - value
+        below = below if below > 0.0 else 0.0
+        excess = above if direction == "upper" else below if direction == "lower" else above + below
+        return min(_scalar_ratio(excess, unit), _HUGE)
+
+    def _advance_one(
+        self,
+        context: AdaptiveContext,
+        timestamp: float,
+        residual: float,
+        deviation: float,
+        relative: float,
+    ) -> None:
+        """:meth:`_advance` for one point."""
+        window = int(self.params["window"])
+        keep = int(self.params["rate_window"]) - 1
+        residuals = context.residuals
+        residuals.append(residual)
+        if len(residuals) > window:
+            del residuals[: len(residuals) - window]
+        if keep:
+            deviations = context.deviations
+            deviations.append(deviation)
+            if len(deviations) > keep:
+                del deviations[: len(deviations) - keep]
+        else:
+            context.deviations = []
+        times, levels = context.recent_times, context.recent_levels
+        cooldown = float(self.params["cooldown_seconds"])
+        if cooldown <= 0:  # nothing is recent: not even this point
+            times.clear()
+            levels.clear()
+            return
+        horizon_start = timestamp - cooldown
+        gone = bisect.bisect_right(times, horizon_start)
+        if gone:
+            del times[:gone], levels[:gone]
+        while levels and levels[-1] <= relative:
+            times.pop()
+            levels.pop()
+        times.append(timestamp)
+        levels.append(relative)
+        if len(times) > MAX_STAIRCASE:
+            kept_times, kept_levels = bounded_staircase(_array(times), _array(levels))
+            context.recent_times, context.recent_levels = kept_times.tolist(), kept_levels.tolist()
 
     def state(self) -> JsonDict:
         return {
@@ -434,6 +596,17 @@ class AdaptiveDetector(Detector):
         self.deviations_ = np.asarray(state["deviations"], dtype=np.float64)
         self.recent_times_ = np.asarray(state["recent_times"], dtype=np.float64)
         self.recent_levels_ = np.asarray(state["recent_levels"], dtype=np.float64)
+
+
+def _array(items: list[float]) -> FloatArray:
+    return np.asarray(items, dtype=np.float64).reshape(-1)
+
+
+def _scalar_ratio(numerator: float, denominator: float) -> float:
+    """:func:`_ratio` for one number."""
+    if denominator > 0:
+        return numerator / denominator
+    return _HUGE if numerator > 0 else 0.0
 
 
 def _ratio(numerator: FloatArray, denominator: float) -> FloatArray:

@@ -16,7 +16,7 @@ import numpy.typing as npt
 from anomaly_api.detectors.params import Direction
 from anomaly_api.detectors.series import FloatArray
 
-_JUST_ABOVE_HALF = float(np.nextafter(0.5, 1.0))
+JUST_ABOVE_HALF = float(np.nextafter(0.5, 1.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ def consistent_score(score: FloatArray, anomaly: npt.NDArray[np.bool_]) -> Float
     score follows it.
     """
     nudged: FloatArray = np.where(
-        anomaly, np.maximum(score, _JUST_ABOVE_HALF), np.minimum(score, 0.5)
+        anomaly, np.maximum(score, JUST_ABOVE_HALF), np.minimum(score, 0.5)
     )
     return nudged
 
@@ -160,7 +160,7 @@ def band_point(value: float, expected: float, half_width: float, direction: str)
     upper = expected + half_width if watch_upper else math.inf
     side = 1 if value > upper else -1 if value < lower else 0
     anomaly = side != 0
-    score = max(score, _JUST_ABOVE_HALF) if anomaly else min(score, 0.5)
+    score = max(score, JUST_ABOVE_HALF) if anomaly else min(score, 0.5)
     return PointScore(expected, lower, upper, score, anomaly, side)
 
 

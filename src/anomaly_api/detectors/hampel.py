@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar, Self
 
@@ -33,7 +33,7 @@ def rolling_median_forecast(history: FloatArray, values: FloatArray, window: int
     return forecast
 
 
-def median_of(window: deque[float]) -> float:
+def median_of(window: Iterable[float]) -> float:
     """The median as :func:`numpy.median` computes it (the mean of the two middle values
     of an even count), in float arithmetic."""
     ordered = sorted(window)
