@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
 from anomaly_api.detectors import Series
@@ -446,3 +448,34 @@ def test_a_release_is_asked_of_the_holder(store: ModelStore) -> None:
         asked += store.release_requests("holder")
         time.sleep(0.01)
     assert store.release_requests("holder") == []
+
+
+def owners(store_url: str) -> set[str]:
+    """The holders a store's lease table lists, read behind its back."""
+    if store_url.startswith("sqlite:///"):
+        lite = sqlite3.connect(store_url[len("sqlite:///") :])
+        try:
+            return {row[0] for row in lite.execute("SELECT owner FROM stream_owners")}
+        finally:
+            lite.close()
+    with psycopg.connect(store_url) as connection:
+        return {row[0] for row in connection.execute("SELECT owner FROM anomaly_stream_owners")}
+
+
+def test_holders_gone_for_a_day_and_holding_nothing_are_forgotten(
+    store: ModelStore, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anomaly_api.storage.postgresql.streams as postgresql_streams
+    import anomaly_api.storage.sqlite_streams as sqlite_streams
+
+    store.create_version(new_model("s"))
+    store.create_version(new_model("t"))
+    held = store.acquire_stream("s", "gone-holding", lease_s=-100_000)  # lapsed long ago
+    assert held is not None
+    store.save_streams("gone-idle", -100_000, [], 10)  # a lease, and nothing held
+    store.save_streams("recent-idle", -10, [], 10)  # lapsed, but not a day ago
+    assert owners(store_url) == {"gone-holding", "gone-idle", "recent-idle"}
+    for module in (sqlite_streams, postgresql_streams):
+        monkeypatch.setattr(module, "FORGET_OWNERS_CHANCE", 1.0)
+    store.save_streams("me", 30, [], 10)  # a heartbeat that forgets
+    assert owners(store_url) == {"gone-holding", "recent-idle", "me"}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import secrets
 import sqlite3
 import time
@@ -73,6 +74,10 @@ NEVER = 2**63 - 1
 """A timestamp later than any (``before`` when there is no bound)."""
 _IN_CHUNK = 500
 """Series ids per ``IN (...)`` list (SQLite allows 32,766 variables; keep statements small)."""
+FORGET_OWNERS_AFTER_S = 86_400.0
+FORGET_OWNERS_CHANCE = 0.01
+"""About one save in a hundred also forgets the leases of holders that stopped a day ago
+and hold nothing (processes that died, or ran under another instance id)."""
 TRIM_SLACK = 1.1
 """A series' points are trimmed to ``keep_points`` once they exceed it by this factor, so
 trimming is an occasional statement rather than one per save."""
@@ -280,6 +285,12 @@ def _heartbeat(connection: sqlite3.Connection, owner: str, expires_at: float) ->
         "ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at",
         (owner, expires_at),
     )
+    if random.random() < FORGET_OWNERS_CHANCE:
+        connection.execute(
+            "DELETE FROM stream_owners WHERE expires_at < ? AND owner NOT IN "
+            "(SELECT owner FROM streams WHERE owner IS NOT NULL)",
+            (expires_at - FORGET_OWNERS_AFTER_S,),
+        )
 
 
 def _trim(connection: sqlite3.Connection, series_id: str, keep_points: int) -> int:

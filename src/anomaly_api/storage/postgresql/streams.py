@@ -13,6 +13,7 @@ whatever the number of series in it (the updates travel as arrays).
 from __future__ import annotations
 
 import json
+import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -23,7 +24,13 @@ import psycopg
 from anomaly_api.detectors.series import FloatArray, IntArray
 from anomaly_api.storage.base import Retention, StreamState, StreamUpdate
 from anomaly_api.storage.postgresql.changes import CHANNEL, DELETE_PREFIX, STREAM_CHANNEL
-from anomaly_api.storage.sqlite_streams import NEVER, TRIM_SLACK, new_token
+from anomaly_api.storage.sqlite_streams import (
+    FORGET_OWNERS_AFTER_S,
+    FORGET_OWNERS_CHANCE,
+    NEVER,
+    TRIM_SLACK,
+    new_token,
+)
 
 T = TypeVar("T")
 _NOW = "extract(epoch FROM clock_timestamp())"
@@ -254,6 +261,12 @@ def _heartbeat(connection: psycopg.Connection[Any], owner: str, lease_s: float) 
         "SET expires_at = EXCLUDED.expires_at",
         (owner, lease_s),
     )
+    if random.random() < FORGET_OWNERS_CHANCE:
+        connection.execute(
+            f"DELETE FROM anomaly_stream_owners WHERE expires_at < {_NOW} - %s AND owner NOT IN "
+            "(SELECT owner FROM anomaly_streams WHERE owner IS NOT NULL)",
+            (FORGET_OWNERS_AFTER_S,),
+        )
 
 
 def _trim(connection: psycopg.Connection[Any], series_id: str, keep_points: int) -> None:
