@@ -61,7 +61,7 @@ class Span:
         if self.points is not None:
             return self.points
         assert self.seconds is not None
-        for unit in ("w", "d", "h", "m"):
+        for unit in ("d", "h", "m"):
             if self.seconds % _UNITS[unit] == 0:
                 return f"{int(self.seconds // _UNITS[unit])}{unit}"
         return f"{self.seconds:g}s"
