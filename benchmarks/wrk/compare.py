@@ -214,6 +214,7 @@ def large_bodies(points: int, repeats: int, bare_port: int, service_port: int) -
         {
             "timestamps": list(range(1_699_990_000, 1_699_991_000)),
             "values": rng.normal(100, 10, 1000).tolist(),
+            "retrain": False,  # what is measured is scoring, not a dozen fits on the way
         }
     )
     targets = {

@@ -23,6 +23,8 @@ _DENSE = 16
 array pass per flag."""
 _SCALAR_RUN = 64
 _MAX_CHUNK = 65_536
+_ROUNDS = 8
+"""Rounds of the fixed-point iteration before the chunked algorithm takes over."""
 
 
 class ZScoreContext(Context):
@@ -169,15 +171,69 @@ class ZScoreDetector(Detector):
         self._squares = self.count_ * self.std_ * self.std_
 
     def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
-        """Score the points as :meth:`observe_one` does one by one, a chunk at a time:
-        each chunk is scored as if every point joined the statistics, which holds up to
-        the first point flagged; the rest is scored again from there without it. Chunks
-        grow while nothing is flagged and shrink to about the gap between flags."""
+        """Score the points as :meth:`observe_one` does one by one.
+
+        Which points join the statistics depends on the statistics, so it is found by
+        iteration: score every point as if the ones flagged last time (none at first) were
+        left out, until the flags stop changing. A flag left out adds nothing to a running
+        sum (``x + 0.0`` is ``x``), so the sums are the stream's to the bit, and the fixed
+        point is the stream's answer (each round gets at least one more point right). A
+        handful of rounds settles a batch; one that does not is finished chunk by chunk
+        from the points already known right (:meth:`_chunked`)."""
         assert isinstance(context, ZScoreContext)
+        direction = self.params["direction"]
+        learned = np.ones(values.size, dtype=np.bool_)
+        for _ in range(_ROUNDS):
+            mean, half = self._masked_bands(context, values, learned)
+            flagged = self._outside(values, mean, half, direction)
+            if np.array_equal(flagged, ~learned):
+                self._learn(context, values[learned])
+                return band_scores(values, mean, half, direction)
+            settled = int(np.argmax(flagged == learned))  # first point whose flag changed
+            learned = ~flagged
+        # Right up to and including ``settled``: keep that, finish the rest in chunks.
+        mean, half = self._masked_bands(context, values[: settled + 1], learned[: settled + 1])
+        self._learn(context, values[: settled + 1][learned[: settled + 1]])
+        rest = self._chunked(context, values[settled + 1 :], direction)
+        return band_scores(
+            values,
+            np.concatenate([mean, rest[0]]),
+            np.concatenate([half, rest[1]]),
+            direction,
+        )
+
+    def _masked_bands(
+        self, context: ZScoreContext, values: FloatArray, learned: npt.NDArray[np.bool_]
+    ) -> tuple[FloatArray, FloatArray]:
+        """Each point's (mean, half-width) when exactly the ``learned`` points before it
+        joined the statistics: the same operations as :meth:`_band`, element by element."""
+        deviations = np.where(learned, values - self.mean_, 0.0)
+        sums = np.cumsum(np.concatenate(([context.shift_sum], deviations[:-1])))
+        squares = np.cumsum(
+            np.concatenate(([context.shift_squares], deviations[:-1] * deviations[:-1]))
+        )
+        counts = context.learned + np.concatenate(([0], np.cumsum(learned[:-1], dtype=np.int64)))
+        total = (self.count_ + counts).astype(np.float64)
+        shift = sums / total
+        variance = (self.count_ * self.std_ * self.std_ + squares) / total - shift * shift
+        spread = np.sqrt(np.where(variance > 0.0, variance, 0.0))
+        mean = self.mean_ + shift
+        half = self.params["threshold"] * spread
+        fresh = counts == 0
+        if fresh.any():  # nothing learnt yet: the training statistics exactly
+            mean[fresh] = self.mean_
+            half[fresh] = self.params["threshold"] * self.std_
+        return mean, half
+
+    def _chunked(
+        self, context: ZScoreContext, values: FloatArray, direction: str
+    ) -> tuple[FloatArray, FloatArray]:
+        """(mean, half-width) of each point, a chunk at a time: each chunk scored as if
+        every point joined the statistics, which holds up to the first point flagged; the
+        rest scored again from there without it; runs of flags point by point."""
         size = values.size
         expected = np.empty(size)
         half_width = np.empty(size)
-        direction = self.params["direction"]
         position = 0
         chunk_size = _CHUNK
         while position < size:
@@ -206,7 +262,7 @@ class ZScoreDetector(Detector):
                         context.shift_sum += deviation
                         context.shift_squares += deviation * deviation
                 position = stop
-        return band_scores(values, expected, half_width, direction)
+        return expected, half_width
 
     @staticmethod
     def _outside(
