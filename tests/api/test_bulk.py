@@ -113,3 +113,49 @@ def test_the_contract_predict_route_is_untouched(client: TestClient) -> None:
     answer = client.post("/predict/sensor_1", json={"timestamp": "1691000240", "value": 18}).json()
     assert answer["anomaly"] is True and answer["model_version"] == "1"
     assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_one_point_of_each_of_many_series_is_scored_together_as_one_by_one(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The points that need only memory are scored in arrays: the answers must be the
+    single predicts' to the bit, whatever each series' parameters and history."""
+    rng = np.random.default_rng(11)
+    series = [f"m{index}" for index in range(40)]
+    for index, series_id in enumerate(series):
+        params = {
+            "threshold": float(rng.choice([1.0, 2.0, 3.0])),
+            "direction": ["both", "upper", "lower"][index % 3],
+        }
+        values = rng.normal(50, rng.choice([0.0, 1.0, 5.0]), 60).tolist()
+        body = {"timestamps": list(range(1691000000, 1691003600, 60)), "values": values}
+        for name in (series_id, f"ref-{series_id}"):
+            fit = {**body, "params": params, "retrain": False}
+            assert client.post(f"/fit/{name}", json=fit).status_code == 200
+    registry = client.app.state.registry  # type: ignore[attr-defined]
+    singles = []
+    original = registry.predict_cached
+
+    def counted(*args: object, **kwargs: object) -> object:
+        singles.append(args[0])
+        return original(*args, **kwargs)
+
+    for step in range(6):
+        values = (50 + rng.normal(0, 8, len(series))).tolist()
+        stamp = 1691003600 + 60 * step
+        points = [
+            {"series_id": s, "timestamp": stamp, "value": v}
+            for s, v in zip(series, values, strict=True)
+        ]
+        if step:  # the first request makes every stream live (one by one)
+            monkeypatch.setattr(registry, "predict_cached", counted)
+        answer = client.post("/predict", json=points).json()
+        monkeypatch.undo()
+        assert answer["errors"] == 0
+        for point, result in zip(points, answer["results"], strict=True):
+            single = client.post(
+                f"/predict/ref-{point['series_id']}",
+                json={"timestamp": stamp, "value": point["value"]},
+            ).json()
+            assert {**result, "series_id": None} == {**single, "series_id": None}
+    assert singles == []  # after the first request, every point was scored together

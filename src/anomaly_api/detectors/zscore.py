@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from anomaly_api.detectors.bands import PointScore, Scores, band_point, band_scores
 from anomaly_api.detectors.base import Context, Detector
-from anomaly_api.detectors.params import DIRECTION, THRESHOLD, JsonDict, Parameter
+from anomaly_api.detectors.params import DIRECTION, THRESHOLD, Direction, JsonDict, Parameter
 from anomaly_api.detectors.series import FloatArray, Series
 from anomaly_api.errors import InvalidInput
 
@@ -163,10 +163,53 @@ class ZScoreDetector(Detector):
             float(value), self.mean_ + shift, self._threshold * spread, self._direction
         )
 
+    @staticmethod
+    def observe_across(
+        detectors: list[ZScoreDetector],
+        contexts: list[ZScoreContext],
+        values: list[float],
+    ) -> Scores:
+        """One point each for many zscore series at once (a bulk request): what
+        ``detectors[i].observe_one(contexts[i], ..., values[i])`` answers for every i, the
+        same bits, with the arithmetic done in arrays; the contexts learn as there."""
+        learned = np.fromiter((c.learned for c in contexts), np.int64, len(contexts))
+        sums = np.fromiter((c.shift_sum for c in contexts), np.float64, len(contexts))
+        squares = np.fromiter((c.shift_squares for c in contexts), np.float64, len(contexts))
+        mean0 = np.fromiter((d.mean_ for d in detectors), np.float64, len(detectors))
+        counts = np.fromiter((d.count_ for d in detectors), np.int64, len(detectors))
+        fitted = np.fromiter((d._squares for d in detectors), np.float64, len(detectors))
+        threshold = np.fromiter((d._threshold for d in detectors), np.float64, len(detectors))
+        half0 = np.fromiter((d._half_width for d in detectors), np.float64, len(detectors))
+        points = np.asarray(values, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            total = (counts + learned).astype(np.float64)
+            shift = sums / total
+            variance = (fitted + squares) / total - shift * shift
+            spread = np.sqrt(np.where(variance > 0.0, variance, 0.0))
+            expected = mean0 + shift
+            half = threshold * spread
+        fresh = learned == 0
+        expected[fresh] = mean0[fresh]
+        half[fresh] = half0[fresh]
+        directions = [d._direction for d in detectors]
+        if len(set(directions)) == 1:
+            scores = band_scores(points, expected, half, directions[0])
+        else:
+            scores = _by_direction(points, expected, half, directions)
+        for detector, context, value, flagged in zip(
+            detectors, contexts, values, scores.anomaly.tolist(), strict=True
+        ):
+            if not flagged:
+                deviation = value - detector.mean_
+                context.learned += 1
+                context.shift_sum += deviation
+                context.shift_squares += deviation * deviation
+        return scores
+
     def _derive(self) -> None:
         """Constants the hot path reads (each computed as :meth:`_band` computes it)."""
         self._threshold = float(self.params["threshold"])
-        self._direction = str(self.params["direction"])
+        self._direction: Direction = self.params["direction"]
         self._half_width = self.params["threshold"] * self.std_
         self._squares = self.count_ * self.std_ * self.std_
 
@@ -330,3 +373,29 @@ class ZScoreDetector(Detector):
         # weigh as much as the fit's minimum until the model is fitted again.
         self.count_ = int(state.get("count", self.min_points))
         self._derive()
+
+
+def _by_direction(
+    values: FloatArray, expected: FloatArray, half: FloatArray, directions: list[Direction]
+) -> Scores:
+    """:func:`band_scores` for points whose watched sides differ."""
+    chosen = np.asarray(directions)
+    parts = {
+        direction: band_scores(values, expected, half, direction) for direction in set(directions)
+    }
+
+    def pick(field: str) -> npt.NDArray[Any]:
+        result = np.array(getattr(parts[directions[0]], field))
+        for direction, part in parts.items():
+            mask = chosen == direction
+            result[mask] = np.asarray(getattr(part, field))[mask]
+        return result
+
+    return Scores(
+        expected=pick("expected"),
+        lower=pick("lower"),
+        upper=pick("upper"),
+        score=pick("score"),
+        anomaly=pick("anomaly"),
+        side=pick("side"),
+    )

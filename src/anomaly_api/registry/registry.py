@@ -32,6 +32,7 @@ from anomaly_api.errors import (
     StoreUnavailable,
     VersionNotFound,
 )
+from anomaly_api.registry.bulk import predict_many
 from anomaly_api.registry.cache import LoadedModel, ModelCache
 from anomaly_api.registry.health import health
 from anomaly_api.registry.retrain import RetrainPolicy, policy_for_fit
@@ -330,34 +331,9 @@ class ModelRegistry:
         """Score ``(series_id, timestamp, value, version)`` points of any series, in
         order, each as :meth:`predict` would (the points of one series are its stream),
         or its error: one point's error does not stop the others. The whole call counts
-        as one sample of the inference latency window, and its points in the metrics at
-        once."""
+        as one sample of the inference latency window (see :mod:`.bulk`)."""
         started = time.perf_counter()
-        answers: list[Prediction | AnomalyApiError] = []
-        append, fast, slow = answers.append, self._fast, self.predict
-        tally: dict[tuple[str, bool], int] = {}
-        hits = 0
-        # The change marker once for the request: a fit acknowledged after it started may
-        # or may not be seen by its later points, as for concurrent single predicts.
-        with contextlib.suppress(StoreUnavailable):
-            self.cache.sync()
-        synced = self.cache.current()
-        for series_id, timestamp, value, version in points:
-            found = fast(series_id, value, timestamp, version, observe, synced)
-            if found is not None:
-                loaded, point, why = found
-                append(prediction(loaded, timestamp, value, point, why, counted=False))
-                key = (loaded.detector_name, point.anomaly)
-                tally[key] = tally.get(key, 0) + 1
-                hits += 1
-                continue
-            try:
-                append(slow(series_id, value, timestamp, version, observe, False))
-            except AnomalyApiError as exc:
-                append(exc)
-        for (detector, anomaly), count in tally.items():
-            metrics.record_scores(detector, count, count if anomaly else 0)
-        metrics.record_cache_hits(hits)
+        answers = predict_many(self, points, observe)
         self.inference_latency.record(time.perf_counter() - started)
         return answers
 

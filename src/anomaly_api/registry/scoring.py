@@ -79,6 +79,37 @@ def prediction(
     return answer
 
 
+def prediction_of(
+    loaded: LoadedModel,
+    timestamp: int,
+    value: float,
+    expected: float,
+    lower: float,
+    upper: float,
+    score: float,
+    anomaly: bool,
+    side: int,
+) -> Prediction:
+    """:func:`prediction` from the answer's numbers, for a caller that scored many points
+    at once and counts them in the metrics itself."""
+    return Prediction(
+        series_id=loaded.series_id,
+        version=loaded.version,
+        detector=loaded.detector_name,
+        threshold=loaded.threshold,
+        value=float(value),
+        anomaly=anomaly,
+        score=score,
+        expected=expected,
+        lower=finite_or_none(lower),
+        upper=finite_or_none(upper),
+        direction=_SIDES[side],
+        observed=True,
+        not_observed=None,
+        timestamp=timestamp,
+    )
+
+
 def unsorted(scores: Scores, order: npt.NDArray[np.intp]) -> Scores:
     """``scores`` of time-sorted points put back in the order the points came in."""
 
