@@ -139,7 +139,20 @@ class ZScoreDetector(Detector):
         return self.mean_ + shift, self.params["threshold"] * spread
 
     def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
-        point = self.peek_one(context, timestamp, value)
+        if not math.isfinite(value):
+            raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
+        learned = context.learned  # type: ignore[attr-defined]
+        if learned == 0:
+            point = band_point(float(value), self.mean_, self._half_width, self._direction)
+        else:  # peek_one's arithmetic, inline: this is the hot path
+            total = self.count_ + learned
+            shift = context.shift_sum / total  # type: ignore[attr-defined]
+            squares = self._squares + context.shift_squares  # type: ignore[attr-defined]
+            variance = squares / total - shift * shift
+            spread = math.sqrt(variance) if variance > 0.0 else 0.0
+            point = band_point(
+                float(value), self.mean_ + shift, self._threshold * spread, self._direction
+            )
         if not point.anomaly:
             deviation = value - self.mean_
             context.learned += 1  # type: ignore[attr-defined]

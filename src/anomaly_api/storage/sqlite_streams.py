@@ -78,9 +78,10 @@ FORGET_OWNERS_AFTER_S = 86_400.0
 FORGET_OWNERS_CHANCE = 0.01
 """About one save in a hundred also forgets the leases of holders that stopped a day ago
 and hold nothing (processes that died, or ran under another instance id)."""
-TRIM_SLACK = 1.1
+TRIM_SLACK = 1.5
 """A series' points are trimmed to ``keep_points`` once they exceed it by this factor, so
-trimming is an occasional statement rather than one per save."""
+trimming is an occasional statement rather than one per save (a series that observes
+thousands of points a second would otherwise trim at every save)."""
 
 
 def new_token() -> int:
