@@ -231,6 +231,38 @@ def test_peeking_leaves_the_context_alone(name: str, cls: type[Detector]) -> Non
 
 
 @pytest.mark.parametrize(("name", "cls"), ALL)
+@pytest.mark.parametrize("direction", ["both", "upper", "lower"])
+def test_peeking_at_many_points_is_peeking_at_each(
+    name: str, cls: type[Detector], direction: str
+) -> None:
+    detector = cls({"direction": direction}).fit(noisy(points=600))
+    timestamps, values = eventful(600, 7, start=1_691_000_000 + 300 * 600)
+    context = detector.context_after(timestamps[:300], values[:300])
+    before = context.to_json()
+    # Older points, repeated ones and new ones, spikes included: each judged alone.
+    later_t, later_v = timestamps[150:], values[150:].copy()
+    later_v[[10, 200]] = [-1_000.0, 1_000.0]
+    many = detector.peek_many(context, later_t.astype(np.float64), later_v)
+    assert context.to_json() == before
+    each = [
+        detector.peek_one(context, float(t), float(v))
+        for t, v in zip(later_t, later_v, strict=True)
+    ]
+    assert_same_scores(
+        many,
+        Scores(
+            expected=np.array([p.expected for p in each]),
+            lower=np.array([p.lower for p in each]),
+            upper=np.array([p.upper for p in each]),
+            score=np.array([p.score for p in each]),
+            anomaly=np.array([p.anomaly for p in each]),
+            side=np.array([p.side for p in each], dtype=np.int8),
+        ),
+    )
+    assert many.anomaly.any() and not many.anomaly.all()
+
+
+@pytest.mark.parametrize(("name", "cls"), ALL)
 def test_scoring_a_batch_remembers_nothing(name: str, cls: type[Detector]) -> None:
     detector = cls().fit(noisy(points=600))
     timestamps, values = eventful(300, 5, start=1_691_000_000 + 300 * 600)

@@ -212,6 +212,27 @@ class Detector(abc.ABC):
         older than the stream)."""
         return self.observe_one(context.copy(), timestamp, value)
 
+    def peek_many(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
+        """Score each point against ``context`` as :meth:`peek_one` would, none learning
+        nor seeing the others (points older than the stream, a repeated batch). Finite
+        float arrays of one size. Detectors without a context learn nothing anyway, so
+        their batch scoring is the answer; others go point by point unless they
+        override this with arrays (the same bits; tested)."""
+        if self.context_type is NoContext:
+            return self.score_stream(context, timestamps, values)
+        points = [
+            self.peek_one(context, timestamp, value)
+            for timestamp, value in zip(timestamps.tolist(), values.tolist(), strict=True)
+        ]
+        return Scores(
+            expected=np.array([point.expected for point in points], dtype=np.float64),
+            lower=np.array([point.lower for point in points], dtype=np.float64),
+            upper=np.array([point.upper for point in points], dtype=np.float64),
+            score=np.array([point.score for point in points], dtype=np.float64),
+            anomaly=np.array([point.anomaly for point in points], dtype=np.bool_),
+            side=np.array([point.side for point in points], dtype=np.int8),
+        )
+
     def context_after(self, timestamps: npt.ArrayLike, values: npt.ArrayLike) -> Context:
         """The context after the points that followed the training data."""
         context = self.initial_context()

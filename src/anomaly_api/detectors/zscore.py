@@ -176,6 +176,14 @@ class ZScoreDetector(Detector):
             float(value), self.mean_ + shift, self._threshold * spread, self._direction
         )
 
+    def peek_many(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
+        # One band for all of them: the context does not move.
+        assert isinstance(context, ZScoreContext)
+        mean, half = self._band(context.learned, context.shift_sum, context.shift_squares)
+        return band_scores(
+            values, np.full(values.shape, mean), np.full(values.shape, half), self._direction
+        )
+
     @staticmethod
     def observe_across(
         detectors: list[ZScoreDetector],

@@ -528,15 +528,16 @@ class Streams:
         starts = np.concatenate([[0], edges]).tolist()
         ends = np.concatenate([edges, [size]]).tolist()
         for start, end in zip(starts, ends, strict=True):
-            if not news[start]:
-                for index in range(start, end):
-                    point = detector.peek_one(
-                        context, float(timestamps[index]), float(values[index])
-                    )
-                    for name in columns:
-                        columns[name][index] = getattr(point, name)
-                continue
             run = slice(start, end)
+            if not news[start]:
+                scores = detector.peek_many(
+                    context,
+                    timestamps[run].astype(np.float64),
+                    values[run].astype(np.float64),
+                )
+                for name in columns:
+                    columns[name][run] = getattr(scores, name)
+                continue
             scores = detector.score_stream(context, timestamps[run], values[run])
             for name in columns:
                 columns[name][run] = getattr(scores, name)
