@@ -256,3 +256,36 @@ def test_counts_reach_the_metrics_without_a_scrape_within_the_flush_interval() -
     while metrics.CACHE_MISSES._value.get() == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert metrics.CACHE_MISSES._value.get() == before + 1
+
+
+def test_a_cached_predict_counts_what_the_two_separate_calls_count() -> None:
+    """record_cached_predict (the fast path's one call) adds to the same series as
+    record_predict(cache hit) plus observe_request(POST 200), first call or later."""
+    names: tuple[tuple[str, dict[str, str]], ...] = (
+        ("anomaly_points_scored_total", {"detector": "tally-check"}),
+        ("anomaly_anomalies_flagged_total", {"detector": "tally-check"}),
+        ("anomaly_model_cache_hits_total", {}),
+        (REQUESTS, {"handler": "/tally-fast", "method": "POST", "status": "200"}),
+        (
+            "anomaly_http_request_duration_seconds_bucket",
+            {"handler": "/tally-fast", "le": "0.001"},
+        ),
+        ("anomaly_http_request_duration_seconds_sum", {"handler": "/tally-fast"}),
+    )
+
+    def snapshot() -> list[float]:
+        metrics.flush()
+        return [value(name, None, **labels) for name, labels in names]
+
+    start = snapshot()
+    for anomaly, seconds in ((True, 0.0004), (False, 0.003), (True, 0.0002), (False, 0.0007)):
+        metrics.record_cached_predict("/tally-fast", "tally-check", anomaly, seconds)
+    after_fast = snapshot()
+    for anomaly, seconds in ((True, 0.0004), (False, 0.003), (True, 0.0002), (False, 0.0007)):
+        metrics.record_predict("tally-check", anomaly, True)
+        metrics.observe_request("/tally-fast", "POST", 200, seconds)
+    after_separate = snapshot()
+    fast = [b - a for a, b in zip(start, after_fast, strict=True)]
+    separate = [b - a for a, b in zip(after_fast, after_separate, strict=True)]
+    assert fast == pytest.approx(separate)
+    assert fast[:5] == [4, 2, 4, 4, 3]

@@ -143,6 +143,19 @@ class _Tally:
             buckets[-1] += seconds
             self._arm()
 
+    def add_many_and_observe(self, values: list[Any], histogram: Histogram, seconds: float) -> None:
+        """:meth:`add_many` and :meth:`observe` under one lock (the cached predict)."""
+        with self._lock:
+            counts = self._counts
+            for value in values:
+                counts[value] = counts.get(value, 0.0) + 1
+            buckets = self._observations.get(histogram)
+            if buckets is None:
+                buckets = self._observations[histogram] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+            buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            buckets[-1] += seconds
+            self._arm()
+
     def _arm(self) -> None:
         """Called under the lock after a change: flush if due, else make sure it will be."""
         now = time.monotonic()
@@ -238,6 +251,26 @@ def record_predict(detector: str, anomaly: bool, cache_hit: bool) -> None:
 
 
 _predict_counters: dict[tuple[str, bool, bool], list[Counter]] = {}
+
+
+def record_cached_predict(handler: str, detector: str, anomaly: bool, seconds: float) -> None:
+    """What :func:`record_predict` (a cache hit) and :func:`observe_request` (POST,
+    200) count for one single predict, in one call: the path every cached predict
+    takes, where each call's cost shows in the rate (measured: each of the two cost
+    ~5 µs of a ~50 µs request under wrk, several times what it costs in a loop)."""
+    found = _cached_predicts.get((handler, detector, anomaly))
+    if found is None:
+        record_predict(detector, anomaly, True)
+        observe_request(handler, "POST", 200, seconds)
+        found = _cached_predicts[(handler, detector, anomaly)] = (
+            _predict_counters[(detector, anomaly, True)],
+            _requests[(handler, "POST", 200)],
+        )
+        return
+    _tally.add_many_and_observe(found[0], found[1], seconds)
+
+
+_cached_predicts: dict[tuple[str, str, bool], tuple[list[Counter], Histogram]] = {}
 
 
 def record_cache_hit() -> None:

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 
-from anomaly_api.api.schemas import PredictResponse, prediction_json
-from anomaly_api.registry import Prediction
+from anomaly_api.api.schemas import PredictResponse, point_json, prediction_json
+from anomaly_api.registry import ModelRegistry, Prediction
+from anomaly_api.storage import open_store
 
 
 def test_hand_serialized_prediction_matches_the_documented_schema() -> None:
@@ -23,3 +26,37 @@ def test_hand_serialized_prediction_matches_the_documented_schema() -> None:
     body = PredictResponse.model_validate_json(prediction_json(prediction, 1691000240))
     assert body.model_version == "3"
     assert set(orjson.loads(prediction_json(prediction, 1))) == set(PredictResponse.model_fields)
+
+
+def test_the_fast_paths_answer_has_the_same_bytes_as_the_routes(tmp_path: Path) -> None:
+    """point_json (the fast path) writes what prediction_json writes of the Prediction
+    the registry builds: every side of the band, inside and outside it, observed or not."""
+    registry = ModelRegistry(open_store(f"sqlite:///{tmp_path / 'm.db'}"))
+    try:
+        stamps = list(range(1_691_000_000, 1_691_000_000 + 60 * 50, 60))
+        values = [10.0 + (i % 7) for i in range(50)]
+        for series_id, direction in (("both", "both"), ("up", "upper"), ("down", "lower")):
+            registry.fit(series_id, stamps, values, params={"direction": direction})
+            registry.predict(series_id, 12.0, stamps[-1] + 60)  # live, cached from here
+            for offset, value, observe in (
+                (120, 11.0, True),  # inside the band
+                (180, 90.0, True),  # above it
+                (240, -70.0, True),  # below it
+                (240, 12.0, True),  # repeated timestamp: not observed
+                (300, 13.0, False),  # what-if
+            ):
+                at = stamps[-1] + offset
+                before = registry.streams.cached(series_id)
+                assert before is not None and before.context is not None
+                saved = before.context.copy(), before.last_timestamp, before.observed
+                found = registry.score_cached(series_id, value, at, None, observe)
+                assert found is not None
+                loaded, stamp, point, why = found
+                fast = point_json(loaded, stamp, value, point, why)
+                # The same point again through predict_cached, from the same stream state.
+                before.context, before.last_timestamp, before.observed = saved
+                answer = registry.predict_cached(series_id, value, at, None, observe)
+                assert answer is not None
+                assert fast == prediction_json(answer, at)
+    finally:
+        registry.close()

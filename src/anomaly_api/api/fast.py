@@ -34,7 +34,7 @@ from starlette.datastructures import State
 
 from anomaly_api import metrics
 from anomaly_api.api.deps import parse_version
-from anomaly_api.api.schemas import prediction_json
+from anomaly_api.api.schemas import point_json
 from anomaly_api.errors import AnomalyApiError
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.timestamps import parse_timestamp
@@ -80,18 +80,20 @@ class FastPredict:
         started = time.perf_counter()
         body, complete = await _read_body(receive)
         small = complete and len(body) <= MAX_FAST_BODY
-        answer = _answer(self.api.state, scope, body) if small else None
-        if answer is None:
+        found = _answer(self.api.state, scope, body) if small else None
+        if found is None:
             await self.api(scope, _replay(body, complete, receive), send)
             return
+        answer, detector, anomaly = found
         headers = [*_HEADERS, (b"content-length", str(len(answer)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
-        metrics.observe_request(HANDLER, "POST", 200, time.perf_counter() - started)
+        metrics.record_cached_predict(HANDLER, detector, anomaly, time.perf_counter() - started)
 
 
-def _answer(state: State, scope: Scope, body: bytes) -> bytes | None:
-    """The 200 body for a cache-hit predict, or None to let the framework answer."""
+def _answer(state: State, scope: Scope, body: bytes) -> tuple[bytes, str, bool] | None:
+    """The 200 body for a cache-hit predict, with its detector and anomaly flag for the
+    metrics (not counted yet), or None to let the framework answer."""
     registry: ModelRegistry | None = state._state.get("registry")  # no __getattr__ detour
     series_id: str = scope["path"][len(PREFIX) :]
     if registry is None or "/" in series_id:
@@ -107,12 +109,14 @@ def _answer(state: State, scope: Scope, body: bytes) -> bytes | None:
         if type(value) not in (int, float) or type(raw_timestamp) not in (int, float, str):
             return None
         timestamp = parse_timestamp(raw_timestamp)
-        prediction = registry.predict_cached(series_id, float(value), timestamp, version, observe)
+        value = float(value)
+        found = registry.score_cached(series_id, value, timestamp, version, observe)
     except (AnomalyApiError, orjson.JSONDecodeError, ValueError, OverflowError):
         return None
-    if prediction is None:
+    if found is None:
         return None
-    return prediction_json(prediction, timestamp)
+    loaded, stamp, point, why = found
+    return point_json(loaded, stamp, value, point, why), loaded.detector_name, point.anomaly
 
 
 def _query(query: bytes) -> tuple[int | None, bool]:

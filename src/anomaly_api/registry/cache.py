@@ -64,6 +64,7 @@ class LoadedModel:
         "threshold",
         "trained_until",
         "version",
+        "version_text",
     )
 
     def __init__(self, record: ModelRecord, detector: Detector) -> None:
@@ -71,6 +72,7 @@ class LoadedModel:
         self.detector = detector
         self.series_id = record.series_id
         self.version = record.version
+        self.version_text = str(record.version)  # the wire's model_version
         self.detector_name = record.detector
         self.threshold: float | None = record.params.get("threshold")
         self.direction: str = detector.params.get("direction", "both")

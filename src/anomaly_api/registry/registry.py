@@ -250,21 +250,47 @@ class ModelRegistry:
         version: int | None = None,
         observe: bool = True,
         timed: bool = True,
+        counted: bool = True,
     ) -> Prediction | None:
         """:meth:`predict` if everything it needs is in memory and current, else None.
 
         It reads nothing from the store but the change marker, so an event loop can
-        call it directly and hand only the misses to a thread.
+        call it directly and hand only the misses to a thread. ``counted``: False when
+        the caller counts the answer in the metrics itself (the fast path does, with
+        the request, in one call).
         """
         started = time.perf_counter()
         stamp = math.floor(timestamp)
         found = self._fast(series_id, value, stamp, version, observe)
         if found is None:
             return None
-        answer = prediction(found[0], stamp, value, found[1], found[2], cache_hit=True)
+        answer = prediction(
+            found[0], stamp, value, found[1], found[2], cache_hit=True, counted=counted
+        )
         if timed:
             self.inference_latency.record(time.perf_counter() - started)
         return answer
+
+    def score_cached(
+        self,
+        series_id: str,
+        value: float,
+        timestamp: float,
+        version: int | None,
+        observe: bool,
+    ) -> tuple[LoadedModel, int, PointScore, str | None] | None:
+        """:meth:`predict_cached` without building the :class:`Prediction` nor counting
+        it in the metrics, for the fast path, which writes the answer and counts it
+        itself: the model, the point's second, its score and why it was not observed
+        (None when it was). Each object a request builds shows in the rate of cached
+        predicts, several times over what it costs in a loop."""
+        started = time.perf_counter()
+        stamp = math.floor(timestamp)
+        found = self._fast(series_id, value, stamp, version, observe)
+        if found is None:
+            return None
+        self.inference_latency.record(time.perf_counter() - started)
+        return found[0], stamp, found[1], found[2]
 
     def _fast(
         self,

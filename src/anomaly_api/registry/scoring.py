@@ -94,21 +94,21 @@ def prediction_of(
 ) -> Prediction:
     """:func:`prediction` from the answer's numbers, for a caller that scored many points
     at once and counts them in the metrics itself."""
-    return Prediction(
-        series_id=loaded.series_id,
-        version=loaded.version,
-        detector=loaded.detector_name,
-        threshold=loaded.threshold,
-        value=float(value),
-        anomaly=anomaly,
-        score=score,
-        expected=expected,
-        lower=finite_or_none(lower),
-        upper=finite_or_none(upper),
-        direction=_SIDES[side],
-        observed=True,
-        not_observed=None,
-        timestamp=timestamp,
+    return Prediction(  # positional, as in prediction()
+        loaded.series_id,
+        loaded.version,
+        loaded.detector_name,
+        loaded.threshold,
+        float(value),
+        anomaly,
+        score,
+        expected,
+        lower if -math.inf < lower < math.inf else None,
+        upper if -math.inf < upper < math.inf else None,
+        _SIDES[side],
+        True,
+        timestamp,
+        None,
     )
 
 
