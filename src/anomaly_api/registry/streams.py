@@ -233,20 +233,19 @@ class Streams:
             self.hand_over(series_id)
 
     def _snapshot(self, entry: LiveStream) -> _Snapshot:
+        # Under the lock only what must be consistent, copied at C speed: predicts of
+        # the series wait for it (or take the slow path), so the per-point work is done
+        # after it is released.
         with entry.lock:
             model = entry.model
             context = None if entry.context is None else orjson.dumps(entry.context.to_json())
-            return _Snapshot(
+            pending = list(entry.pending)
+            snapshot = _Snapshot(
                 entry,
                 StreamUpdate(
                     series_id=entry.series_id,
                     token=entry.token,
-                    points=[
-                        point
-                        if -math.inf < point[6] and point[7] < math.inf  # type: ignore[operator]
-                        else _stored(point)
-                        for point in entry.pending
-                    ],
+                    points=pending,
                     last_timestamp=entry.last_timestamp,
                     observed=entry.observed,
                     context_version=None if model is None else model.version,
@@ -255,6 +254,13 @@ class Streams:
                 entry.appended,
                 entry.changes,
             )
+        snapshot.update.points = [
+            point
+            if -math.inf < point[6] and point[7] < math.inf  # type: ignore[operator]
+            else _stored(point)
+            for point in pending
+        ]
+        return snapshot
 
     def _save(self, snapshots: list[_Snapshot]) -> None:
         try:
@@ -278,8 +284,13 @@ class Streams:
                     continue
                 # The points appended since the snapshot are the newest; the rest is saved.
                 unsaved = entry.appended - snapshot.appended
-                for _ in range(max(len(entry.pending) - unsaved, 0)):
-                    entry.pending.popleft()
+                pending = entry.pending
+                if unsaved == 0:
+                    pending.clear()
+                elif unsaved < len(pending):
+                    newest = list(pending)[-unsaved:]  # C speed, the lock held briefly
+                    pending.clear()
+                    pending.extend(newest)
                 if entry.changes == snapshot.changes:
                     entry.saved_changes = snapshot.changes
         self._recount()
