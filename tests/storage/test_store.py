@@ -468,6 +468,8 @@ def test_holders_gone_for_a_day_and_holding_nothing_are_forgotten(
     import anomaly_api.storage.postgresql.streams as postgresql_streams
     import anomaly_api.storage.sqlite_streams as sqlite_streams
 
+    for module in (sqlite_streams, postgresql_streams):  # no forgetting while setting up
+        monkeypatch.setattr(module, "FORGET_OWNERS_CHANCE", 0.0)
     store.create_version(new_model("s"))
     store.create_version(new_model("t"))
     held = store.acquire_stream("s", "gone-holding", lease_s=-100_000)  # lapsed long ago

@@ -15,28 +15,41 @@ from anomaly_api.detectors.bands import PointScore
 from anomaly_api.registry.cache import LoadedModel
 
 
-@dataclass(slots=True)
+@dataclass
 class Prediction:
-    """The answer for one point, with everything a user needs to see why."""
+    """The answer for one point, with everything a user needs to see why.
 
-    series_id: str
-    version: int
-    detector: str
-    threshold: float | None
-    value: float
+    Its fields are the predict answer's, named and ordered as on the wire, so that
+    ``orjson.dumps`` writes one (or a list of them) as the API answers it, without a
+    dictionary per point (``tests/api/test_schemas.py`` checks it against the schema).
+    Not slotted: orjson reads an instance's ``__dict__`` at once but a slotted one field
+    by field (10,000 answers: 3.5 ms against 10.6 ms).
+    """
+
     anomaly: bool
-    score: float
+    model_version: str
+    """The version that scored the point, as text (the wire contract's type)."""
+    series_id: str
+    timestamp: int
+    """The point's time, in Unix seconds."""
+    value: float
     expected: float
     lower: float | None
     upper: float | None
+    score: float
     direction: str | None
     """``"above"`` the band, ``"below"`` it, or None inside it."""
+    threshold: float | None
+    detector: str
     observed: bool = False
     """Whether the point joined the series' history."""
-    timestamp: int = 0
-    """The point's time, in Unix seconds."""
     not_observed: str | None = None
     """Why it did not: ``repeated_timestamp``, ``out_of_order`` or ``what_if``."""
+
+    @property
+    def version(self) -> int:
+        """The version that scored the point."""
+        return int(self.model_version)
 
 
 _SIDES = {1: "above", -1: "below", 0: None}
@@ -61,19 +74,19 @@ def prediction(
     # Positional: keyword construction of a 15-field dataclass costs twice as much, and
     # this is every cached predict.
     answer = Prediction(
-        loaded.series_id,
-        loaded.version,
-        loaded.detector_name,
-        loaded.threshold,
-        float(value),
         point.anomaly,
-        point.score,
+        loaded.version_text,
+        loaded.series_id,
+        timestamp,
+        float(value),
         point.expected,
         finite_or_none(point.lower),
         finite_or_none(point.upper),
+        point.score,
         _SIDES[point.side],
+        loaded.threshold,
+        loaded.detector_name,
         not_observed is None,
-        timestamp,
         not_observed,
     )
     if counted:
@@ -95,19 +108,19 @@ def prediction_of(
     """:func:`prediction` from the answer's numbers, for a caller that scored many points
     at once and counts them in the metrics itself."""
     return Prediction(  # positional, as in prediction()
-        loaded.series_id,
-        loaded.version,
-        loaded.detector_name,
-        loaded.threshold,
-        float(value),
         anomaly,
-        score,
+        loaded.version_text,
+        loaded.series_id,
+        timestamp,
+        float(value),
         expected,
         lower if -math.inf < lower < math.inf else None,
         upper if -math.inf < upper < math.inf else None,
+        score,
         _SIDES[side],
+        loaded.threshold,
+        loaded.detector_name,
         True,
-        timestamp,
         None,
     )
 

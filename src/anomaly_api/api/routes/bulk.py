@@ -156,13 +156,13 @@ async def _split(
     points: Points,
     observe: bool,
     request: Request,
-) -> tuple[list[dict[str, Any] | None], int]:
+) -> tuple[list[Prediction | dict[str, Any] | None], int]:
     """Each owner's points scored by it (this worker's here, the others' passed on, all at
     once), the answers put back in the request's order."""
     groups: dict[int, list[int]] = {}
     for index, point in enumerate(points):
         groups.setdefault(owner_of(point.series_id, router.workers), []).append(index)
-    results: list[dict[str, Any] | None] = [None] * len(points)
+    results: list[Prediction | dict[str, Any] | None] = [None] * len(points)
     mine = groups.pop(router.slot, [])
 
     async def local() -> None:
@@ -193,7 +193,7 @@ async def _split(
             )
 
     await asyncio.gather(local(), *(remote(slot, indices) for slot, indices in groups.items()))
-    return results, sum(1 for result in results if result is not None and "error" in result)
+    return results, sum(1 for result in results if type(result) is dict and "error" in result)
 
 
 def _as_json(point: _Point | BulkPoint) -> dict[str, Any]:
@@ -217,7 +217,7 @@ def _failure(series_id: str, timestamp: Any, status: int, detail: str) -> dict[s
 
 def _results(
     registry: ModelRegistry, points: Points, observe: bool
-) -> tuple[list[dict[str, Any] | None], int]:
+) -> tuple[list[Prediction | dict[str, Any] | None], int]:
     prepared: list[tuple[str, int, float, int | None] | AnomalyApiError] = []
     for point in points:
         try:
@@ -234,33 +234,14 @@ def _results(
             [item for item in prepared if not isinstance(item, AnomalyApiError)], observe
         )
     )
-    results: list[dict[str, Any] | None] = []
+    results: list[Prediction | dict[str, Any] | None] = []
     errors = 0
     sent: list[tuple[str, Any]] = [(point.series_id, point.timestamp) for point in points]
     for (series_id, timestamp), item in zip(sent, prepared, strict=True):
         answer = item if isinstance(item, AnomalyApiError) else next(answers)
         if isinstance(answer, Prediction):
-            results.append(_fields(answer))
+            results.append(answer)  # orjson writes its fields, the wire's, as they are
             continue
         errors += 1
         results.append(_failure(series_id, timestamp, status_for(answer), answer.message))
     return results, errors
-
-
-def _fields(answer: Prediction) -> dict[str, Any]:
-    return {
-        "anomaly": answer.anomaly,
-        "model_version": str(answer.version),
-        "series_id": answer.series_id,
-        "timestamp": answer.timestamp,
-        "value": answer.value,
-        "expected": answer.expected,
-        "lower": answer.lower,
-        "upper": answer.upper,
-        "score": answer.score,
-        "direction": answer.direction,
-        "threshold": answer.threshold,
-        "detector": answer.detector,
-        "observed": answer.observed,
-        "not_observed": answer.not_observed,
-    }

@@ -91,4 +91,4 @@ async def predict(
         prediction = await run_in_threadpool(
             registry.predict, series_id, body.value, timestamp, version, observe
         )
-    return Response(prediction_json(prediction, timestamp), media_type="application/json")
+    return Response(prediction_json(prediction), media_type="application/json")
