@@ -35,6 +35,7 @@ from starlette.datastructures import State
 from anomaly_api import metrics
 from anomaly_api.api.deps import parse_version
 from anomaly_api.api.schemas import point_json
+from anomaly_api.detectors.series import MAX_TIMESTAMP, MIN_TIMESTAMP
 from anomaly_api.errors import AnomalyApiError
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.timestamps import parse_timestamp
@@ -56,6 +57,7 @@ _BOOLEANS = {
     b"false": False, b"0": False, b"no": False, b"off": False,
 }  # fmt: skip
 _HEADERS = [(b"content-type", b"application/json")]
+_NO_QUERY: tuple[int | None, bool] = (None, True)
 
 
 class FastPredict:
@@ -78,7 +80,11 @@ class FastPredict:
             await self.api(scope, receive, send)
             return
         started = time.perf_counter()
-        body, complete = await _read_body(receive)
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            body, complete = message.get("body", b""), True  # a predict: one message
+        else:
+            body, complete = await _read_body(receive, message)
         small = complete and len(body) <= MAX_FAST_BODY
         found = _answer(self.api.state, scope, body) if small else None
         if found is None:
@@ -99,7 +105,8 @@ def _answer(state: State, scope: Scope, body: bytes) -> tuple[bytes, str, bool] 
     if registry is None or "/" in series_id:
         return None
     try:
-        version, observe = _query(scope["query_string"])
+        query = scope["query_string"]
+        version, observe = _query(query) if query else _NO_QUERY
         point = orjson.loads(body)
         if type(point) is not dict:
             return None
@@ -108,7 +115,11 @@ def _answer(state: State, scope: Scope, body: bytes) -> tuple[bytes, str, bool] 
         # The types PredictRequest accepts (strict: no bools, no null).
         if type(value) not in (int, float) or type(raw_timestamp) not in (int, float, str):
             return None
-        timestamp = parse_timestamp(raw_timestamp)
+        timestamp = (
+            raw_timestamp
+            if type(raw_timestamp) is int and MIN_TIMESTAMP <= raw_timestamp <= MAX_TIMESTAMP
+            else parse_timestamp(raw_timestamp)
+        )
         value = float(value)
         found = registry.score_cached(series_id, value, timestamp, version, observe)
     except (AnomalyApiError, orjson.JSONDecodeError, ValueError, OverflowError):
@@ -151,13 +162,12 @@ def _query(query: bytes) -> tuple[int | None, bool]:
     return parsed
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    """The request body if it is complete within :data:`MAX_FAST_BODY` bytes; otherwise
-    what was read so far and False."""
+async def _read_body(receive: Receive, message: Message) -> tuple[bytes, bool]:
+    """The request body, from its first ``message`` on, if it is complete within
+    :data:`MAX_FAST_BODY` bytes; otherwise what was read so far and False."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] != "http.request":  # the client went away
             return b"".join(chunks), False
         chunk = message.get("body", b"")
@@ -167,6 +177,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
             return b"".join(chunks), True
         if size > MAX_FAST_BODY:
             return b"".join(chunks), False
+        message = await receive()
 
 
 def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
