@@ -198,6 +198,84 @@ def test_a_migrated_model_predicts_exactly_as_before(
         target.close()
 
 
+def live_source(url: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fit a series per detector in the store at ``url`` and stream 300 points to each
+    through single predicts (saved when the registry closes); the next points to send."""
+    rng = np.random.default_rng(11)
+    timestamps = 1_691_000_000 + np.arange(2316, dtype=np.int64) * 300
+    values = 50 + 10 * np.sin(2 * np.pi * timestamps / 86_400) + rng.normal(0, 1, timestamps.size)
+    values[2100::23] += 30  # some anomalies in the stream
+    registry = ModelRegistry(open_store(url))
+    try:
+        for name in DETECTORS:
+            registry.fit(f"s_{name}", timestamps[:2016], values[:2016], detector=name)
+            for t, v in zip(timestamps[2016:], values[2016:], strict=True):
+                registry.predict(f"s_{name}", float(v), float(t))
+    finally:
+        registry.close()
+    later = timestamps[-1] + 300 * np.arange(1, 51)
+    probe = 50 + 10 * np.sin(2 * np.pi * later / 86_400) + rng.normal(0, 3, later.size)
+    probe[::13] += 40
+    return later, probe
+
+
+def test_live_streams_arrive_and_go_on_as_in_the_source(urls: tuple[str, str]) -> None:
+    later, probe = live_source(urls[0])
+    source, target = open_store(urls[0]), open_store(urls[1])
+    try:
+        report = migrate(source, target)
+        assert report.ok, format_report(report)
+        assert (report.streams, report.streams_copied) == (len(DETECTORS), len(DETECTORS))
+        for name in DETECTORS:
+            copied = target.export_stream(f"s_{name}")
+            assert copied is not None and copied.observed == 300
+            assert copied == source.export_stream(f"s_{name}")
+        again = migrate(source, target)
+        assert again.ok and (again.streams, again.streams_copied) == (len(DETECTORS), 0)
+        assert "live streams: " in format_report(again)
+    finally:
+        source.close()
+        target.close()
+    # Each store's next points are scored as the continuation of the same stream.
+    before, after = ModelRegistry(open_store(urls[0])), ModelRegistry(open_store(urls[1]))
+    try:
+        for name in DETECTORS:
+            for t, v in zip(later, probe, strict=True):
+                expected = before.predict(f"s_{name}", float(v), float(t))
+                assert repr(after.predict(f"s_{name}", float(v), float(t))) == repr(expected)
+                assert expected.observed
+    finally:
+        before.close()
+        after.close()
+
+
+def test_a_live_stream_the_target_holds_differently_is_left_alone(
+    sqlite_urls: tuple[str, str],
+) -> None:
+    live_source(sqlite_urls[0])
+    source, target = open_store(sqlite_urls[0]), open_store(sqlite_urls[1])
+    try:
+        assert migrate(source, target).ok
+        # The target's stream of one series goes on (a server used it), the source's not.
+        served = ModelRegistry(target)
+        stream = target.export_stream("s_zscore")
+        assert stream is not None and stream.last_timestamp is not None
+        served.predict("s_zscore", 50.0, float(stream.last_timestamp + 300))
+        served.streams.flush()
+        served.streams.close()
+        moved_on = target.export_stream("s_zscore")
+        report = migrate(source, target)
+        assert not report.ok
+        assert [str(problem) for problem in report.problems] == [
+            "'s_zscore': stream differs: last_timestamp, observed, context, points differ",
+            "'s_zscore': the target has another live stream for it; not overwritten",
+        ]
+        assert target.export_stream("s_zscore") == moved_on
+    finally:
+        source.close()
+        target.close()
+
+
 class _Recording(SQLiteModelStore):
     """A SQLite store that remembers each import_versions call (its size and counters)."""
 

@@ -25,6 +25,12 @@ wrong model, and overwriting it would destroy one. So before writing anything th
 versions both stores hold are compared, and any difference is a *conflict*: the
 migration stops with the list of them and the target untouched.
 
+Live streams (each series' rolling context, last timestamp and kept points, see
+``docs/streams.md``) are copied after the versions, a series at a time, under a lease
+of the target taken for the copy: a stream the target holds already is left alone when
+it is the source's (a repeated run) and reported as a problem when it is not, since
+overwriting it could throw away what a live server observed.
+
 The source should not be written to meanwhile (stop the service or point it at the
 target first): a version fitted after the copy read its series would be missing, and
 verification would say so.
@@ -44,7 +50,13 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from anomaly_api.storage import POSTGRESQL_PREFIXES, SQLITE_PREFIX, open_store
-from anomaly_api.storage.base import ModelRecord, ModelStore, StoredVersion
+from anomaly_api.storage.base import (
+    ExportedStream,
+    ModelRecord,
+    ModelStore,
+    StoredVersion,
+    StreamUpdate,
+)
 
 DEFAULT_BATCH_SIZE = 100
 """Versions per import transaction. Each holds up to ``training_points_cap`` training
@@ -116,6 +128,10 @@ class MigrationReport:
     """What verification found missing or different after the copy (the first
     :data:`MAX_EXAMPLES`)."""
     problem_count: int = 0
+    streams: int = 0
+    """Series with a live stream in the source."""
+    streams_copied: int = 0
+    """Streams written into the target by this run (the others it held already)."""
 
     @property
     def ok(self) -> bool:
@@ -175,7 +191,10 @@ def migrate(
     if source_counters:
         target.import_versions([], source_counters)
 
+    streams, streams_copied, refused = copy_streams(source, target)
     problems = verify(source, target, batch_size=batch_size, progress=progress, total=versions)
+    for series_id, detail in refused:
+        problems.add(series_id, None, detail)
     return MigrationReport(
         series=len(series),
         versions=versions,
@@ -185,7 +204,92 @@ def migrate(
         counters_raised=counters_raised,
         problems=tuple(problems.examples),
         problem_count=problems.count,
+        streams=streams,
+        streams_copied=streams_copied,
     )
+
+
+MIGRATE_OWNER = f"anomaly-api-migrate-{os.getpid()}"
+"""The stream holder a migration writes the target's streams as."""
+MIGRATE_LEASE_S = 300.0
+
+
+def copy_streams(source: ModelStore, target: ModelStore) -> tuple[int, int, list[tuple[str, str]]]:
+    """Copy every live stream the target lacks; returns how many the source has, how many
+    were written, and the series left alone with why (held by a live server, or holding
+    another stream than the source's)."""
+    ids = source.stream_ids()
+    copied = 0
+    refused: list[tuple[str, str]] = []
+    for series_id in ids:
+        stream = source.export_stream(series_id)
+        if stream is None:  # deleted meanwhile
+            continue
+        present = target.export_stream(series_id)
+        if present is not None and present.observed > 0:
+            if _stream_differences(stream, present):
+                refused.append(
+                    (series_id, "the target has another live stream for it; not overwritten")
+                )
+            continue
+        state = target.acquire_stream(series_id, MIGRATE_OWNER, MIGRATE_LEASE_S)
+        if state is None:
+            refused.append((series_id, "a live server holds its stream in the target"))
+            continue
+        update = StreamUpdate(
+            series_id=series_id,
+            token=state.token,
+            points=stream.points,
+            last_timestamp=stream.last_timestamp,
+            observed=stream.observed,
+            context_version=stream.context_version,
+            context=stream.context,
+        )
+        rejected = target.save_streams(
+            MIGRATE_OWNER, MIGRATE_LEASE_S, [update], max(len(stream.points), 1)
+        )
+        target.release_streams(MIGRATE_OWNER, {series_id: state.token})
+        if rejected:
+            refused.append((series_id, "the target refused its stream (deleted or taken)"))
+            continue
+        copied += 1
+    return len(ids), copied, refused
+
+
+def verify_streams(source: ModelStore, target: ModelStore, found: Findings) -> None:
+    """Add to ``found`` every source stream the target lacks or holds differently."""
+    for series_id in source.stream_ids():
+        expected = source.export_stream(series_id)
+        if expected is None:
+            continue
+        actual = target.export_stream(series_id)
+        if actual is None:
+            found.add(series_id, None, "stream missing from the target")
+            continue
+        differing = _stream_differences(expected, actual)
+        if differing:
+            found.add(series_id, None, f"stream differs: {_differ(differing)}")
+
+
+def _stream_differences(expected: ExportedStream, actual: ExportedStream) -> list[str]:
+    """Names of the stream fields that differ, numbers bit for bit, the context by its
+    JSON content."""
+    differing = [
+        name
+        for name in ("last_timestamp", "observed", "context_version")
+        if getattr(expected, name) != getattr(actual, name)
+    ]
+    if _context(expected.context) != _context(actual.context):
+        differing.append("context")
+    if _exact([list(point) for point in expected.points]) != _exact(
+        [list(point) for point in actual.points]
+    ):
+        differing.append("points")
+    return differing
+
+
+def _context(text: str | None) -> object:
+    return None if text is None else _exact(json.loads(text))
 
 
 def find_conflicts(source: ModelStore, target: ModelStore, series_ids: Iterable[str]) -> Findings:
@@ -247,6 +351,7 @@ def verify(
                 found.add(*key, _differ(differing))
         if progress is not None:
             progress("verify", len(batch), total)
+    verify_streams(source, target, found)
     copied_counters = target.series_counters()
     for series_id, last in sorted(source.series_counters().items()):
         reached = copied_counters.get(series_id)
@@ -445,6 +550,8 @@ def format_report(report: MigrationReport) -> str:
         f"series: {report.series}, versions: {report.versions} "
         f"({report.copied} copied, {report.already_present} already present)",
         f"counters: {report.counters} ({report.counters_raised} raised)",
+        f"live streams: {report.streams} ({report.streams_copied} copied, "
+        f"{report.streams - report.streams_copied} already present or left alone)",
     ]
     if report.problem_count:
         lines.append(f"verification FAILED: {report.problem_count} problem(s)")
@@ -453,7 +560,7 @@ def format_report(report: MigrationReport) -> str:
             lines.append(f"  ... and {report.problem_count - len(report.problems)} more")
     else:
         lines.append(
-            "verified: every version is identical in the target, "
+            "verified: every version and live stream is identical in the target, "
             "every counter at least the source's"
         )
     return "\n".join(lines)

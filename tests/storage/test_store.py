@@ -372,6 +372,35 @@ def update(state: StreamState, new: list[StreamPoint], observed: int) -> StreamU
     )
 
 
+def test_a_stream_exports_whole_with_its_answers(store: ModelStore) -> None:
+    assert store.stream_ids() == [] and store.export_stream("s") is None
+    for series_id in ("t", "s"):
+        store.create_version(new_model(series_id))
+    state = store.acquire_stream("s", "me", 30)
+    assert state is not None
+    saved = [*points(0, 5), (300, -0.0, 1, 1.0, True, 2.5, None, 4.25)]
+    assert store.save_streams("me", 30, [update(state, saved, 6)], 100) == set()
+    assert store.acquire_stream("t", "me", 30) is not None  # a stream, nothing observed
+    assert store.stream_ids() == ["s", "t"]
+    exported = store.export_stream("s")
+    assert exported is not None
+    assert (exported.last_timestamp, exported.observed, exported.context_version) == (300, 6, 1)
+    assert exported.context is not None and json.loads(exported.context) == {"recent": [6.0]}
+    assert exported.points == saved
+    assert [type(item) for item in exported.points[-1]] == [
+        int,
+        float,
+        int,
+        float,
+        bool,
+        float,
+        type(None),
+        float,
+    ]
+    empty = store.export_stream("t")
+    assert empty is not None and (empty.observed, empty.points, empty.context) == (0, [], None)
+
+
 def test_a_stream_is_held_by_one_owner_at_a_time(store: ModelStore) -> None:
     store.create_version(new_model("s"))
     first = store.acquire_stream("s", "owner-a", lease_s=30)

@@ -129,6 +129,20 @@ class StreamUpdate:
     """The rolling context as JSON text."""
 
 
+@dataclass(slots=True)
+class ExportedStream:
+    """A series' stream as last saved, whole, for copying it to another store
+    (``anomaly-api migrate``): its state, the context as the JSON text stored, and every
+    point kept, oldest first, with what was answered for it."""
+
+    series_id: str
+    last_timestamp: int | None
+    observed: int
+    context_version: int | None
+    context: str | None
+    points: list[StreamPoint]
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesSummary:
     """A series in listings: its latest version and how many versions it has."""
@@ -273,6 +287,14 @@ class ModelStore(Protocol):
 
     def count_stream_points(self, series_id: str, after: int, before: int | None = None) -> int:
         """How many observed points lie after ``after`` (and before ``before``)."""
+        ...
+
+    def stream_ids(self) -> list[str]:
+        """Every series that has a stream, in order."""
+        ...
+
+    def export_stream(self, series_id: str) -> ExportedStream | None:
+        """The series' stream as last saved, with all its points (None: no stream)."""
         ...
 
     def ping(self) -> None:

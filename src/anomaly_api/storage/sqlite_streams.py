@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from anomaly_api.detectors.series import FloatArray, IntArray
-from anomaly_api.storage.base import StreamState, StreamUpdate
+from anomaly_api.storage.base import ExportedStream, StreamState, StreamUpdate
 
 STREAM_SCHEMA = """
 ALTER TABLE models ADD COLUMN fit_trigger TEXT NOT NULL DEFAULT 'client';
@@ -98,6 +98,12 @@ class SQLiteStreams:
         raise NotImplementedError
 
     def _read(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _translate(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _borrow(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
 
     def _relaxed_write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
@@ -271,6 +277,41 @@ class SQLiteStreams:
             (series_id, after, NEVER if before is None else before),
         )
         return int(count)
+
+    def stream_ids(self) -> list[str]:
+        return [row[0] for row in self._read("SELECT series_id FROM streams ORDER BY series_id")]
+
+    def export_stream(self, series_id: str) -> ExportedStream | None:
+        # One read transaction, so the points and the state are of one save.
+        with self._translate(), self._borrow() as connection:
+            connection.execute("BEGIN")
+            try:
+                row = connection.execute(
+                    "SELECT last_timestamp, observed, context_version, context FROM streams "
+                    "WHERE series_id = ?",
+                    (series_id,),
+                ).fetchone()
+                points = connection.execute(
+                    "SELECT timestamp, value, version, score, anomaly, expected, lower, upper "
+                    "FROM stream_points WHERE series_id = ? ORDER BY timestamp",
+                    (series_id,),
+                ).fetchall()
+            finally:
+                connection.execute("ROLLBACK")
+        if row is None:
+            return None
+        last_timestamp, observed, context_version, context = row
+        return ExportedStream(
+            series_id,
+            None if last_timestamp is None else int(last_timestamp),
+            int(observed),
+            None if context_version is None else int(context_version),
+            context,
+            [
+                (int(t), float(v), int(ver), float(sc), bool(an), float(ex), lo, up)
+                for t, v, ver, sc, an, ex, lo, up in points
+            ],
+        )
 
     @staticmethod
     def _drop_stream(connection: sqlite3.Connection, series_id: str) -> None:

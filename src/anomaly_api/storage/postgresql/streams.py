@@ -22,7 +22,7 @@ import numpy as np
 import psycopg
 
 from anomaly_api.detectors.series import FloatArray, IntArray
-from anomaly_api.storage.base import Retention, StreamState, StreamUpdate
+from anomaly_api.storage.base import ExportedStream, Retention, StreamState, StreamUpdate
 from anomaly_api.storage.postgresql.changes import CHANNEL, DELETE_PREFIX, STREAM_CHANNEL
 from anomaly_api.storage.sqlite_streams import (
     FORGET_OWNERS_AFTER_S,
@@ -252,6 +252,43 @@ class PostgreSQLStreams:
             (series_id, after, NEVER if before is None else before),
         )
         return int(count)
+
+    def stream_ids(self) -> list[str]:
+        return [
+            row[0] for row in self._read("SELECT series_id FROM anomaly_streams ORDER BY series_id")
+        ]
+
+    def export_stream(self, series_id: str) -> ExportedStream | None:
+        def work(connection: psycopg.Connection[Any]) -> ExportedStream | None:
+            # One snapshot, so the points and the state are of one save.
+            with connection.transaction():
+                connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                row = connection.execute(
+                    "SELECT last_timestamp, observed, context_version, context "
+                    "FROM anomaly_streams WHERE series_id = %s",
+                    (series_id,),
+                ).fetchone()
+                points = connection.execute(
+                    "SELECT timestamp, value, version, score, anomaly, expected, lower, upper "
+                    "FROM anomaly_stream_points WHERE series_id = %s ORDER BY timestamp",
+                    (series_id,),
+                ).fetchall()
+            if row is None:
+                return None
+            last_timestamp, observed, context_version, context = row
+            return ExportedStream(
+                series_id,
+                None if last_timestamp is None else int(last_timestamp),
+                int(observed),
+                None if context_version is None else int(context_version),
+                context,
+                [
+                    (int(t), float(v), int(ver), float(sc), bool(an), float(ex), lo, up)
+                    for t, v, ver, sc, an, ex, lo, up in points
+                ],
+            )
+
+        return self._run(work)
 
 
 def _heartbeat(connection: psycopg.Connection[Any], owner: str, lease_s: float) -> None:
