@@ -261,7 +261,10 @@ class HealthResponse(BaseModel):
     series_trained: int | None = Field(
         description="Series with at least one model in the store (null if the store is down)."
     )
-    inference_latency_ms: LatencySummary
+    inference_latency_ms: LatencySummary = Field(
+        description="Predicts and batches: the scoring's time; for a cached single predict "
+        "(answered without the framework), its whole request's, parsing and writing included."
+    )
     training_latency_ms: LatencySummary
     status: Literal["ok", "unavailable"]
     store: StoreStatus

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
+_get = OrderedDict.get
 
 
 class LRU(OrderedDict[K, V]):
@@ -38,7 +39,8 @@ class LRU(OrderedDict[K, V]):
             self.popitem(last=False)
 
     def get(self, key: K, default: V | None = None) -> V | None:  # type: ignore[override]
-        value = super().get(key, default)
+        # OrderedDict.get named directly: super() costs as much as the lookup itself.
+        value = _get(self, key, default)
         if value is not default:
             self.move_to_end(key)
         return value
