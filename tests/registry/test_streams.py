@@ -303,6 +303,38 @@ def test_a_stream_spread_over_two_processes_scores_as_one_process(
         two.close()
 
 
+def test_a_stream_taken_over_right_after_the_holders_retrain_goes_on_with_it(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retrain by the holder, then the stream taken over by a process that has not
+    heard of the new version yet (its announcement still on its way, as between two
+    replicas on PostgreSQL; here the taker's change marker is held still): the taker
+    goes on with the new version, as one process would, rather than with the older one
+    it believed latest."""
+    train_t, train_v = training()
+    times, values = stream(60)
+    policy = {"every": 40, "window": 300}
+    one, two = registry_on(url, stream_flush_s=0.01), registry_on(url, stream_flush_s=0.01)
+    try:
+        one.fit("s", train_t, train_v, "adaptive", retrain=policy)
+        one.fit("ref", train_t, train_v, "adaptive", retrain=policy)
+        assert two.predict("s", float(values[0]), int(times[0])).version == 1  # two knows v1
+        held_still = two.store.change_marker()
+        monkeypatch.setattr(two.store, "change_marker", lambda: held_still)
+        # one takes the stream back and observes up to the retrain (after the 40th point).
+        first = predict_all(one, "s", times[1:40], values[1:40])
+        assert [p.version for p in first][-1] == 1
+        # two has not polled for changes: the stream it takes over goes on with version 2.
+        rest = predict_all(two, "s", times[40:], values[40:])
+        reference = predict_all(one, "ref", times, values)
+        assert [p.version for p in rest] == [2] * 20
+        assert answers(first + rest) == answers(reference[1:])
+        assert [record.version for record in one.versions("s")] == [1, 2]
+    finally:
+        one.close()
+        two.close()
+
+
 def test_observing_answers_503_when_unsaved_points_reach_their_cap(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,15 +11,18 @@ and answers the common case itself:
 * the series id is valid, ``?version=`` is absent or a plain positive integer and
   ``?observe=`` absent or a plain boolean;
 * the model and the series' live stream are in memory and current
-  (:meth:`ModelRegistry.predict_cached`, the same call the FastAPI route makes first).
+  (:meth:`ModelRegistry.score_cached`: what :meth:`ModelRegistry.predict_cached`, the
+  call the FastAPI route makes first, does before building its answer).
 
 Everything else (bad input to explain, a model to load from the store, a store that is
 down, any other route) goes to the FastAPI app unchanged, with the body already read
 replayed to it. So validation, error bodies, ``/docs``, the "latest" guarantee and the
 latency windows are the framework route's by construction: this module only skips work
 on requests that the route would have answered with 200, and the answer's bytes are the
-same (:func:`~anomaly_api.api.schemas.prediction_json`). ``tests/api/test_fast.py``
-compares the two paths answer for answer.
+same (:func:`~anomaly_api.api.schemas.point_json` writes what
+:func:`~anomaly_api.api.schemas.prediction_json` writes; ``tests/api/test_schemas.py``
+checks it). ``tests/api/test_fast.py`` compares the two paths answer for answer. One
+difference: the inference latency a predict answered here records is its whole request's.
 """
 
 from __future__ import annotations

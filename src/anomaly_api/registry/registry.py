@@ -136,6 +136,24 @@ class ModelRegistry:
         self.training_latency.record(time.perf_counter() - started)
         return record
 
+    def _not_behind_stream(self, entry: LiveStream, loaded: LoadedModel) -> LoadedModel:
+        """``loaded``, this process's latest version, unless the series' stream
+        (``entry``, its lock held) already goes on with a newer one: a version another
+        replica fitted (the retrain of the holder this stream was just taken over from)
+        whose announcement has not reached this process yet. Then the latest from the
+        store, so that the stream goes on as it would in one process instead of falling
+        back to an older version."""
+        known = entry.model.version if entry.model is not None else entry.saved_context[0]
+        if known is None or known <= loaded.version:
+            return loaded
+        latest = self.store.latest_version(entry.series_id)
+        if latest is None or latest <= loaded.version:
+            return loaded
+        if entry.model is not None and entry.model.version == latest:
+            return entry.model
+        # Not remembered as latest here (generation -1): its announcement will be.
+        return self.cache.load(entry.series_id, latest, -1, asked_latest=True)
+
     def _retrain_if_due(self, entry: LiveStream, loaded: LoadedModel) -> LoadedModel:
         """After ``entry`` (its lock held) observed a point scored by ``loaded``, the
         latest version: fit the next version when the policy says so, and make the
@@ -232,6 +250,8 @@ class ModelRegistry:
             with entry.lock:
                 if entry.released:
                     continue  # handed over meanwhile: look it up again
+                if version is None:
+                    loaded = self._not_behind_stream(entry, loaded)
                 self.streams.ready(entry, loaded)
                 point, why = self.streams.observe(entry, int(timestamp), value, observe)
                 if why is None and version is None:
@@ -387,6 +407,8 @@ class ModelRegistry:
             with entry.lock:
                 if entry.released:
                     continue
+                if version is None:
+                    loaded = self._not_behind_stream(entry, loaded)
                 self.streams.ready(entry, loaded)
                 used, parts, observed = self._score_parts(
                     entry, loaded, stamps, points, observe, version
