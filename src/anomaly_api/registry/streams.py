@@ -341,6 +341,10 @@ class Streams:
 
     # -- looking series up ---------------------------------------------------------------
 
+    def live_entries(self) -> OrderedDict[str, LiveStream]:
+        """The table :meth:`cached` reads (for a caller that inlines it in a loop)."""
+        return self._entries
+
     def cached(self, series_id: str) -> LiveStream | None:
         """The series' live stream if this process holds it (no I/O), else None."""
         entries = self._entries
