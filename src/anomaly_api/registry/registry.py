@@ -280,13 +280,11 @@ class ModelRegistry:
         the request, in one call).
         """
         started = time.perf_counter()
-        stamp = math.floor(timestamp)
-        found = self._fast(series_id, value, stamp, version, observe)
+        found = self.score_cached(series_id, value, timestamp, version, observe)
         if found is None:
             return None
-        answer = prediction(
-            found[0], stamp, value, found[1], found[2], cache_hit=True, counted=counted
-        )
+        loaded, stamp, point, why = found
+        answer = prediction(loaded, stamp, value, point, why, cache_hit=True, counted=counted)
         if timed:
             self.inference_latency.record(time.perf_counter() - started)
         return answer

@@ -300,18 +300,7 @@ class SQLiteStreams:
                 connection.execute("ROLLBACK")
         if row is None:
             return None
-        last_timestamp, observed, context_version, context = row
-        return ExportedStream(
-            series_id,
-            None if last_timestamp is None else int(last_timestamp),
-            int(observed),
-            None if context_version is None else int(context_version),
-            context,
-            [
-                (int(t), float(v), int(ver), float(sc), bool(an), float(ex), lo, up)
-                for t, v, ver, sc, an, ex, lo, up in points
-            ],
-        )
+        return exported_stream(series_id, row, points)
 
     @staticmethod
     def _drop_stream(connection: sqlite3.Connection, series_id: str) -> None:
@@ -319,6 +308,25 @@ class SQLiteStreams:
         connection.execute("DELETE FROM stream_points WHERE series_id = ?", (series_id,))
         connection.execute("DELETE FROM streams WHERE series_id = ?", (series_id,))
         connection.execute("DELETE FROM stream_release_requests WHERE series_id = ?", (series_id,))
+
+
+def exported_stream(
+    series_id: str, row: Sequence[Any], points: Sequence[Sequence[Any]]
+) -> ExportedStream:
+    """A stream read for export, from its ``streams`` row (last_timestamp, observed,
+    context_version, context) and its ``stream_points`` rows (both backends)."""
+    last_timestamp, observed, context_version, context = row
+    return ExportedStream(
+        series_id,
+        None if last_timestamp is None else int(last_timestamp),
+        int(observed),
+        None if context_version is None else int(context_version),
+        context,
+        [
+            (int(t), float(v), int(ver), float(sc), bool(an), float(ex), lo, up)
+            for t, v, ver, sc, an, ex, lo, up in points
+        ],
+    )
 
 
 def _heartbeat(connection: sqlite3.Connection, owner: str, expires_at: float) -> None:

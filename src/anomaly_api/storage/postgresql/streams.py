@@ -29,6 +29,7 @@ from anomaly_api.storage.sqlite_streams import (
     FORGET_OWNERS_CHANCE,
     NEVER,
     TRIM_SLACK,
+    exported_stream,
     new_token,
 )
 
@@ -273,20 +274,7 @@ class PostgreSQLStreams:
                     "FROM anomaly_stream_points WHERE series_id = %s ORDER BY timestamp",
                     (series_id,),
                 ).fetchall()
-            if row is None:
-                return None
-            last_timestamp, observed, context_version, context = row
-            return ExportedStream(
-                series_id,
-                None if last_timestamp is None else int(last_timestamp),
-                int(observed),
-                None if context_version is None else int(context_version),
-                context,
-                [
-                    (int(t), float(v), int(ver), float(sc), bool(an), float(ex), lo, up)
-                    for t, v, ver, sc, an, ex, lo, up in points
-                ],
-            )
+            return None if row is None else exported_stream(series_id, row, points)
 
         return self._run(work)
 
