@@ -115,11 +115,17 @@ def test_the_contract_predict_route_is_untouched(client: TestClient) -> None:
     assert "/predict" in client.get("/openapi.json").json()["paths"]
 
 
+@pytest.mark.parametrize(
+    "retrain",
+    [False, {"every": 4, "window": 50}, {"every": "5m", "window": "1h"}],
+    ids=["no-retrain", "every-4-points", "every-5-minutes"],
+)
 def test_one_point_of_each_of_many_series_is_scored_together_as_one_by_one(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, retrain: object
 ) -> None:
     """The points that need only memory are scored in arrays: the answers must be the
-    single predicts' to the bit, whatever each series' parameters and history."""
+    single predicts' to the bit, whatever each series' parameters and history, and a
+    point that makes a retrain due must retrain as its single predict does."""
     rng = np.random.default_rng(11)
     series = [f"m{index}" for index in range(40)]
     for index, series_id in enumerate(series):
@@ -130,7 +136,7 @@ def test_one_point_of_each_of_many_series_is_scored_together_as_one_by_one(
         values = rng.normal(50, rng.choice([0.0, 1.0, 5.0]), 60).tolist()
         body = {"timestamps": list(range(1691000000, 1691003600, 60)), "values": values}
         for name in (series_id, f"ref-{series_id}"):
-            fit = {**body, "params": params, "retrain": False}
+            fit = {**body, "params": params, "retrain": retrain}
             assert client.post(f"/fit/{name}", json=fit).status_code == 200
     registry = client.app.state.registry  # type: ignore[attr-defined]
     singles = []
@@ -140,7 +146,7 @@ def test_one_point_of_each_of_many_series_is_scored_together_as_one_by_one(
         singles.append(args[0])
         return original(*args, **kwargs)
 
-    for step in range(6):
+    for step in range(10):
         values = (50 + rng.normal(0, 8, len(series))).tolist()
         stamp = 1691003600 + 60 * step
         points = [
@@ -158,4 +164,10 @@ def test_one_point_of_each_of_many_series_is_scored_together_as_one_by_one(
                 json={"timestamp": stamp, "value": point["value"]},
             ).json()
             assert {**result, "series_id": None} == {**single, "series_id": None}
-    assert singles == []  # after the first request, every point was scored together
+    if retrain is False:
+        assert singles == []  # after the first request, every point was scored together
+    else:
+        # The points that made a retrain due went alone; the others were scored together.
+        assert 0 < len(singles) < 9 * len(series)
+        versions = client.get(f"/series/{series[0]}").json()
+        assert len(versions["versions"]) > 1

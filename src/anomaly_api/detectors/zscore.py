@@ -188,27 +188,31 @@ class ZScoreDetector(Detector):
     def observe_across(
         detectors: list[ZScoreDetector],
         contexts: list[ZScoreContext],
-        values: list[float],
+        values: FloatArray | list[float],
     ) -> Scores:
         """One point each for many zscore series at once (a bulk request): what
         ``detectors[i].observe_one(contexts[i], ..., values[i])`` answers for every i, the
         same bits, with the arithmetic done in arrays; the contexts learn as there."""
-        learned = np.fromiter((c.learned for c in contexts), np.int64, len(contexts))
-        sums = np.fromiter((c.shift_sum for c in contexts), np.float64, len(contexts))
-        squares = np.fromiter((c.shift_squares for c in contexts), np.float64, len(contexts))
-        mean0 = np.fromiter((d.mean_ for d in detectors), np.float64, len(detectors))
-        counts = np.fromiter((d.count_ for d in detectors), np.int64, len(detectors))
-        fitted = np.fromiter((d._squares for d in detectors), np.float64, len(detectors))
-        threshold = np.fromiter((d._threshold for d in detectors), np.float64, len(detectors))
-        half0 = np.fromiter((d._half_width for d in detectors), np.float64, len(detectors))
+        # Two gathers of one tuple per series (the detectors' constants are kept as one,
+        # :meth:`_derive`), not one per attribute: this runs once per bulk point.
+        size = len(contexts)
+        constants = np.array([d._across for d in detectors], dtype=np.float64).reshape(size, 5)
+        state = np.array(
+            [(c.learned, c.shift_sum, c.shift_squares) for c in contexts], dtype=np.float64
+        ).reshape(size, 3)
+        mean0, counts, fitted, threshold, half0 = constants.T
+        learned, sums, squares = state.T
         points = np.asarray(values, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            total = (counts + learned).astype(np.float64)
+            # counts and learned are exact in float64 (below 2**53), so their sum is the
+            # integer sum observe_one divides by.
+            total = counts + learned
             shift = sums / total
             variance = (fitted + squares) / total - shift * shift
             spread = np.sqrt(np.where(variance > 0.0, variance, 0.0))
             expected = mean0 + shift
             half = threshold * spread
+            deviations = (points - mean0).tolist()
         fresh = learned == 0
         expected[fresh] = mean0[fresh]
         half[fresh] = half0[fresh]
@@ -217,11 +221,10 @@ class ZScoreDetector(Detector):
             scores = band_scores(points, expected, half, directions[0])
         else:
             scores = _by_direction(points, expected, half, directions)
-        for detector, context, value, flagged in zip(
-            detectors, contexts, values, scores.anomaly.tolist(), strict=True
+        for context, deviation, flagged in zip(
+            contexts, deviations, scores.anomaly.tolist(), strict=True
         ):
             if not flagged:
-                deviation = value - detector.mean_
                 context.learned += 1
                 context.shift_sum += deviation
                 context.shift_squares += deviation * deviation
@@ -233,6 +236,14 @@ class ZScoreDetector(Detector):
         self._direction: Direction = self.params["direction"]
         self._half_width = self.params["threshold"] * self.std_
         self._squares = self.count_ * self.std_ * self.std_
+        self._across = (
+            self.mean_,
+            float(self.count_),
+            self._squares,
+            self._threshold,
+            self._half_width,
+        )
+        """What :meth:`observe_across` reads of each detector, gathered as one tuple."""
 
     def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
         """Score the points as :meth:`observe_one` does one by one.

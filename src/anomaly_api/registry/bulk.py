@@ -5,30 +5,35 @@ Points of different series are independent: only each series' own order matters.
 points that need nothing but memory and arithmetic, one point of a zscore series each,
 are scored together in arrays (:meth:`ZScoreDetector.observe_across`, the same bits as
 one by one), and every other point goes through the single-predict path in the request's
-order: later points of a series that appears twice, other detectors, points that are not
-news, a retrain falling due, a model or stream not in memory. The answers come back in
-the request's order.
+order: later points of a series that appears twice, points that name a version, other
+detectors, points that are not news, a retrain falling due, a model or stream not in
+memory. The answers come back in the request's order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
+from itertools import compress, repeat
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from anomaly_api import metrics
 from anomaly_api.detectors import ZScoreDetector
+from anomaly_api.detectors.series import FloatArray
 from anomaly_api.errors import AnomalyApiError, StoreUnavailable
 from anomaly_api.registry.cache import LoadedModel
-from anomaly_api.registry.scoring import Prediction, prediction_of
+from anomaly_api.registry.scoring import Prediction
 from anomaly_api.registry.streams import LiveStream
 
 if TYPE_CHECKING:
     from anomaly_api.registry.registry import ModelRegistry
 
 Point = tuple[str, int, float, int | None]
+_get = OrderedDict.get
 
 
 def predict_many(
@@ -40,63 +45,11 @@ def predict_many(
     # may not be seen by its later points, as for concurrent single predicts.
     with contextlib.suppress(StoreUnavailable):
         cache.sync()
-    synced = cache.current()
     answers: list[Prediction | AnomalyApiError | None] = [None] * len(points)
-    together: list[tuple[int, LoadedModel, LiveStream]] = []
-    alone: list[int] = []
-    if observe and synced and streams.pending() < streams.max_pending:
-        ids = [point[0] for point in points]
-        # A series that appears more than once takes the single-predict path (its points
-        # are its stream, in order); most requests have none, which a set tells at C speed.
-        repeated = Counter(ids) if len(set(ids)) < len(ids) else None
-        epoch = streams.epoch
-        # ModelCache.held_now and Streams.cached, inline: this loop runs once per point.
-        lock, latest, models = cache.lock, cache.latest, cache.models
-        entries = streams.live_entries()
-        for index, (series_id, timestamp, value, version) in enumerate(points):
-            entry = None
-            loaded = None
-            if repeated is None or repeated[series_id] == 1:
-                with lock:
-                    loaded = (
-                        latest.get(series_id)
-                        if version is None
-                        else models.get((series_id, version))
-                    )
-            if loaded is not None and type(loaded.detector) is ZScoreDetector:
-                entry = entries.get(series_id)
-                if entry is not None:
-                    try:
-                        entries.move_to_end(series_id)
-                    except KeyError:  # let go by another thread just now
-                        entry = None
-            if (
-                entry is None
-                or loaded is None
-                or entry.model is None
-                or entry.model.version != loaded.version
-                or entry.verified != epoch
-                or entry.last_timestamp is None
-                or timestamp <= entry.last_timestamp
-                or not math.isfinite(value)
-                or (
-                    loaded.policy is not None
-                    and version is None
-                    and loaded.policy.due(entry.since_fit + 1, timestamp, loaded.trained_until)
-                )
-                or not entry.lock.acquire(blocking=False)
-            ):
-                alone.append(index)
-                continue
-            if entry.released:
-                entry.lock.release()
-                alone.append(index)
-                continue
-            together.append((index, loaded, entry))  # its lock held until it is scored
+    if observe and cache.current() and streams.pending() < streams.max_pending:
+        alone = _together(registry, points, answers)
     else:
         alone = list(range(len(points)))
-    if together:
-        _together(points, together, answers)
     for index in alone:
         series_id, timestamp, value, version = points[index]
         try:
@@ -109,48 +62,175 @@ def predict_many(
 
 
 def _together(
+    registry: ModelRegistry,
     points: Sequence[Point],
-    together: list[tuple[int, LoadedModel, LiveStream]],
+    answers: list[Prediction | AnomalyApiError | None],
+) -> list[int]:
+    """Score, learn and answer in arrays the points that need only memory: one point of
+    a zscore series each, its model and stream live and current, the point news, no
+    retrain falling due. The indices of the other points are returned, in order.
+
+    Every step is a comprehension or an array operation over all the points, not a
+    loop with a branch per point: at 10^4 points a request, each Python step per point
+    costs as much as the arithmetic of all of them."""
+    cache, streams = registry.cache, registry.streams
+    ids = [point[0] for point in points]
+    if len(set(ids)) == len(ids) and all(point[3] is None for point in points):
+        candidates: list[int] = list(range(len(points)))
+    else:
+        # A series that appears more than once takes the single-predict path (its
+        # points are its stream, in order), as does a point that names its version.
+        counts = Counter(ids)
+        candidates = [
+            index
+            for index, point in enumerate(points)
+            if point[3] is None and counts[point[0]] == 1
+        ]
+        ids = [ids[index] for index in candidates]
+    latest, entries = cache.latest, streams.live_entries()
+    with cache.lock:  # ModelCache.held_now, for all of them: LRU.get's lookups and use
+        models = list(map(_get, repeat(latest), ids))
+        deque(map(latest.move_to_end, compress(ids, models)), maxlen=0)
+    found = list(map(_get, repeat(entries), ids))
+    try:  # Streams.cached, for all of them
+        deque(map(entries.move_to_end, compress(ids, found)), maxlen=0)
+    except KeyError:  # one was let go by another thread just now: it goes alone
+        found = [entry if entry is None or entry.series_id in entries else None for entry in found]
+    zscore = ZScoreDetector
+    # Each stream's lock is taken (without waiting: a held one goes alone) before its
+    # state is read, so nothing moves it between the checks and the update.
+    held = [
+        position
+        for position, loaded, entry in zip(range(len(ids)), models, found, strict=True)
+        if entry is not None
+        and loaded is not None
+        and type(loaded.detector) is zscore
+        and entry.lock.acquire(blocking=False)
+    ]
+    if not held:
+        return [index for index in range(len(points)) if answers[index] is None]
+    entries_held: list[LiveStream] = [found[position] for position in held]  # type: ignore[misc]
+    models_held: list[LoadedModel] = [models[position] for position in held]  # type: ignore[misc]
+    indices = [candidates[position] for position in held]
+    epoch = streams.epoch
+    try:
+        # The stream's last timestamp where its state is current, else +inf (never news).
+        state = np.array(
+            [
+                (
+                    entry.last_timestamp
+                    if not entry.released
+                    and entry.last_timestamp is not None
+                    and entry.verified == epoch
+                    and (model := entry.model) is not None
+                    and model.version == loaded.version
+                    else math.inf,
+                    entry.since_fit,
+                )
+                for entry, loaded in zip(entries_held, models_held, strict=True)
+            ],
+            dtype=np.float64,
+        ).reshape(len(held), 2)
+        marks = np.array(
+            [loaded.retrain_marks for loaded in models_held], dtype=np.float64
+        ).reshape(len(held), 3)
+        stamps = np.array([points[index][1] for index in indices], dtype=np.float64)
+        values = np.array([points[index][2] for index in indices], dtype=np.float64)
+        last, since = state[:, 0], state[:, 1] + 1
+        every_points, every_seconds, trained_until = marks.T
+        with np.errstate(invalid="ignore"):
+            due = (since >= every_points) | (
+                (since > 0) & (stamps - trained_until >= every_seconds)
+            )
+        good = (stamps > last) & np.isfinite(values) & ~due
+    except BaseException:
+        _release(entries_held)
+        raise
+    if not good.all():
+        keep = good.tolist()
+        _release(list(compress(entries_held, [not flag for flag in keep])))
+        entries_held = list(compress(entries_held, keep))
+        models_held = list(compress(models_held, keep))
+        indices = list(compress(indices, keep))
+        values = values[good]
+    if entries_held:
+        _score(points, indices, models_held, entries_held, values, answers)
+    return [index for index in range(len(points)) if answers[index] is None]
+
+
+def _release(entries: list[LiveStream]) -> None:
+    for entry in entries:
+        entry.lock.release()
+
+
+def _score(
+    points: Sequence[Point],
+    indices: list[int],
+    models: list[LoadedModel],
+    entries: list[LiveStream],
+    values: FloatArray,
     answers: list[Prediction | AnomalyApiError | None],
 ) -> None:
-    """Score one point each of many zscore series in arrays, learn them, answer them;
-    the series' locks are held on entry and released here."""
+    """Score one point each of many zscore series (their streams' locks held, released
+    here), learn them as :meth:`Streams.observe` does, answer them."""
     try:
-        detectors = [loaded.detector for _, loaded, _ in together]
-        contexts = [entry.context for _, _, entry in together]
-        values = [points[index][2] for index, _, _ in together]
         scores = ZScoreDetector.observe_across(
-            detectors,  # type: ignore[arg-type]
-            contexts,  # type: ignore[arg-type]
+            [loaded.detector for loaded in models],  # type: ignore[misc]
+            [entry.context for entry in entries],  # type: ignore[misc]
             values,
         )
-        columns = zip(
-            scores.expected.tolist(),
-            scores.lower.tolist(),
-            scores.upper.tolist(),
-            scores.score.tolist(),
-            scores.anomaly.tolist(),
-            scores.side.tolist(),
-            strict=True,
-        )
-        for (index, loaded, entry), (expected, lower, upper, score, anomaly, side) in zip(
-            together, columns, strict=True
+        expected = scores.expected.tolist()
+        lower, upper = scores.lower.tolist(), scores.upper.tolist()
+        score = scores.score.tolist()
+        anomaly = scores.anomaly.tolist()
+        sides = _SIDE_NAMES[scores.side + 1].tolist()
+        stamps = [points[index][1] for index in indices]
+        numbers = values.tolist()
+        for entry, loaded, timestamp, value, s, a, e, lo, up in zip(
+            entries, models, stamps, numbers, score, anomaly, expected, lower, upper, strict=True
         ):
-            timestamp, value = points[index][1], points[index][2]
             entry.last_timestamp = timestamp
             entry.observed += 1
             entry.since_fit += 1
             entry.appended += 1
             entry.changes += 1
-            entry.pending.append(
-                (timestamp, value, loaded.version, score, anomaly, expected, lower, upper)
-            )
-            answers[index] = prediction_of(
-                loaded, timestamp, value, expected, lower, upper, score, anomaly, side
-            )
+            entry.pending.append((timestamp, value, loaded.version, s, a, e, lo, up))
+        for index, answer in zip(
+            indices,
+            map(
+                Prediction,
+                anomaly,
+                [loaded.version_text for loaded in models],
+                [entry.series_id for entry in entries],
+                stamps,
+                numbers,
+                expected,
+                _edges(scores.lower, lower),
+                _edges(scores.upper, upper),
+                score,
+                sides,
+                [loaded.threshold for loaded in models],
+                repeat(ZScoreDetector.name),
+                repeat(True),
+            ),
+            strict=True,
+        ):
+            answers[index] = answer
     finally:
-        for _, _, entry in together:
-            entry.lock.release()
-    # Every point here was scored by a zscore model.
-    metrics.record_scores(ZScoreDetector.name, len(together), int(scores.anomaly.sum()))
-    metrics.record_cache_hits(len(together))
+        _release(entries)
+    metrics.record_scores(ZScoreDetector.name, len(entries), sum(anomaly))
+    metrics.record_cache_hits(len(entries))
+
+
+_SIDE_NAMES = np.array(["below", None, "above"], dtype=object)
+
+
+def _edges(edges: FloatArray, listed: list[float]) -> list[float | None]:
+    """A band's edges (also as a list) as the answer gives them: None for an unwatched
+    (infinite) side."""
+    finite = np.isfinite(edges)
+    if finite.all():
+        return listed  # type: ignore[return-value]
+    out = edges.astype(object)
+    out[~finite] = None
+    return out.tolist()  # type: ignore[no-any-return]

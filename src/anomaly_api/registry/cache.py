@@ -29,6 +29,7 @@ marker moves and the caches resynchronise.
 from __future__ import annotations
 
 import gc
+import math
 import threading
 from collections.abc import Callable
 
@@ -60,6 +61,7 @@ class LoadedModel:
         "direction",
         "policy",
         "record",
+        "retrain_marks",
         "series_id",
         "threshold",
         "trained_until",
@@ -78,6 +80,23 @@ class LoadedModel:
         self.direction: str = detector.params.get("direction", "both")
         self.policy = RetrainPolicy.from_json(record.retrain)
         self.trained_until = record.last_timestamp
+        self.retrain_marks = retrain_marks(self.policy, record.last_timestamp)
+        """What the bulk path gathers to tell, in arrays, when a point makes the policy
+        due (see :func:`retrain_marks`)."""
+
+
+def retrain_marks(policy: RetrainPolicy | None, trained_until: int) -> tuple[float, float, int]:
+    """``(points, seconds, trained_until)``: :meth:`RetrainPolicy.due` of ``since``
+    points, the newest at ``timestamp``, is ``since >= points or (since > 0 and
+    timestamp - trained_until >= seconds)``, with infinity for a cadence not in use."""
+    if policy is None:
+        return math.inf, math.inf, trained_until
+    every = policy.every
+    return (
+        math.inf if every.points is None else float(every.points),
+        math.inf if every.seconds is None else float(every.seconds),
+        trained_until,
+    )
 
 
 class ModelCache:
