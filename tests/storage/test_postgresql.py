@@ -259,6 +259,52 @@ def test_migration_2_counts_what_a_version_1_database_holds(postgresql_url: str)
         store.close()
 
 
+def test_migration_4_packs_the_per_point_rows_into_chunks(postgresql_url: str) -> None:
+    """A schema 3 database (one row per observed point) keeps every point, with what was
+    answered for it, once migration 4 packed them in SQL."""
+    with psycopg.connect(postgresql_url, autocommit=True) as connection:
+        connection.execute(
+            "CREATE TABLE anomaly_schema_migrations (version integer PRIMARY KEY,"
+            " description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, description, sql in MIGRATIONS[:3]:
+            for statement in sql.split(";"):
+                if statement.strip():
+                    connection.execute(statement.encode())
+            connection.execute(
+                "INSERT INTO anomaly_schema_migrations (version, description) VALUES (%s, %s)",
+                (version, description),
+            )
+        connection.execute(
+            "INSERT INTO anomaly_streams (series_id, token, last_timestamp, observed, stored, "
+            "updated_at) VALUES ('s', 1, 29990, 3000, 3000, 0)"
+        )
+        old = [
+            ("s", 10 * i, i + 0.5, 1, 0.25, i % 7 == 0, 1.5, None if i % 2 else -1.0, 9.0)
+            for i in range(3000)
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO anomaly_stream_points VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                old,
+            )
+    store = opened(postgresql_url)
+    try:
+        assert store.schema_version() == len(MIGRATIONS)
+        exported = store.export_stream("s")
+        assert exported is not None
+        assert exported.points == [row[1:] for row in old]
+        assert store.count_stream_points("s", after=100, before=2000) == 189
+        timestamps, values = store.stream_points("s", after=-1, limit=3)
+        assert timestamps.tolist() == [29970, 29980, 29990]
+        assert values.tolist() == [2997.5, 2998.5, 2999.5]
+    finally:
+        store.close()
+    with psycopg.connect(postgresql_url) as connection:
+        [(chunks,)] = connection.execute("SELECT COUNT(*) FROM anomaly_stream_chunks").fetchall()
+        assert chunks == 3  # 3,000 points in chunks of 1,024
+
+
 def test_counts_stay_exact_under_concurrent_fits_and_deletes(postgresql_url: str) -> None:
     store = opened(postgresql_url, pool_size=8)
     try:

@@ -27,7 +27,9 @@ def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
 
 def test_a_store_of_an_earlier_schema_is_migrated_in_place(tmp_path: Path) -> None:
     connection = sqlite3.connect(tmp_path / "m.db")
-    for statement in MIGRATIONS[0][1].split(";"):
+    first = MIGRATIONS[0][1]
+    assert isinstance(first, str)
+    for statement in first.split(";"):
         connection.execute(statement)
     connection.execute(
         "INSERT INTO models VALUES ('old', 1, 'zscore', '{}', '{\"mean\": 1.0, \"std\": 0.0}', "
@@ -49,6 +51,45 @@ def test_a_store_of_an_earlier_schema_is_migrated_in_place(tmp_path: Path) -> No
         )
     finally:
         store.close()
+
+
+def test_schema_3_points_are_packed_into_chunks(tmp_path: Path) -> None:
+    """A store of schema 3 (one row per observed point) keeps every point, with what was
+    answered for it, once its points are packed into chunks."""
+    connection = sqlite3.connect(tmp_path / "m.db")
+    for _, sql in MIGRATIONS[:3]:
+        assert isinstance(sql, str)
+        for statement in sql.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+    connection.execute(
+        "INSERT INTO streams (series_id, owner, token, last_timestamp, observed, stored, "
+        "updated_at) VALUES ('s', NULL, 1, 2990, 3000, 3000, 0)"
+    )
+    old = [
+        ("s", 10 * i, float(i), 1, 0.25, i % 7 == 0, 1.5, None if i % 2 else -1.0, 9.0)
+        for i in range(3000)
+    ]
+    connection.executemany("INSERT INTO stream_points VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", old)
+    connection.execute("PRAGMA user_version = 3")
+    connection.commit()
+    connection.close()
+    store = SQLiteModelStore(tmp_path / "m.db")
+    try:
+        exported = store.export_stream("s")
+        assert exported is not None
+        assert exported.points == [row[1:] for row in old]
+        assert store.count_stream_points("s", after=100, before=2000) == 189
+        timestamps, values = store.stream_points("s", after=-1, limit=5)
+        assert timestamps.tolist() == [29950, 29960, 29970, 29980, 29990]
+        assert values.tolist() == [2995.0, 2996.0, 2997.0, 2998.0, 2999.0]
+    finally:
+        store.close()
+    connection = sqlite3.connect(tmp_path / "m.db")
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert "stream_points" not in tables
+    assert connection.execute("SELECT COUNT(*) FROM stream_chunks").fetchone()[0] == 3
+    connection.close()
 
 
 def test_refuses_a_schema_from_a_newer_release(tmp_path: Path) -> None:

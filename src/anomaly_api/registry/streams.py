@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -104,7 +103,8 @@ class LiveStream:
         """Points observed after ``model``'s training data."""
         self.pending: deque[StreamPoint] = deque(maxlen=keep_points)
         """Observed points not saved yet (the newest ``keep_points``: older ones would be
-        trimmed as soon as they were saved). ``lower``/``upper`` may be infinite here."""
+        trimmed as soon as they were saved). ``lower``/``upper`` are infinite for an
+        unwatched side, and stored so (:mod:`anomaly_api.storage.chunks`)."""
         self.appended = 0
         """Points ever appended to ``pending`` (saves use it to know what they covered)."""
         self.changes = 0
@@ -124,18 +124,6 @@ class _Snapshot:
     update: StreamUpdate
     appended: int
     changes: int
-
-
-def _stored(point: StreamPoint) -> StreamPoint:
-    """A pending point as the store keeps it: an unwatched side's edge is None."""
-    lower, upper = point[6], point[7]
-    if (lower is None or math.isfinite(lower)) and (upper is None or math.isfinite(upper)):
-        return point
-    return (
-        *point[:6],
-        None if lower is None or not math.isfinite(lower) else lower,
-        None if upper is None or not math.isfinite(upper) else upper,
-    )
 
 
 class Streams:
@@ -233,14 +221,13 @@ class Streams:
             self.hand_over(series_id)
 
     def _snapshot(self, entry: LiveStream) -> _Snapshot:
-        # Under the lock only what must be consistent, copied at C speed: predicts of
-        # the series wait for it (or take the slow path), so the per-point work is done
-        # after it is released.
+        # Under the lock only what must be consistent, the points copied at C speed:
+        # predicts of the series wait for it (or take the slow path).
         with entry.lock:
             model = entry.model
             context = None if entry.context is None else orjson.dumps(entry.context.to_json())
             pending = list(entry.pending)
-            snapshot = _Snapshot(
+            return _Snapshot(
                 entry,
                 StreamUpdate(
                     series_id=entry.series_id,
@@ -254,13 +241,6 @@ class Streams:
                 entry.appended,
                 entry.changes,
             )
-        snapshot.update.points = [
-            point
-            if -math.inf < point[6] and point[7] < math.inf  # type: ignore[operator]
-            else _stored(point)
-            for point in pending
-        ]
-        return snapshot
 
     def _save(self, snapshots: list[_Snapshot]) -> None:
         try:

@@ -34,7 +34,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ from anomaly_api.storage.rows import (
     summary_from_row,
     training_blobs,
 )
-from anomaly_api.storage.sqlite_streams import STREAM_SCHEMA, SQLiteStreams
+from anomaly_api.storage.sqlite_streams import STREAM_SCHEMA, SQLiteStreams, upgrade_to_chunks
 
 MAX_IDLE_CONNECTIONS = 8
 WATCH_INTERVAL_S = 1.0
@@ -102,7 +102,7 @@ CREATE TABLE IF NOT EXISTS meta (
 INSERT OR IGNORE INTO meta (key, value) VALUES ('deletion_epoch', 0);
 """
 
-MIGRATIONS: tuple[tuple[int, str], ...] = (
+MIGRATIONS: tuple[tuple[int, str | Callable[[sqlite3.Connection], None]], ...] = (
     (1, _SCHEMA_V1),
     (
         2,
@@ -111,8 +111,10 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         "series_id TEXT)",
     ),
     (3, STREAM_SCHEMA),
+    (4, upgrade_to_chunks),
 )
-"""(``user_version``, SQL) in order; append, never edit an applied one."""
+"""(``user_version``, SQL or a function of the connection) in order; append, never edit
+an applied one."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -223,6 +225,9 @@ class SQLiteModelStore(SQLiteStreams):
                 )
             for version, sql in MIGRATIONS:
                 if version <= current:
+                    continue
+                if callable(sql):
+                    sql(connection)
                     continue
                 for statement in sql.split(";"):
                     if statement.strip():

@@ -4,7 +4,8 @@
   many points it observed, the rolling context saved with its version, and the holder
   (``owner``, ``token``). A save whose token no longer matches is refused: the series
   was taken over (or deleted) meanwhile.
-* ``stream_points``: the observed points with what was answered for them, newest kept.
+* ``stream_chunks``: the observed points with what was answered for them, newest kept,
+  one row per series per save (:mod:`anomaly_api.storage.chunks`).
 * ``stream_owners``: one row per live holder, its lease renewed by every save; a series
   whose holder's lease ran out may be taken over.
 * ``stream_release_requests``: "please give this series up", read by the holder at its
@@ -25,12 +26,21 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
-
-import numpy as np
 
 from anomaly_api.detectors.series import FloatArray, IntArray
 from anomaly_api.storage.base import ExportedStream, StreamState, StreamUpdate
+from anomaly_api.storage.chunks import (
+    MIGRATION_CHUNK,
+    as_points,
+    chunk_row,
+    count_between,
+    newest,
+    news,
+    trim_plan,
+)
 
 STREAM_SCHEMA = """
 ALTER TABLE models ADD COLUMN fit_trigger TEXT NOT NULL DEFAULT 'client';
@@ -69,6 +79,40 @@ CREATE TABLE stream_release_requests (
 )
 """
 """Schema 3: what streams need, and each version's trigger and retrain policy."""
+
+CHUNK_SCHEMA = """
+CREATE TABLE stream_chunks (
+    series_id TEXT NOT NULL,
+    first     INTEGER NOT NULL,
+    last      INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    points    BLOB NOT NULL
+);
+CREATE UNIQUE INDEX stream_chunks_series ON stream_chunks (series_id, first)
+"""
+
+
+def upgrade_to_chunks(connection: sqlite3.Connection) -> None:
+    """Schema 4: observed points in chunks (:mod:`anomaly_api.storage.chunks`), the
+    schema 3 rows (one per point) packed into them."""
+    for statement in CHUNK_SCHEMA.split(";"):
+        connection.execute(statement)
+    rows = connection.execute(
+        "SELECT series_id, timestamp, value, version, score, anomaly, expected, lower, upper "
+        "FROM stream_points ORDER BY series_id, timestamp"
+    )
+    for series_id, points in groupby(rows, key=itemgetter(0)):
+        run = [row[1:] for row in points]
+        connection.executemany(
+            "INSERT INTO stream_chunks (series_id, first, last, count, points) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                chunk_row(series_id, run[start : start + MIGRATION_CHUNK])
+                for start in range(0, len(run), MIGRATION_CHUNK)
+            ],
+        )
+    connection.execute("DROP TABLE stream_points")
+
 
 NEVER = 2**63 - 1
 """A timestamp later than any (``before`` when there is no bound)."""
@@ -153,20 +197,20 @@ class SQLiteStreams:
         refused: set[str] = set()
         with self._relaxed_write() as connection:
             _heartbeat(connection, owner, now + lease_s)
-            held: dict[str, tuple[int, int]] = {}
+            held: dict[str, tuple[int, int, int | None]] = {}
             ids = [update.series_id for update in updates]
             for start in range(0, len(ids), _IN_CHUNK):  # one query per chunk, not per series
                 chunk = ids[start : start + _IN_CHUNK]
                 marks = ", ".join("?" * len(chunk))
                 held.update(
-                    (series_id, (token, stored))
-                    for series_id, token, stored in connection.execute(
-                        "SELECT series_id, token, stored FROM streams "
+                    (series_id, (token, stored, saved_until))
+                    for series_id, token, stored, saved_until in connection.execute(
+                        "SELECT series_id, token, stored, last_timestamp FROM streams "
                         f"WHERE series_id IN ({marks})",
                         chunk,
                     )
                 )
-            points: list[tuple[Any, ...]] = []
+            chunks: list[tuple[Any, ...]] = []
             rows: list[tuple[Any, ...]] = []
             for update in updates:
                 found = held.get(update.series_id)
@@ -174,8 +218,10 @@ class SQLiteStreams:
                     refused.add(update.series_id)
                     continue
                 series_id = update.series_id
-                points.extend((series_id, *point) for point in update.points)
-                stored = found[1] + len(update.points)
+                points = news(update.points, found[2])
+                if points:
+                    chunks.append(chunk_row(series_id, points))
+                stored = found[1] + len(points)
                 if stored > keep_points * TRIM_SLACK:
                     stored = -1  # trimmed below, once its points are in
                 rows.append(
@@ -190,9 +236,9 @@ class SQLiteStreams:
                     )
                 )
             connection.executemany(
-                "INSERT OR IGNORE INTO stream_points (series_id, timestamp, value, version, "
-                "score, anomaly, expected, lower, upper) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                points,
+                "INSERT OR IGNORE INTO stream_chunks (series_id, first, last, count, points) "
+                "VALUES (?, ?, ?, ?, ?)",
+                chunks,
             )
             kept = {
                 row[-1]: _trim(connection, row[-1], keep_points) for row in rows if row[2] == -1
@@ -261,22 +307,22 @@ class SQLiteStreams:
     def stream_points(
         self, series_id: str, after: int, limit: int, before: int | None = None
     ) -> tuple[IntArray, FloatArray]:
+        end = NEVER if before is None else before
         rows = self._read(
-            "SELECT timestamp, value FROM (SELECT timestamp, value FROM stream_points "
-            "WHERE series_id = ? AND timestamp > ? AND timestamp < ? "
-            "ORDER BY timestamp DESC LIMIT ?) "
-            "ORDER BY timestamp",
-            (series_id, after, NEVER if before is None else before, limit),
+            "SELECT count, points FROM stream_chunks WHERE series_id = ? AND last > ? "
+            "AND first < ? ORDER BY first DESC",
+            (series_id, after, end),
         )
-        return _columns(rows)
+        return newest(rows, after, end, limit)
 
     def count_stream_points(self, series_id: str, after: int, before: int | None = None) -> int:
-        [(count,)] = self._read(
-            "SELECT COUNT(*) FROM stream_points WHERE series_id = ? AND timestamp > ? "
-            "AND timestamp < ?",
-            (series_id, after, NEVER if before is None else before),
+        end = NEVER if before is None else before
+        rows = self._read(
+            "SELECT first, last, count, CASE WHEN first > ? AND last < ? THEN NULL "
+            "ELSE points END FROM stream_chunks WHERE series_id = ? AND last > ? AND first < ?",
+            (after, end, series_id, after, end),
         )
-        return int(count)
+        return count_between(rows, after, end)
 
     def stream_ids(self) -> list[str]:
         return [row[0] for row in self._read("SELECT series_id FROM streams ORDER BY series_id")]
@@ -291,11 +337,14 @@ class SQLiteStreams:
                     "WHERE series_id = ?",
                     (series_id,),
                 ).fetchone()
-                points = connection.execute(
-                    "SELECT timestamp, value, version, score, anomaly, expected, lower, upper "
-                    "FROM stream_points WHERE series_id = ? ORDER BY timestamp",
-                    (series_id,),
-                ).fetchall()
+                points = [
+                    point
+                    for (blob,) in connection.execute(
+                        "SELECT points FROM stream_chunks WHERE series_id = ? ORDER BY first",
+                        (series_id,),
+                    )
+                    for point in as_points(blob)
+                ]
             finally:
                 connection.execute("ROLLBACK")
         if row is None:
@@ -305,7 +354,7 @@ class SQLiteStreams:
     @staticmethod
     def _drop_stream(connection: sqlite3.Connection, series_id: str) -> None:
         """Forget a deleted series' stream (its holder's next save is refused)."""
-        connection.execute("DELETE FROM stream_points WHERE series_id = ?", (series_id,))
+        connection.execute("DELETE FROM stream_chunks WHERE series_id = ?", (series_id,))
         connection.execute("DELETE FROM streams WHERE series_id = ?", (series_id,))
         connection.execute("DELETE FROM stream_release_requests WHERE series_id = ?", (series_id,))
 
@@ -314,7 +363,7 @@ def exported_stream(
     series_id: str, row: Sequence[Any], points: Sequence[Sequence[Any]]
 ) -> ExportedStream:
     """A stream read for export, from its ``streams`` row (last_timestamp, observed,
-    context_version, context) and its ``stream_points`` rows (both backends)."""
+    context_version, context) and its points, oldest first (both backends)."""
     last_timestamp, observed, context_version, context = row
     return ExportedStream(
         series_id,
@@ -345,26 +394,32 @@ def _heartbeat(connection: sqlite3.Connection, owner: str, expires_at: float) ->
 
 def _trim(connection: sqlite3.Connection, series_id: str, keep_points: int) -> int:
     """Keep the newest ``keep_points`` points of the series; return how many are kept."""
-    row = connection.execute(
-        "SELECT timestamp FROM stream_points WHERE series_id = ? "
-        "ORDER BY timestamp DESC LIMIT 1 OFFSET ?",
-        (series_id, max(keep_points - 1, 0)),
-    ).fetchone()
-    if row is not None:
-        cut = row[0] if keep_points > 0 else row[0] + 1
+    drop, cut, kept = trim_plan(
         connection.execute(
-            "DELETE FROM stream_points WHERE series_id = ? AND timestamp < ?", (series_id, cut)
+            "SELECT first, count FROM stream_chunks WHERE series_id = ? ORDER BY first DESC",
+            (series_id,),
+        ).fetchall(),
+        keep_points,
+    )
+    connection.executemany(
+        "DELETE FROM stream_chunks WHERE series_id = ? AND first = ?",
+        [(series_id, first) for first in drop],
+    )
+    if cut is not None:
+        first, stay = cut
+        [(blob,)] = connection.execute(
+            "SELECT points FROM stream_chunks WHERE series_id = ? AND first = ?",
+            (series_id, first),
+        ).fetchall()
+        connection.execute(
+            "DELETE FROM stream_chunks WHERE series_id = ? AND first = ?", (series_id, first)
         )
-    [(count,)] = connection.execute(
-        "SELECT COUNT(*) FROM stream_points WHERE series_id = ?", (series_id,)
-    ).fetchall()
-    return int(count)
-
-
-def _columns(rows: list[tuple[Any, ...]]) -> tuple[IntArray, FloatArray]:
-    timestamps = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-    values = np.fromiter((row[1] for row in rows), dtype=np.float64, count=len(rows))
-    return timestamps, values
+        connection.execute(
+            "INSERT INTO stream_chunks (series_id, first, last, count, points) "
+            "VALUES (?, ?, ?, ?, ?)",
+            chunk_row(series_id, as_points(blob)[-stay:]),
+        )
+    return kept
 
 
 def _loads(text: str) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 
 from anomaly_api.errors import StoreUnavailable
-from anomaly_api.storage.postgresql.streams import STREAM_MIGRATION
+from anomaly_api.storage.postgresql.streams import CHUNK_MIGRATION, STREAM_MIGRATION
 
 _MIGRATION_LOCK = 0x616E6F6D616C79  # an arbitrary advisory-lock key: "anomaly" in ASCII
 
@@ -55,6 +55,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         """,
     ),
     (3, "streams: observed points, saved contexts, holders; version triggers", STREAM_MIGRATION),
+    (4, "observed points packed in chunks, one row per series per save", CHUNK_MIGRATION),
 )
 """(version, description, SQL) in order; append, never edit an applied one.
 

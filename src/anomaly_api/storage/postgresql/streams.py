@@ -2,7 +2,8 @@
 
 The tables mirror the SQLite store's (see :mod:`anomaly_api.storage.sqlite_streams`):
 ``anomaly_streams`` (one row per series: last timestamp, counts, the saved context, the
-holder and its token), ``anomaly_stream_points`` and ``anomaly_stream_owners`` (one
+holder and its token), ``anomaly_stream_chunks`` (the observed points, one row per
+series per save: :mod:`anomaly_api.storage.chunks`) and ``anomaly_stream_owners`` (one
 lease per live holder, renewed by every save). Times are the database's clock, so
 replicas whose clocks differ agree on when a lease ran out. A release is asked with a
 notification on :data:`~anomaly_api.storage.postgresql.changes.STREAM_CHANNEL`, which
@@ -18,11 +19,18 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-import numpy as np
 import psycopg
 
 from anomaly_api.detectors.series import FloatArray, IntArray
 from anomaly_api.storage.base import ExportedStream, Retention, StreamState, StreamUpdate
+from anomaly_api.storage.chunks import (
+    as_points,
+    chunk_row,
+    count_between,
+    newest,
+    news,
+    trim_plan,
+)
 from anomaly_api.storage.postgresql.changes import CHANNEL, DELETE_PREFIX, STREAM_CHANNEL
 from anomaly_api.storage.sqlite_streams import (
     FORGET_OWNERS_AFTER_S,
@@ -67,6 +75,35 @@ CREATE TABLE anomaly_stream_owners (
     expires_at double precision NOT NULL
 )
 """
+
+
+CHUNK_MIGRATION = """
+CREATE TABLE anomaly_stream_chunks (
+    series_id text COLLATE "C" NOT NULL,
+    first     bigint NOT NULL,
+    last      bigint NOT NULL,
+    count     integer NOT NULL,
+    points    bytea NOT NULL,
+    PRIMARY KEY (series_id, first)
+);
+INSERT INTO anomaly_stream_chunks (series_id, first, last, count, points)
+SELECT series_id, min(timestamp), max(timestamp), count(*),
+       string_agg(packed, ''::bytea ORDER BY timestamp)
+FROM (
+    SELECT series_id, timestamp,
+           (row_number() OVER (PARTITION BY series_id ORDER BY timestamp) - 1) / 1024 AS part,
+           float8send(timestamp::float8) || float8send(value) || float8send(version::float8)
+           || float8send(score) || float8send(CASE WHEN anomaly THEN 1 ELSE 0 END::float8)
+           || float8send(expected) || float8send(coalesce(lower, 'NaN'::float8))
+           || float8send(coalesce(upper, 'NaN'::float8)) AS packed
+    FROM anomaly_stream_points
+) rows
+GROUP BY series_id, part;
+DROP TABLE anomaly_stream_points
+"""
+"""Migration 4: the per-point rows packed into chunks of up to
+:data:`~anomaly_api.storage.chunks.MIGRATION_CHUNK` points, in SQL (``float8send``
+writes the chunks' big-endian doubles)."""
 
 
 class PostgreSQLStreams:
@@ -147,47 +184,59 @@ class PostgreSQLStreams:
                 _heartbeat(connection, owner, lease_s)
                 if not updates:
                     return set()
-                accepted = connection.execute(
+                # Locked in one order, so saves of series being handed over cannot deadlock.
+                held = {
+                    series_id: (token, saved_until)
+                    for series_id, token, saved_until in connection.execute(
+                        "SELECT series_id, token, last_timestamp FROM anomaly_streams "
+                        "WHERE series_id = ANY(%s) ORDER BY series_id FOR UPDATE",
+                        ([update.series_id for update in updates],),
+                    ).fetchall()
+                }
+                accepted = [
+                    (update, news(update.points, found[1]))
+                    for update in updates
+                    if (found := held.get(update.series_id)) is not None
+                    and found[0] == update.token
+                ]
+                if not accepted:
+                    return {update.series_id for update in updates}
+                stored = connection.execute(
                     "UPDATE anomaly_streams s SET last_timestamp = u.last_timestamp, "
                     "observed = u.observed, stored = s.stored + u.added, "
                     "context_version = u.context_version, context = u.context, "
                     f"updated_at = {_NOW} "
-                    "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], "
-                    "%s::bigint[], %s::integer[], %s::text[]) AS u(series_id, token, "
+                    "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], "
+                    "%s::bigint[], %s::integer[], %s::text[]) AS u(series_id, "
                     "last_timestamp, observed, added, context_version, context) "
-                    "WHERE s.series_id = u.series_id AND s.token = u.token "
+                    "WHERE s.series_id = u.series_id "
                     "RETURNING s.series_id, s.stored",
                     (
-                        [update.series_id for update in updates],
-                        [update.token for update in updates],
-                        [update.last_timestamp for update in updates],
-                        [update.observed for update in updates],
-                        [len(update.points) for update in updates],
-                        [update.context_version for update in updates],
-                        [update.context for update in updates],
+                        [update.series_id for update, _ in accepted],
+                        [update.last_timestamp for update, _ in accepted],
+                        [update.observed for update, _ in accepted],
+                        [len(points) for _, points in accepted],
+                        [update.context_version for update, _ in accepted],
+                        [update.context for update, _ in accepted],
                     ),
                 ).fetchall()
-                stored = {series_id: int(count) for series_id, count in accepted}
-                points = [
-                    (update.series_id, *point)
-                    for update in updates
-                    if update.series_id in stored
-                    for point in update.points
+                chunks = [
+                    chunk_row(update.series_id, points) for update, points in accepted if points
                 ]
-                if points:
-                    columns = list(zip(*points, strict=True))
+                if chunks:
+                    columns = list(zip(*chunks, strict=True))
                     connection.execute(
-                        "INSERT INTO anomaly_stream_points (series_id, timestamp, value, version, "
-                        "score, anomaly, expected, lower, upper) "
-                        "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::float8[], "
-                        "%s::integer[], %s::float8[], %s::boolean[], %s::float8[], %s::float8[], "
-                        "%s::float8[]) ON CONFLICT DO NOTHING",
+                        "INSERT INTO anomaly_stream_chunks (series_id, first, last, count, "
+                        "points) SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[], "
+                        "%s::integer[], %s::bytea[]) ON CONFLICT DO NOTHING",
                         [list(column) for column in columns],
                     )
-                for series_id, count in stored.items():
+                for series_id, count in stored:
                     if count > keep_points * TRIM_SLACK:
                         _trim(connection, series_id, keep_points)
-                return {update.series_id for update in updates} - set(stored)
+                return {update.series_id for update in updates} - {
+                    update.series_id for update, _ in accepted
+                }
 
         return self._run(work, retry=False)
 
@@ -235,24 +284,23 @@ class PostgreSQLStreams:
     def stream_points(
         self, series_id: str, after: int, limit: int, before: int | None = None
     ) -> tuple[IntArray, FloatArray]:
+        end = NEVER if before is None else before
         rows = self._read(
-            "SELECT timestamp, value FROM (SELECT timestamp, value FROM anomaly_stream_points "
-            "WHERE series_id = %s AND timestamp > %s AND timestamp < %s "
-            "ORDER BY timestamp DESC LIMIT %s) newest "
-            "ORDER BY timestamp",
-            (series_id, after, NEVER if before is None else before, limit),
+            "SELECT count, points FROM anomaly_stream_chunks WHERE series_id = %s "
+            "AND last > %s AND first < %s ORDER BY first DESC",
+            (series_id, after, end),
         )
-        timestamps = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-        values = np.fromiter((row[1] for row in rows), dtype=np.float64, count=len(rows))
-        return timestamps, values
+        return newest(rows, after, end, limit)
 
     def count_stream_points(self, series_id: str, after: int, before: int | None = None) -> int:
-        [(count,)] = self._read(
-            "SELECT COUNT(*) FROM anomaly_stream_points WHERE series_id = %s AND timestamp > %s "
-            "AND timestamp < %s",
-            (series_id, after, NEVER if before is None else before),
+        end = NEVER if before is None else before
+        rows = self._read(
+            "SELECT first, last, count, CASE WHEN first > %s AND last < %s THEN NULL "
+            "ELSE points END FROM anomaly_stream_chunks WHERE series_id = %s AND last > %s "
+            "AND first < %s",
+            (after, end, series_id, after, end),
         )
-        return int(count)
+        return count_between(rows, after, end)
 
     def stream_ids(self) -> list[str]:
         return [
@@ -269,11 +317,15 @@ class PostgreSQLStreams:
                     "FROM anomaly_streams WHERE series_id = %s",
                     (series_id,),
                 ).fetchone()
-                points = connection.execute(
-                    "SELECT timestamp, value, version, score, anomaly, expected, lower, upper "
-                    "FROM anomaly_stream_points WHERE series_id = %s ORDER BY timestamp",
-                    (series_id,),
-                ).fetchall()
+                points = [
+                    point
+                    for (blob,) in connection.execute(
+                        "SELECT points FROM anomaly_stream_chunks WHERE series_id = %s "
+                        "ORDER BY first",
+                        (series_id,),
+                    ).fetchall()
+                    for point in as_points(blob)
+                ]
             return None if row is None else exported_stream(series_id, row, points)
 
         return self._run(work)
@@ -295,27 +347,40 @@ def _heartbeat(connection: psycopg.Connection[Any], owner: str, lease_s: float) 
 
 
 def _trim(connection: psycopg.Connection[Any], series_id: str, keep_points: int) -> None:
-    row = connection.execute(
-        "SELECT timestamp FROM anomaly_stream_points WHERE series_id = %s "
-        "ORDER BY timestamp DESC LIMIT 1 OFFSET %s",
-        (series_id, max(keep_points - 1, 0)),
-    ).fetchone()
-    if row is not None:
-        cut = row[0] if keep_points > 0 else row[0] + 1
+    drop, cut, kept = trim_plan(
         connection.execute(
-            "DELETE FROM anomaly_stream_points WHERE series_id = %s AND timestamp < %s",
-            (series_id, cut),
+            "SELECT first, count FROM anomaly_stream_chunks WHERE series_id = %s "
+            "ORDER BY first DESC",
+            (series_id,),
+        ).fetchall(),
+        keep_points,
+    )
+    if drop:
+        connection.execute(
+            "DELETE FROM anomaly_stream_chunks WHERE series_id = %s AND first = ANY(%s)",
+            (series_id, drop),
+        )
+    if cut is not None:
+        first, stay = cut
+        row = connection.execute(
+            "DELETE FROM anomaly_stream_chunks WHERE series_id = %s AND first = %s "
+            "RETURNING points",
+            (series_id, first),
+        ).fetchone()
+        assert row is not None
+        connection.execute(
+            "INSERT INTO anomaly_stream_chunks (series_id, first, last, count, points) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            chunk_row(series_id, as_points(row[0])[-stay:]),
         )
     connection.execute(
-        "UPDATE anomaly_streams SET stored = (SELECT COUNT(*) FROM anomaly_stream_points "
-        "WHERE series_id = %s) WHERE series_id = %s",
-        (series_id, series_id),
+        "UPDATE anomaly_streams SET stored = %s WHERE series_id = %s", (kept, series_id)
     )
 
 
 def drop_stream(connection: psycopg.Connection[Any], series_id: str) -> None:
     """Forget a deleted series' stream (its holder's next save is refused)."""
-    connection.execute("DELETE FROM anomaly_stream_points WHERE series_id = %s", (series_id,))
+    connection.execute("DELETE FROM anomaly_stream_chunks WHERE series_id = %s", (series_id,))
     connection.execute("DELETE FROM anomaly_streams WHERE series_id = %s", (series_id,))
 
 
