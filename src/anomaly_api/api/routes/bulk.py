@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Annotated, Any
 
 import msgspec
@@ -218,30 +219,52 @@ def _failure(series_id: str, timestamp: Any, status: int, detail: str) -> dict[s
 def _results(
     registry: ModelRegistry, points: Points, observe: bool
 ) -> tuple[list[Prediction | dict[str, Any] | None], int]:
-    prepared: list[tuple[str, int, float, int | None] | AnomalyApiError] = []
-    for point in points:
-        try:
-            timestamp = point.timestamp
-            if type(timestamp) is not int or not MIN_TIMESTAMP <= timestamp <= MAX_TIMESTAMP:
-                timestamp = parse_timestamp(timestamp)
-            version = None if point.version is None else parse_version(str(point.version))
-        except AnomalyApiError as exc:
-            prepared.append(exc)
-            continue
-        prepared.append((point.series_id, timestamp, float(point.value), version))
-    answers = iter(
-        registry.predict_many(
-            [item for item in prepared if not isinstance(item, AnomalyApiError)], observe
+    stamps = [point.timestamp for point in points]
+    if (
+        stamps
+        and all(type(stamp) is int for stamp in stamps)
+        and min(stamps) >= MIN_TIMESTAMP  # type: ignore[operator]
+        and max(stamps) <= MAX_TIMESTAMP  # type: ignore[operator]
+        and all(point.version is None for point in points)
+    ):
+        # Unix seconds and no versions, as collectors send: nothing to parse per point.
+        prepared: list[tuple[str, int, float, int | None] | AnomalyApiError] = list(
+            zip(
+                [point.series_id for point in points],
+                stamps,  # type: ignore[arg-type]
+                [float(point.value) for point in points],
+                repeat(None),
+            )
         )
+    else:
+        prepared = [_prepared(point) for point in points]
+    found = registry.predict_many(
+        [item for item in prepared if not isinstance(item, AnomalyApiError)], observe
     )
+    if len(found) == len(points) and all(type(answer) is Prediction for answer in found):
+        return found, 0  # type: ignore[return-value]  # orjson writes the wire's fields
+    answers = iter(found)
     results: list[Prediction | dict[str, Any] | None] = []
     errors = 0
-    sent: list[tuple[str, Any]] = [(point.series_id, point.timestamp) for point in points]
-    for (series_id, timestamp), item in zip(sent, prepared, strict=True):
+    for point, item in zip(points, prepared, strict=True):
         answer = item if isinstance(item, AnomalyApiError) else next(answers)
         if isinstance(answer, Prediction):
-            results.append(answer)  # orjson writes its fields, the wire's, as they are
+            results.append(answer)
             continue
         errors += 1
-        results.append(_failure(series_id, timestamp, status_for(answer), answer.message))
+        results.append(
+            _failure(point.series_id, point.timestamp, status_for(answer), answer.message)
+        )
     return results, errors
+
+
+def _prepared(point: _Point | BulkPoint) -> tuple[str, int, float, int | None] | AnomalyApiError:
+    """``(series_id, timestamp, value, version)``, or why the point cannot be scored."""
+    try:
+        timestamp = point.timestamp
+        if type(timestamp) is not int or not MIN_TIMESTAMP <= timestamp <= MAX_TIMESTAMP:
+            timestamp = parse_timestamp(timestamp)
+        version = None if point.version is None else parse_version(str(point.version))
+    except AnomalyApiError as exc:
+        return exc
+    return (point.series_id, timestamp, float(point.value), version)
