@@ -4,8 +4,8 @@ A save writes each series' new points as one row (``first``/``last`` timestamp, 
 and ``points``, the packed points); the stores read, count and trim through the helpers
 here, so both keep the same format. With one row per point, a save of 10^4 series
 observing ~10 points a second each wrote 10^5 rows a second into an index ordered by
-series, touching a page per series; a chunk per series writes a tenth of the rows
-(``benchmarks/bulk.py`` and ``docs/streams.md`` have the figures).
+series, touching a page per series: ~4.9 µs a point in SQLite, against ~0.9 µs with a
+chunk per series (``docs/streams.md`` has the figures).
 
 **Format.** Each point is 8 big-endian IEEE-754 doubles: timestamp, value, version,
 score, anomaly (0 or 1), expected, lower, upper, where an unwatched side's edge (None, or
