@@ -29,7 +29,6 @@ marker moves and the caches resynchronise.
 from __future__ import annotations
 
 import gc
-import math
 import threading
 from collections.abc import Callable
 
@@ -37,7 +36,7 @@ from anomaly_api import metrics
 from anomaly_api.detectors import Detector, detector_class
 from anomaly_api.errors import SeriesNotFound, StoreUnavailable, VersionNotFound
 from anomaly_api.registry.lru import LRU
-from anomaly_api.registry.retrain import RetrainPolicy
+from anomaly_api.registry.retrain import RetrainPolicy, retrain_marks
 from anomaly_api.storage.base import ModelRecord, ModelStore
 from anomaly_api.telemetry import WorkerStats
 
@@ -83,20 +82,6 @@ class LoadedModel:
         self.retrain_marks = retrain_marks(self.policy, record.last_timestamp)
         """What the bulk path gathers to tell, in arrays, when a point makes the policy
         due (see :func:`retrain_marks`)."""
-
-
-def retrain_marks(policy: RetrainPolicy | None, trained_until: int) -> tuple[float, float, int]:
-    """``(points, seconds, trained_until)``: :meth:`RetrainPolicy.due` of ``since``
-    points, the newest at ``timestamp``, is ``since >= points or (since > 0 and
-    timestamp - trained_until >= seconds)``, with infinity for a cadence not in use."""
-    if policy is None:
-        return math.inf, math.inf, trained_until
-    every = policy.every
-    return (
-        math.inf if every.points is None else float(every.points),
-        math.inf if every.seconds is None else float(every.seconds),
-        trained_until,
-    )
 
 
 class ModelCache:

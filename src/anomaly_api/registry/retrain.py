@@ -19,6 +19,7 @@ turns retraining off.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -193,6 +194,21 @@ def parse_policy(data: Any, max_points: int | None) -> RetrainPolicy:
         window=parse_span(data["window"], "retrain.window", max_points),
         keep=keep,
         keep_for=seconds,
+    )
+
+
+def retrain_marks(policy: RetrainPolicy | None, trained_until: int) -> tuple[float, float, int]:
+    """``(points, seconds, trained_until)``, for checking many points at once in arrays
+    (the bulk path): :meth:`RetrainPolicy.due` of ``since``
+    points, the newest at ``timestamp``, is ``since >= points or (since > 0 and
+    timestamp - trained_until >= seconds)``, with infinity for a cadence not in use."""
+    if policy is None:
+        return math.inf, math.inf, trained_until
+    every = policy.every
+    return (
+        math.inf if every.points is None else float(every.points),
+        math.inf if every.seconds is None else float(every.seconds),
+        trained_until,
     )
 
 
