@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import gc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from anomaly_api.api.app import YOUNG_GENERATION_THRESHOLD, create_app
 from anomaly_api.errors import StoreUnavailable
+from anomaly_api.settings import Settings
 from tests.conftest import CONTRACT_FIT
 
 
@@ -64,3 +67,12 @@ def test_fifty_concurrent_http_fits_of_one_series(client: TestClient) -> None:
         answers = list(pool.map(lambda _: client.post("/fit/hot", json=CONTRACT_FIT), range(50)))
     assert all(answer.status_code == 200 for answer in answers)
     assert sorted(int(answer.json()["version"]) for answer in answers) == list(range(1, 51))
+
+
+def test_the_server_collects_young_objects_less_often_while_it_runs(settings: Settings) -> None:
+    """The lifespan raises the young generation's threshold (see
+    ``YOUNG_GENERATION_THRESHOLD``) and gives the process its own back on shutdown."""
+    before = gc.get_threshold()
+    with TestClient(create_app(settings)):
+        assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, *before[1:])
+    assert gc.get_threshold() == before

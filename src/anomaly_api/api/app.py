@@ -101,9 +101,12 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         # delaying start-up, so the first /plot is as fast as the others.
         threading.Thread(target=_warm_up_plotting, name="warm-up-plotting", daemon=True).start()
         _freeze_startup_objects()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *thresholds[1:])
         try:
             yield
         finally:
+            gc.set_threshold(*thresholds)
             if router is not None:
                 await router.close()
             registry.close()
@@ -135,6 +138,22 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)  # outside the size limit, so a 413 is counted too
     _complete_openapi(app, (FitRequest, PredictRequest, BatchRequest, DetectRequest, ErrorResponse))
     return app
+
+
+YOUNG_GENERATION_THRESHOLD = 100_000
+"""Container objects allocated (net of those freed) between collections of the garbage
+collector's youngest generation: CPython's default is 700 (2,000 on 3.13).
+
+What a request leaves alive for a while is not garbage: the answers until they are
+written, the observed points until the next save (a bulk request of 10,000 points
+keeps ~30,000 such objects). At 700 the collector walked them dozens of times per bulk
+request, and in full passes, every few requests, every unsaved point of every series:
+in-process, 60 bulk requests of 10,000 points spent 0.98 µs a point in the collector
+(``gc.callbacks``), against 0.15 µs at 100,000. In ten paired runs of
+``benchmarks/bulk.py`` the endpoint answered -12% to +35% more points per second (median
++13%; the shared machine's noise is of that size). Cyclic garbage is found later: after
+up to this many more allocations. The server's lifespan sets it and restores the
+previous value on shutdown."""
 
 
 def _warm_up_plotting() -> None:
