@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -24,6 +25,7 @@ array pass per flag."""
 _SCALAR_RUN = 64
 _MAX_CHUNK = 65_536
 _ROUNDS = 8
+_DIRECTIONS: tuple[Direction, ...] = ("both", "upper", "lower")
 """Rounds of the fixed-point iteration before the chunked algorithm takes over."""
 
 
@@ -186,23 +188,22 @@ class ZScoreDetector(Detector):
 
     @staticmethod
     def observe_across(
-        detectors: list[ZScoreDetector],
+        constants: FloatArray,
         contexts: list[ZScoreContext],
-        values: FloatArray | list[float],
+        values: FloatArray,
     ) -> Scores:
         """One point each for many zscore series at once (a bulk request): what
         ``detectors[i].observe_one(contexts[i], ..., values[i])`` answers for every i, the
-        same bits, with the arithmetic done in arrays; the contexts learn as there."""
-        # Two gathers of one tuple per series (the detectors' constants are kept as one,
-        # :meth:`_derive`), not one per attribute: this runs once per bulk point.
+        same bits, with the arithmetic done in arrays; the contexts learn as there.
+        ``constants[i]`` is ``detectors[i]._across`` (the caller gathers them)."""
         size = len(contexts)
-        constants = np.array([d._across for d in detectors], dtype=np.float64).reshape(size, 5)
-        state = np.array(
-            [(c.learned, c.shift_sum, c.shift_squares) for c in contexts], dtype=np.float64
+        state = np.fromiter(
+            chain.from_iterable([(c.learned, c.shift_sum, c.shift_squares) for c in contexts]),
+            np.float64,
+            3 * size,
         ).reshape(size, 3)
-        mean0, counts, fitted, threshold, half0 = constants.T
+        mean0, counts, fitted, threshold, half0, codes = constants[:, :6].T
         learned, sums, squares = state.T
-        points = np.asarray(values, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             # counts and learned are exact in float64 (below 2**53), so their sum is the
             # integer sum observe_one divides by.
@@ -212,15 +213,15 @@ class ZScoreDetector(Detector):
             spread = np.sqrt(np.where(variance > 0.0, variance, 0.0))
             expected = mean0 + shift
             half = threshold * spread
-            deviations = (points - mean0).tolist()
+            deviations = (values - mean0).tolist()
         fresh = learned == 0
         expected[fresh] = mean0[fresh]
         half[fresh] = half0[fresh]
-        directions = [d._direction for d in detectors]
-        if len(set(directions)) == 1:
-            scores = band_scores(points, expected, half, directions[0])
+        if size and (codes == codes[0]).all():
+            scores = band_scores(values, expected, half, _DIRECTIONS[int(codes[0])])
         else:
-            scores = _by_direction(points, expected, half, directions)
+            directions = [_DIRECTIONS[int(code)] for code in codes.tolist()]
+            scores = _by_direction(values, expected, half, directions)
         for context, deviation, flagged in zip(
             contexts, deviations, scores.anomaly.tolist(), strict=True
         ):
@@ -242,8 +243,10 @@ class ZScoreDetector(Detector):
             self._squares,
             self._threshold,
             self._half_width,
+            float(_DIRECTIONS.index(self._direction)),
         )
-        """What :meth:`observe_across` reads of each detector, gathered as one tuple."""
+        """What :meth:`observe_across` reads of each detector, as one tuple of floats
+        (the direction as its index in :data:`_DIRECTIONS`)."""
 
     def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
         """Score the points as :meth:`observe_one` does one by one.

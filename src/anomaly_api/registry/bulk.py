@@ -16,7 +16,7 @@ import contextlib
 import math
 from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -96,7 +96,6 @@ def _together(
         deque(map(entries.move_to_end, compress(ids, found)), maxlen=0)
     except KeyError:  # one was let go by another thread just now: it goes alone
         found = [entry if entry is None or entry.series_id in entries else None for entry in found]
-    zscore = ZScoreDetector
     # Each stream's lock is taken (without waiting: a held one goes alone) before its
     # state is read, so nothing moves it between the checks and the update.
     held = [
@@ -104,7 +103,7 @@ def _together(
         for position, loaded, entry in zip(range(len(ids)), models, found, strict=True)
         if entry is not None
         and loaded is not None
-        and type(loaded.detector) is zscore
+        and loaded.bulk_row is not None  # a zscore model
         and entry.lock.acquire(blocking=False)
     ]
     if not held:
@@ -114,30 +113,37 @@ def _together(
     indices = [candidates[position] for position in held]
     epoch = streams.epoch
     try:
+        size = len(held)
         # The stream's last timestamp where its state is current, else +inf (never news).
-        state = np.array(
-            [
-                (
-                    entry.last_timestamp
-                    if not entry.released
-                    and entry.last_timestamp is not None
-                    and entry.verified == epoch
-                    and (model := entry.model) is not None
-                    and model.version == loaded.version
-                    else math.inf,
-                    entry.since_fit,
-                )
-                for entry, loaded in zip(entries_held, models_held, strict=True)
-            ],
-            dtype=np.float64,
-        ).reshape(len(held), 2)
-        marks = np.array(
-            [loaded.retrain_marks for loaded in models_held], dtype=np.float64
-        ).reshape(len(held), 3)
+        state = np.fromiter(
+            chain.from_iterable(
+                [
+                    (
+                        entry.last_timestamp
+                        if not entry.released
+                        and entry.last_timestamp is not None
+                        and entry.verified == epoch
+                        and (model := entry.model) is not None
+                        and model.version == loaded.version
+                        else math.inf,
+                        entry.since_fit,
+                    )
+                    for entry, loaded in zip(entries_held, models_held, strict=True)
+                ]
+            ),
+            np.float64,
+            2 * size,
+        ).reshape(size, 2)
+        # Each model's detector constants and retrain marks (LoadedModel.bulk_row).
+        rows = np.fromiter(
+            chain.from_iterable([loaded.bulk_row for loaded in models_held]),  # type: ignore[misc]
+            np.float64,
+            9 * size,
+        ).reshape(size, 9)
         stamps = np.array([points[index][1] for index in indices], dtype=np.float64)
         values = np.array([points[index][2] for index in indices], dtype=np.float64)
         last, since = state[:, 0], state[:, 1] + 1
-        every_points, every_seconds, trained_until = marks.T
+        every_points, every_seconds, trained_until = rows[:, 6:].T
         with np.errstate(invalid="ignore"):
             due = (since >= every_points) | (
                 (since > 0) & (stamps - trained_until >= every_seconds)
@@ -153,8 +159,9 @@ def _together(
         models_held = list(compress(models_held, keep))
         indices = list(compress(indices, keep))
         values = values[good]
+        rows = rows[good]
     if entries_held:
-        _score(points, indices, models_held, entries_held, values, answers)
+        _score(points, indices, models_held, entries_held, rows, values, answers)
     return [index for index in range(len(points)) if answers[index] is None]
 
 
@@ -168,14 +175,16 @@ def _score(
     indices: list[int],
     models: list[LoadedModel],
     entries: list[LiveStream],
+    constants: FloatArray,
     values: FloatArray,
     answers: list[Prediction | AnomalyApiError | None],
 ) -> None:
     """Score one point each of many zscore series (their streams' locks held, released
-    here), learn them as :meth:`Streams.observe` does, answer them."""
+    here; ``constants``: their models' ``bulk_row``), learn them as
+    :meth:`Streams.observe` does, answer them."""
     try:
         scores = ZScoreDetector.observe_across(
-            [loaded.detector for loaded in models],  # type: ignore[misc]
+            constants,
             [entry.context for entry in entries],  # type: ignore[misc]
             values,
         )

@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable
 
 from anomaly_api import metrics
-from anomaly_api.detectors import Detector, detector_class
+from anomaly_api.detectors import Detector, ZScoreDetector, detector_class
 from anomaly_api.errors import SeriesNotFound, StoreUnavailable, VersionNotFound
 from anomaly_api.registry.lru import LRU
 from anomaly_api.registry.retrain import RetrainPolicy, retrain_marks
@@ -55,12 +55,12 @@ class LoadedModel:
     """
 
     __slots__ = (
+        "bulk_row",
         "detector",
         "detector_name",
         "direction",
         "policy",
         "record",
-        "retrain_marks",
         "series_id",
         "threshold",
         "trained_until",
@@ -79,9 +79,14 @@ class LoadedModel:
         self.direction: str = detector.params.get("direction", "both")
         self.policy = RetrainPolicy.from_json(record.retrain)
         self.trained_until = record.last_timestamp
-        self.retrain_marks = retrain_marks(self.policy, record.last_timestamp)
-        """What the bulk path gathers to tell, in arrays, when a point makes the policy
-        due (see :func:`retrain_marks`)."""
+        self.bulk_row: tuple[float, ...] | None = (
+            detector._across + retrain_marks(self.policy, record.last_timestamp)
+            if isinstance(detector, ZScoreDetector)
+            else None
+        )
+        """For a zscore model, what the bulk path gathers of it as one tuple: the
+        detector's constants (:meth:`ZScoreDetector.observe_across`) and the retrain
+        marks (:func:`retrain_marks`)."""
 
 
 class ModelCache:

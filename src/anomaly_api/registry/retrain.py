@@ -197,18 +197,18 @@ def parse_policy(data: Any, max_points: int | None) -> RetrainPolicy:
     )
 
 
-def retrain_marks(policy: RetrainPolicy | None, trained_until: int) -> tuple[float, float, int]:
+def retrain_marks(policy: RetrainPolicy | None, trained_until: int) -> tuple[float, float, float]:
     """``(points, seconds, trained_until)``, for checking many points at once in arrays
     (the bulk path): :meth:`RetrainPolicy.due` of ``since``
     points, the newest at ``timestamp``, is ``since >= points or (since > 0 and
     timestamp - trained_until >= seconds)``, with infinity for a cadence not in use."""
     if policy is None:
-        return math.inf, math.inf, trained_until
+        return math.inf, math.inf, float(trained_until)
     every = policy.every
     return (
         math.inf if every.points is None else float(every.points),
         math.inf if every.seconds is None else float(every.seconds),
-        trained_until,
+        float(trained_until),  # exact: |timestamps| < 2**53
     )
 
 
