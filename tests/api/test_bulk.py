@@ -171,3 +171,43 @@ def test_one_point_of_each_of_many_series_is_scored_together_as_one_by_one(
         assert 0 < len(singles) < 9 * len(series)
         versions = client.get(f"/series/{series[0]}").json()
         assert len(versions["versions"]) > 1
+
+
+def test_points_scored_together_and_alone_in_one_request_are_all_answered(
+    client: TestClient,
+) -> None:
+    """zscore series scored in arrays, another detector's series and an unknown series
+    one by one: every point gets its answer, in the request's order."""
+    fit(client, "z1", "z2", "ref-z1", "ref-z2")
+    fit(client, "r1", "ref-r1", detector="robust")
+    points = [
+        {"series_id": series_id, "timestamp": 1691006000 + 60 * step, "value": 11.0 + step}
+        for step in range(3)
+        for series_id in ("z1", "r1", "unknown", "z2")
+    ]
+    for start in range(0, len(points), 4):  # one point of each series per request
+        body = client.post("/predict", json=points[start : start + 4]).json()
+        assert body["count"] == 4 and len(body["results"]) == 4
+        assert body["errors"] == 1
+        for point, result in zip(points[start : start + 4], body["results"], strict=True):
+            assert result["series_id"] == point["series_id"]
+            if point["series_id"] == "unknown":
+                assert result["error"]["status"] == 404
+                continue
+            single = client.post(
+                f"/predict/ref-{point['series_id']}",
+                json={"timestamp": point["timestamp"], "value": point["value"]},
+            ).json()
+            assert {**result, "series_id": None} == {**single, "series_id": None}
+
+
+def test_the_registry_takes_points_as_tuples_too(client: TestClient) -> None:
+    fit(client, "t", "ref-t")
+    registry = client.app.state.registry  # type: ignore[attr-defined]
+    answers = registry.predict_many([("t", 1691006000, 11.0, None), ("t", 1691006060, 30.0, 1)])
+    for answer, (stamp, value) in zip(
+        answers, [(1691006000, 11.0), (1691006060, 30.0)], strict=True
+    ):
+        single = client.post("/predict/ref-t", json={"timestamp": stamp, "value": value}).json()
+        assert {**answer.__dict__, "series_id": None} == {**single, "series_id": None}
+    assert registry.predict_many([]) == []

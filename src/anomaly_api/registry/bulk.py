@@ -16,6 +16,7 @@ import contextlib
 import math
 from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import chain, compress, repeat
 from typing import TYPE_CHECKING
 
@@ -36,8 +37,28 @@ Point = tuple[str, int, float, int | None]
 _get = OrderedDict.get
 
 
+@dataclass(slots=True)
+class Columns:
+    """Points of many series as columns (what a parsed request holds), so that no tuple
+    is built per point; ``versions`` None means every point is scored with its series'
+    latest version."""
+
+    series_ids: list[str]
+    timestamps: list[int]
+    values: list[float]
+    versions: list[int | None] | None = None
+
+    @classmethod
+    def of(cls, points: Sequence[Point]) -> Columns:
+        """The columns of ``(series_id, timestamp, value, version)`` points."""
+        if not points:
+            return cls([], [], [])
+        ids, stamps, values, versions = map(list, zip(*points, strict=True))
+        return cls(ids, stamps, values, None if all(v is None for v in versions) else versions)
+
+
 def predict_many(
-    registry: ModelRegistry, points: Sequence[Point], observe: bool
+    registry: ModelRegistry, points: Columns, observe: bool
 ) -> list[Prediction | AnomalyApiError]:
     """See :meth:`ModelRegistry.predict_many`."""
     cache, streams = registry.cache, registry.streams
@@ -45,13 +66,19 @@ def predict_many(
     # may not be seen by its later points, as for concurrent single predicts.
     with contextlib.suppress(StoreUnavailable):
         cache.sync()
-    answers: list[Prediction | AnomalyApiError | None] = [None] * len(points)
+    size = len(points.series_ids)
+    answers: list[Prediction | AnomalyApiError | None] = [None] * size
     if observe and cache.current() and streams.pending() < streams.max_pending:
         alone = _together(registry, points, answers)
+        if not alone:
+            return answers  # type: ignore[return-value]  # every one was answered
     else:
-        alone = list(range(len(points)))
+        alone = list(range(size))
+    ids, stamps, values = points.series_ids, points.timestamps, points.values
+    versions = points.versions
     for index in alone:
-        series_id, timestamp, value, version = points[index]
+        series_id, timestamp, value = ids[index], stamps[index], values[index]
+        version = None if versions is None else versions[index]
         try:
             answers[index] = registry.predict_cached(
                 series_id, value, timestamp, version, observe, False
@@ -63,7 +90,7 @@ def predict_many(
 
 def _together(
     registry: ModelRegistry,
-    points: Sequence[Point],
+    points: Columns,
     answers: list[Prediction | AnomalyApiError | None],
 ) -> list[int]:
     """Score, learn and answer in arrays the points that need only memory: one point of
@@ -74,17 +101,18 @@ def _together(
     loop with a branch per point: at 10^4 points a request, each Python step per point
     costs as much as the arithmetic of all of them."""
     cache, streams = registry.cache, registry.streams
-    ids = [point[0] for point in points]
-    if len(set(ids)) == len(ids) and all(point[3] is None for point in points):
-        candidates: list[int] = list(range(len(points)))
+    ids, versions = points.series_ids, points.versions
+    size = len(ids)
+    if versions is None and len(set(ids)) == size:
+        candidates: list[int] | None = None  # all of them
     else:
         # A series that appears more than once takes the single-predict path (its
         # points are its stream, in order), as does a point that names its version.
         counts = Counter(ids)
         candidates = [
             index
-            for index, point in enumerate(points)
-            if point[3] is None and counts[point[0]] == 1
+            for index in range(size)
+            if (versions is None or versions[index] is None) and counts[ids[index]] == 1
         ]
         ids = [ids[index] for index in candidates]
     latest, entries = cache.latest, streams.live_entries()
@@ -107,13 +135,13 @@ def _together(
         and entry.lock.acquire(blocking=False)
     ]
     if not held:
-        return [index for index in range(len(points)) if answers[index] is None]
+        return [index for index in range(size) if answers[index] is None]
     entries_held: list[LiveStream] = [found[position] for position in held]  # type: ignore[misc]
     models_held: list[LoadedModel] = [models[position] for position in held]  # type: ignore[misc]
-    indices = [candidates[position] for position in held]
+    indices = held if candidates is None else [candidates[position] for position in held]
     epoch = streams.epoch
+    count = len(held)
     try:
-        size = len(held)
         # The stream's last timestamp where its state is current, else +inf (never news).
         state = np.fromiter(
             chain.from_iterable(
@@ -132,16 +160,17 @@ def _together(
                 ]
             ),
             np.float64,
-            2 * size,
-        ).reshape(size, 2)
+            2 * count,
+        ).reshape(count, 2)
         # Each model's detector constants and retrain marks (LoadedModel.bulk_row).
         rows = np.fromiter(
             chain.from_iterable([loaded.bulk_row for loaded in models_held]),  # type: ignore[misc]
             np.float64,
-            9 * size,
-        ).reshape(size, 9)
-        stamps = np.array([points[index][1] for index in indices], dtype=np.float64)
-        values = np.array([points[index][2] for index in indices], dtype=np.float64)
+            9 * count,
+        ).reshape(count, 9)
+        chosen = np.array(indices, dtype=np.intp)
+        stamps = np.array(points.timestamps, dtype=np.float64)[chosen]
+        values = np.array(points.values, dtype=np.float64)[chosen]
         last, since = state[:, 0], state[:, 1] + 1
         every_points, every_seconds, trained_until = rows[:, 6:].T
         with np.errstate(invalid="ignore"):
@@ -158,11 +187,14 @@ def _together(
         entries_held = list(compress(entries_held, keep))
         models_held = list(compress(models_held, keep))
         indices = list(compress(indices, keep))
+        stamps = stamps[good]
         values = values[good]
         rows = rows[good]
     if entries_held:
-        _score(points, indices, models_held, entries_held, rows, values, answers)
-    return [index for index in range(len(points)) if answers[index] is None]
+        _score(indices, models_held, entries_held, rows, stamps, values, answers)
+    if len(entries_held) == size:
+        return []
+    return [index for index in range(size) if answers[index] is None]
 
 
 def _release(entries: list[LiveStream]) -> None:
@@ -171,11 +203,11 @@ def _release(entries: list[LiveStream]) -> None:
 
 
 def _score(
-    points: Sequence[Point],
     indices: list[int],
     models: list[LoadedModel],
     entries: list[LiveStream],
     constants: FloatArray,
+    timestamps: FloatArray,
     values: FloatArray,
     answers: list[Prediction | AnomalyApiError | None],
 ) -> None:
@@ -193,7 +225,7 @@ def _score(
         score = scores.score.tolist()
         anomaly = scores.anomaly.tolist()
         sides = _SIDE_NAMES[scores.side + 1].tolist()
-        stamps = [points[index][1] for index in indices]
+        stamps = timestamps.astype(np.int64).tolist()  # exact: |timestamps| < 2**53
         numbers = values.tolist()
         for entry, loaded, timestamp, value, s, a, e, lo, up in zip(
             entries, models, stamps, numbers, score, anomaly, expected, lower, upper, strict=True

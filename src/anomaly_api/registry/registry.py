@@ -32,7 +32,7 @@ from anomaly_api.errors import (
     StoreUnavailable,
     VersionNotFound,
 )
-from anomaly_api.registry.bulk import predict_many
+from anomaly_api.registry.bulk import Columns, predict_many
 from anomaly_api.registry.cache import LoadedModel, ModelCache
 from anomaly_api.registry.health import health
 from anomaly_api.registry.retrain import RetrainPolicy, policy_for_fit
@@ -369,14 +369,18 @@ class ModelRegistry:
         return loaded, point, why
 
     def predict_many(
-        self, points: Sequence[tuple[str, int, float, int | None]], observe: bool = True
+        self,
+        points: Sequence[tuple[str, int, float, int | None]] | Columns,
+        observe: bool = True,
     ) -> list[Prediction | AnomalyApiError]:
-        """Score ``(series_id, timestamp, value, version)`` points of any series, in
-        order, each as :meth:`predict` would (the points of one series are its stream),
-        or its error: one point's error does not stop the others. The whole call counts
-        as one sample of the inference latency window (see :mod:`.bulk`)."""
+        """Score ``(series_id, timestamp, value, version)`` points of any series (or the
+        same as :class:`~anomaly_api.registry.bulk.Columns`), in order, each as
+        :meth:`predict` would (the points of one series are its stream), or its error:
+        one point's error does not stop the others. The whole call counts as one sample
+        of the inference latency window (see :mod:`.bulk`)."""
         started = time.perf_counter()
-        answers = predict_many(self, points, observe)
+        columns = points if isinstance(points, Columns) else Columns.of(points)
+        answers = predict_many(self, columns, observe)
         self.inference_latency.record(time.perf_counter() - started)
         return answers
 

@@ -24,6 +24,7 @@ from anomaly_api.api.schemas import Number, PredictResponse, TimestampIn, error_
 from anomaly_api.detectors.series import MAX_TIMESTAMP, MIN_TIMESTAMP
 from anomaly_api.errors import AnomalyApiError, InvalidInput
 from anomaly_api.registry import ModelRegistry, Prediction
+from anomaly_api.registry.bulk import Columns
 from anomaly_api.timestamps import parse_timestamp
 
 router = APIRouter(tags=["models"])
@@ -228,25 +229,26 @@ def _results(
         and all(point.version is None for point in points)
     ):
         # Unix seconds and no versions, as collectors send: nothing to parse per point.
-        prepared: list[tuple[str, int, float, int | None] | AnomalyApiError] = list(
-            zip(
+        found = registry.predict_many(
+            Columns(
                 [point.series_id for point in points],
                 stamps,  # type: ignore[arg-type]
                 [float(point.value) for point in points],
-                repeat(None),
-            )
+            ),
+            observe,
         )
+        prepared: list[tuple[str, int, float, int | None] | AnomalyApiError] | None = None
     else:
         prepared = [_prepared(point) for point in points]
-    found = registry.predict_many(
-        [item for item in prepared if not isinstance(item, AnomalyApiError)], observe
-    )
+        found = registry.predict_many(
+            [item for item in prepared if not isinstance(item, AnomalyApiError)], observe
+        )
     if len(found) == len(points) and all(type(answer) is Prediction for answer in found):
         return found, 0  # type: ignore[return-value]  # orjson writes the wire's fields
     answers = iter(found)
     results: list[Prediction | dict[str, Any] | None] = []
     errors = 0
-    for point, item in zip(points, prepared, strict=True):
+    for point, item in zip(points, prepared or repeat(None), strict=False):
         answer = item if isinstance(item, AnomalyApiError) else next(answers)
         if isinstance(answer, Prediction):
             results.append(answer)
