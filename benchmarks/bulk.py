@@ -12,7 +12,10 @@ Usage: ``python benchmarks/bulk.py [--series 10000] [--requests 20] [--out DIR]`
    keep-alive connection, timed from the first byte sent to the last byte received.
 
 Reported: the median points/s over the timed requests, the p50/p95 request time, the
-body sizes and the errors (points answered with an error; must be 0).
+server's CPU time per point over them (user + system, all its threads, from ``/proc``:
+steadier than points/s on a shared machine, whose other tenants slow the wall clock but
+are not counted in it), the body sizes and the errors (points answered with an error;
+must be 0).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 import orjson
 
 from anomaly_api.bench_server import cli_command, free_port
+from anomaly_api.bench_wrk import cpu_seconds
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.storage import open_store
 
@@ -126,6 +130,7 @@ def main() -> int:
             time.sleep(1)
         timings: list[float] = []
         errors = 0
+        cpu_before = cpu_seconds(server.pid)
         request_bytes = response_bytes = 0
         for step in range(1, args.requests + 1):
             payload = body(step)
@@ -133,6 +138,7 @@ def main() -> int:
             timings.append(seconds)
             errors += answer["errors"]
             request_bytes, response_bytes = len(payload), size
+        cpu = cpu_seconds(server.pid) - cpu_before
         if spy is not None:
             spy.send_signal(2)
             spy.wait(timeout=30)
@@ -145,6 +151,8 @@ def main() -> int:
             "p50_ms": 1000 * statistics.median(timings),
             "p95_ms": 1000 * sorted(timings)[int(0.95 * (len(timings) - 1))],
             "errors": errors,
+            "server_cpu_us_per_point": 1e6 * cpu / (args.series * args.requests),
+            "points_per_server_cpu_s": args.series * args.requests / cpu if cpu else None,
             "request_mb": request_bytes / 1e6,
             "response_mb": response_bytes / 1e6,
             "first_request_s": cold_seconds,
