@@ -57,6 +57,7 @@ from anomaly_api.storage.base import (
     StoredVersion,
     StreamUpdate,
 )
+from anomaly_api.storage.chunks import pack_point
 
 DEFAULT_BATCH_SIZE = 100
 """Versions per import transaction. Each holds up to ``training_points_cap`` training
@@ -239,7 +240,7 @@ def copy_streams(source: ModelStore, target: ModelStore) -> tuple[int, int, list
         update = StreamUpdate(
             series_id=series_id,
             token=state.token,
-            points=stream.points,
+            points=[pack_point(point) for point in stream.points],
             last_timestamp=stream.last_timestamp,
             observed=stream.observed,
             context_version=stream.context_version,

@@ -14,7 +14,9 @@ from anomaly_api.storage.chunks import (
     count_between,
     newest,
     news,
-    pack,
+    pack_point,
+    pack_rows,
+    timestamp_of,
     trim_plan,
     unpack,
 )
@@ -42,7 +44,8 @@ def chunked(points: list[StreamPoint], sizes: list[int]) -> list[tuple[int, int,
     """``(first, last, count, points)`` rows, oldest first."""
     rows, start = [], 0
     for size in sizes:
-        _, first, last, count, blob = chunk_row("s", points[start : start + size])
+        run = [pack_point(point) for point in points[start : start + size]]
+        _, first, last, count, blob = chunk_row("s", run)
         rows.append((first, last, count, blob))
         start += size
     return rows
@@ -50,11 +53,14 @@ def chunked(points: list[StreamPoint], sizes: list[int]) -> list[tuple[int, int,
 
 def test_a_chunk_round_trips_every_field_with_unwatched_edges_as_none() -> None:
     points = stream(50)
-    assert as_points(pack(points)) == [
+    assert as_points(b"".join(pack_point(point) for point in points)) == [
         (*point[:6], *(None if edge is None or math.isinf(edge) else edge for edge in point[6:]))
         for point in points
     ]
-    assert unpack(pack(points)).shape == (50, 8)
+    rows = unpack(b"".join(pack_point(point) for point in points))
+    assert rows.shape == (50, 8)
+    assert pack_rows(rows) == [pack_point(point) for point in points]
+    assert [timestamp_of(point) for point in pack_rows(rows)] == [p[0] for p in points]
 
 
 @pytest.mark.parametrize("limit", [0, 1, 7, 60, 1000])
@@ -86,8 +92,8 @@ def test_trimming_keeps_exactly_the_newest_points() -> None:
 
 
 def test_a_save_sent_again_stores_only_what_is_new() -> None:
-    points = stream(10)
+    points = [pack_point(point) for point in stream(10)]
     assert news(points, None) is points
-    assert news(points, points[0][0] - 1) is points
-    assert news(points, points[3][0]) == points[4:]
-    assert news(points, points[-1][0]) == []
+    assert news(points, timestamp_of(points[0]) - 1) is points
+    assert news(points, timestamp_of(points[3])) == points[4:]
+    assert news(points, timestamp_of(points[-1])) == []

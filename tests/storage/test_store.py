@@ -23,6 +23,7 @@ from anomaly_api.storage.base import (
     StreamState,
     StreamUpdate,
 )
+from anomaly_api.storage.chunks import pack_point
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -364,7 +365,7 @@ def update(state: StreamState, new: list[StreamPoint], observed: int) -> StreamU
     return StreamUpdate(
         series_id=state.series_id,
         token=state.token,
-        points=new,
+        points=[pack_point(point) for point in new],
         last_timestamp=new[-1][0] if new else state.last_timestamp,
         observed=observed,
         context_version=1,

@@ -195,7 +195,7 @@ class ZScoreDetector(Detector):
         """One point each for many zscore series at once (a bulk request): what
         ``detectors[i].observe_one(contexts[i], ..., values[i])`` answers for every i, the
         same bits, with the arithmetic done in arrays; the contexts learn as there.
-        ``constants[i]`` is ``detectors[i]._across`` (the caller gathers them)."""
+        ``constants[i]`` begins with ``detectors[i]._across`` (the caller gathers them)."""
         size = len(contexts)
         state = np.fromiter(
             chain.from_iterable([(c.learned, c.shift_sum, c.shift_squares) for c in contexts]),

@@ -29,6 +29,7 @@ from anomaly_api.errors import AnomalyApiError, StoreUnavailable
 from anomaly_api.registry.cache import LoadedModel
 from anomaly_api.registry.scoring import Prediction
 from anomaly_api.registry.streams import LiveStream
+from anomaly_api.storage.chunks import pack_rows
 
 if TYPE_CHECKING:
     from anomaly_api.registry.registry import ModelRegistry
@@ -162,17 +163,17 @@ def _together(
             np.float64,
             2 * count,
         ).reshape(count, 2)
-        # Each model's detector constants and retrain marks (LoadedModel.bulk_row).
+        # Each model's detector constants, retrain marks and version (LoadedModel.bulk_row).
         rows = np.fromiter(
             chain.from_iterable([loaded.bulk_row for loaded in models_held]),  # type: ignore[misc]
             np.float64,
-            9 * count,
-        ).reshape(count, 9)
+            10 * count,
+        ).reshape(count, 10)
         chosen = np.array(indices, dtype=np.intp)
         stamps = np.array(points.timestamps, dtype=np.float64)[chosen]
         values = np.array(points.values, dtype=np.float64)[chosen]
         last, since = state[:, 0], state[:, 1] + 1
-        every_points, every_seconds, trained_until = rows[:, 6:].T
+        every_points, every_seconds, trained_until = rows[:, 6:9].T
         with np.errstate(invalid="ignore"):
             due = (since >= every_points) | (
                 (since > 0) & (stamps - trained_until >= every_seconds)
@@ -227,15 +228,28 @@ def _score(
         sides = _SIDE_NAMES[scores.side + 1].tolist()
         stamps = timestamps.astype(np.int64).tolist()  # exact: |timestamps| < 2**53
         numbers = values.tolist()
-        for entry, loaded, timestamp, value, s, a, e, lo, up in zip(
-            entries, models, stamps, numbers, score, anomaly, expected, lower, upper, strict=True
-        ):
+        # The points as a save stores them, packed in one pass (Streams.observe's).
+        packed = pack_rows(
+            np.column_stack(
+                (
+                    timestamps,
+                    values,
+                    constants[:, 9],
+                    scores.score,
+                    scores.anomaly,
+                    scores.expected,
+                    scores.lower,
+                    scores.upper,
+                )
+            )
+        )
+        for entry, timestamp, point in zip(entries, stamps, packed, strict=True):
             entry.last_timestamp = timestamp
             entry.observed += 1
             entry.since_fit += 1
             entry.appended += 1
             entry.changes += 1
-            entry.pending.append((timestamp, value, loaded.version, s, a, e, lo, up))
+            entry.pending.append(point)
         for index, answer in zip(
             indices,
             map(

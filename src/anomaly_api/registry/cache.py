@@ -80,13 +80,15 @@ class LoadedModel:
         self.policy = RetrainPolicy.from_json(record.retrain)
         self.trained_until = record.last_timestamp
         self.bulk_row: tuple[float, ...] | None = (
-            detector._across + retrain_marks(self.policy, record.last_timestamp)
+            detector._across
+            + retrain_marks(self.policy, record.last_timestamp)
+            + (float(record.version),)
             if isinstance(detector, ZScoreDetector)
             else None
         )
         """For a zscore model, what the bulk path gathers of it as one tuple: the
-        detector's constants (:meth:`ZScoreDetector.observe_across`) and the retrain
-        marks (:func:`retrain_marks`)."""
+        detector's constants (:meth:`ZScoreDetector.observe_across`), the retrain
+        marks (:func:`retrain_marks`) and the version."""
 
 
 class ModelCache:

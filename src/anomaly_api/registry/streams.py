@@ -47,7 +47,8 @@ from anomaly_api.detectors.base import Context
 from anomaly_api.detectors.series import FloatArray, IntArray
 from anomaly_api.errors import StoreUnavailable, StreamBusy
 from anomaly_api.registry.cache import LoadedModel
-from anomaly_api.storage.base import JsonDict, ModelStore, StreamPoint, StreamUpdate
+from anomaly_api.storage.base import JsonDict, ModelStore, StreamUpdate
+from anomaly_api.storage.chunks import POINT, pack_rows, timestamp_of, unpack
 
 _log = logging.getLogger(__name__)
 
@@ -101,10 +102,10 @@ class LiveStream:
         self.context: Context | None = None
         self.since_fit = 0
         """Points observed after ``model``'s training data."""
-        self.pending: deque[StreamPoint] = deque(maxlen=keep_points)
+        self.pending: deque[bytes] = deque(maxlen=keep_points)
         """Observed points not saved yet (the newest ``keep_points``: older ones would be
-        trimmed as soon as they were saved). ``lower``/``upper`` are infinite for an
-        unwatched side, and stored so (:mod:`anomaly_api.storage.chunks`)."""
+        trimmed as soon as they were saved), each packed as a save stores it
+        (:data:`anomaly_api.storage.chunks.POINT`; an unwatched side's edge infinite)."""
         self.appended = 0
         """Points ever appended to ``pending`` (saves use it to know what they covered)."""
         self.changes = 0
@@ -413,7 +414,7 @@ class Streams:
             entry.context = model.detector.context_after(timestamps, values)
         entry.since_fit = self.store.count_stream_points(
             entry.series_id, last, self._first_unsaved(entry)
-        ) + sum(1 for point in entry.pending if point[0] > last)
+        ) + sum(1 for point in entry.pending if timestamp_of(point) > last)
         entry.model = model
         entry.changes += 1
 
@@ -422,17 +423,18 @@ class Streams:
         """Where the unsaved points begin: the store's points from there on are the same
         points, saved by a save that has not told ``entry`` yet (it holds no lock while it
         writes), and must not be counted twice."""
-        return entry.pending[0][0] if entry.pending else None
+        return timestamp_of(entry.pending[0]) if entry.pending else None
 
     def _history(self, entry: LiveStream, after: int) -> tuple[IntArray, FloatArray]:
         """The kept points observed after ``after``: saved ones, then unsaved ones."""
         timestamps, values = self.store.stream_points(
             entry.series_id, after, self.keep_points, self._first_unsaved(entry)
         )
-        unsaved = [(point[0], point[1]) for point in entry.pending if point[0] > after]
-        if unsaved:
-            timestamps = np.concatenate([timestamps, [t for t, _ in unsaved]]).astype(np.int64)
-            values = np.concatenate([values, [v for _, v in unsaved]])
+        if entry.pending:
+            unsaved = unpack(b"".join(entry.pending))
+            unsaved = unsaved[unsaved[:, 0] > after]
+            timestamps = np.concatenate([timestamps, unsaved[:, 0].astype(np.int64)])
+            values = np.concatenate([values, unsaved[:, 1]])
         return timestamps[-self.keep_points :], values[-self.keep_points :]
 
     def history(self, entry: LiveStream, after: int, limit: int) -> tuple[IntArray, FloatArray]:
@@ -467,7 +469,7 @@ class Streams:
         entry.appended += 1
         entry.changes += 1
         entry.pending.append(
-            (
+            POINT.pack(
                 timestamp,
                 value,
                 model.version,
@@ -565,18 +567,17 @@ class Streams:
         entry.observed += count
         entry.since_fit += count
         keep = slice(max(count - self.keep_points, 0), count)
-        rows = zip(
-            timestamps[keep].tolist(),
-            values[keep].tolist(),
-            [version] * (keep.stop - keep.start),
-            scores.score[keep].tolist(),
-            scores.anomaly[keep].tolist(),
-            np.asarray(scores.expected[keep]).tolist(),
-            np.asarray(scores.lower[keep]).tolist(),
-            np.asarray(scores.upper[keep]).tolist(),
-            strict=True,
-        )
-        entry.pending.extend(rows)
+        kept = keep.stop - keep.start
+        rows = np.empty((kept, 8), dtype=np.float64)
+        rows[:, 0] = timestamps[keep]
+        rows[:, 1] = values[keep]
+        rows[:, 2] = version
+        rows[:, 3] = scores.score[keep]
+        rows[:, 4] = scores.anomaly[keep]
+        rows[:, 5] = np.broadcast_to(scores.expected, (count,))[keep]
+        rows[:, 6] = np.broadcast_to(scores.lower, (count,))[keep]
+        rows[:, 7] = np.broadcast_to(scores.upper, (count,))[keep]
+        entry.pending.extend(pack_rows(rows))
         entry.appended += count
         entry.changes += 1
 

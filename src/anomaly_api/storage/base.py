@@ -121,7 +121,8 @@ class StreamUpdate:
 
     series_id: str
     token: int
-    points: Sequence[StreamPoint]
+    points: Sequence[bytes]
+    """The points, each packed as :data:`anomaly_api.storage.chunks.POINT` holds it."""
     last_timestamp: int | None
     observed: int
     context_version: int | None

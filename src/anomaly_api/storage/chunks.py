@@ -12,6 +12,8 @@ score, anomaly (0 or 1), expected, lower, upper, where an unwatched side's edge 
 infinite while unsaved) is stored as it is: ``inf``/``-inf``, or NaN for None. Big-endian
 is what PostgreSQL's ``float8send`` writes, so its migration packs old rows in SQL.
 Timestamps (|t| < 2.6e11) and versions are integers far below 2**53, exact as doubles.
+A live stream keeps its unsaved points in this form too (:data:`POINT`), so a save joins
+their bytes.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
-from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -34,17 +34,30 @@ MIGRATION_CHUNK = 1024
 """Points per chunk when old per-point rows are converted."""
 
 
-@lru_cache(maxsize=64)
-def _packer(count: int) -> struct.Struct:
-    return struct.Struct(f">{count * FIELDS}d")
+POINT = struct.Struct(">8d")
+"""One point as a chunk holds it; a live stream keeps its unsaved points so packed, so
+that a save joins them rather than converting each."""
+_TIMESTAMP = struct.Struct(">d")
 
 
-def pack(points: Sequence[StreamPoint]) -> bytes:
-    """The points, oldest first, as one chunk's bytes."""
+def pack_point(point: StreamPoint) -> bytes:
+    """One point (None edges as NaN) as its 64 bytes."""
     try:
-        return _packer(len(points)).pack(*chain.from_iterable(points))
-    except (TypeError, struct.error):  # an edge is None (points read back, or migrated)
-        return np.array(points, dtype=np.float64).astype(DTYPE).tobytes()
+        return POINT.pack(*point)
+    except struct.error:  # an edge is None (points read back, or migrated)
+        return POINT.pack(*(math.nan if field is None else field for field in point))
+
+
+def pack_rows(rows: FloatArray) -> list[bytes]:
+    """Each row of an (n, 8) array of points as its 64 bytes, packed in one pass."""
+    raw = np.asarray(rows, dtype=np.float64).astype(DTYPE).tobytes()
+    width = POINT.size
+    return [raw[start : start + width] for start in range(0, len(raw), width)]
+
+
+def timestamp_of(packed: bytes) -> int:
+    """A packed point's timestamp."""
+    return int(_TIMESTAMP.unpack_from(packed)[0])
 
 
 def unpack(blob: bytes) -> FloatArray:
@@ -52,18 +65,29 @@ def unpack(blob: bytes) -> FloatArray:
     return np.frombuffer(blob, dtype=DTYPE).reshape(-1, FIELDS).astype(np.float64)
 
 
-def chunk_row(series_id: str, points: Sequence[StreamPoint]) -> tuple[Any, ...]:
-    """``(series_id, first, last, count, points)`` for a non-empty run of points."""
-    return (series_id, int(points[0][0]), int(points[-1][0]), len(points), pack(points))
+def chunk_row(series_id: str, points: Sequence[bytes]) -> tuple[Any, ...]:
+    """``(series_id, first, last, count, points)`` for a non-empty run of packed points."""
+    return blob_row(series_id, b"".join(points))
 
 
-def news(points: Sequence[StreamPoint], saved_until: int | None) -> Sequence[StreamPoint]:
-    """The points later than ``saved_until``, the series' last timestamp the store held
-    before this save: every point observed up to it was saved with it, so a save that is
-    sent again after its answer was lost does not store its points twice."""
-    if saved_until is None or not points or points[0][0] > saved_until:
+def blob_row(series_id: str, blob: bytes) -> tuple[Any, ...]:
+    """``(series_id, first, last, count, points)`` for a non-empty chunk's bytes."""
+    return (
+        series_id,
+        timestamp_of(blob),
+        int(_TIMESTAMP.unpack_from(blob, len(blob) - POINT.size)[0]),
+        len(blob) // POINT.size,
+        blob,
+    )
+
+
+def news(points: Sequence[bytes], saved_until: int | None) -> Sequence[bytes]:
+    """The packed points later than ``saved_until``, the series' last timestamp the store
+    held before this save: every point observed up to it was saved with it, so a save
+    that is sent again after its answer was lost does not store its points twice."""
+    if saved_until is None or not points or timestamp_of(points[0]) > saved_until:
         return points
-    return [point for point in points if point[0] > saved_until]
+    return [point for point in points if timestamp_of(point) > saved_until]
 
 
 def newest(

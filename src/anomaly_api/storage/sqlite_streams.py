@@ -34,11 +34,14 @@ from anomaly_api.detectors.series import FloatArray, IntArray
 from anomaly_api.storage.base import ExportedStream, StreamState, StreamUpdate
 from anomaly_api.storage.chunks import (
     MIGRATION_CHUNK,
+    POINT,
     as_points,
+    blob_row,
     chunk_row,
     count_between,
     newest,
     news,
+    pack_point,
     trim_plan,
 )
 
@@ -102,7 +105,7 @@ def upgrade_to_chunks(connection: sqlite3.Connection) -> None:
         "FROM stream_points ORDER BY series_id, timestamp"
     )
     for series_id, points in groupby(rows, key=itemgetter(0)):
-        run = [row[1:] for row in points]
+        run = [pack_point(row[1:]) for row in points]
         connection.executemany(
             "INSERT INTO stream_chunks (series_id, first, last, count, points) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -417,7 +420,7 @@ def _trim(connection: sqlite3.Connection, series_id: str, keep_points: int) -> i
         connection.execute(
             "INSERT INTO stream_chunks (series_id, first, last, count, points) "
             "VALUES (?, ?, ?, ?, ?)",
-            chunk_row(series_id, as_points(blob)[-stay:]),
+            blob_row(series_id, blob[-stay * POINT.size :]),
         )
     return kept
 

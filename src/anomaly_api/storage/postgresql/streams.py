@@ -24,7 +24,9 @@ import psycopg
 from anomaly_api.detectors.series import FloatArray, IntArray
 from anomaly_api.storage.base import ExportedStream, Retention, StreamState, StreamUpdate
 from anomaly_api.storage.chunks import (
+    POINT,
     as_points,
+    blob_row,
     chunk_row,
     count_between,
     newest,
@@ -371,7 +373,7 @@ def _trim(connection: psycopg.Connection[Any], series_id: str, keep_points: int)
         connection.execute(
             "INSERT INTO anomaly_stream_chunks (series_id, first, last, count, points) "
             "VALUES (%s, %s, %s, %s, %s)",
-            chunk_row(series_id, as_points(row[0])[-stay:]),
+            blob_row(series_id, row[0][-stay * POINT.size :]),
         )
     connection.execute(
         "UPDATE anomaly_streams SET stored = %s WHERE series_id = %s", (kept, series_id)
