@@ -211,3 +211,16 @@ def test_the_registry_takes_points_as_tuples_too(client: TestClient) -> None:
         single = client.post("/predict/ref-t", json={"timestamp": stamp, "value": value}).json()
         assert {**answer.__dict__, "series_id": None} == {**single, "series_id": None}
     assert registry.predict_many([]) == []
+
+
+def test_a_fractional_second_is_floored_as_a_single_predict_floors_it(client: TestClient) -> None:
+    """Through the registry a timestamp may be a float: the bulk path must not learn
+    1691006000.5 as news after 1691006000 (the single path floors it: a repeat)."""
+    fit(client, "f", "ref-f")
+    registry = client.app.state.registry  # type: ignore[attr-defined]
+    for points in ([("f", 1691006000, 11.0, None)], [("f", 1691006000.5, 12.0, None)]):
+        [answer] = registry.predict_many(points)
+        [(_, stamp, value, _)] = points
+        single = registry.predict("ref-f", value, stamp)
+        assert {**answer.__dict__, "series_id": None} == {**single.__dict__, "series_id": None}
+    assert answer.not_observed == "repeated_timestamp"

@@ -24,7 +24,7 @@ import numpy as np
 
 from anomaly_api import metrics
 from anomaly_api.detectors import ZScoreDetector
-from anomaly_api.detectors.series import FloatArray
+from anomaly_api.detectors.series import MAX_TIMESTAMP, MIN_TIMESTAMP, FloatArray
 from anomaly_api.errors import AnomalyApiError, StoreUnavailable
 from anomaly_api.registry.cache import LoadedModel
 from anomaly_api.registry.scoring import Prediction
@@ -178,7 +178,10 @@ def _together(
             due = (since >= every_points) | (
                 (since > 0) & (stamps - trained_until >= every_seconds)
             )
-        good = (stamps > last) & np.isfinite(values) & ~due
+        # Whole seconds in range only: anything else is floored or refused by the
+        # single-predict path (and a float64 holds every second in range exactly).
+        whole = (stamps == np.floor(stamps)) & (stamps >= MIN_TIMESTAMP) & (stamps <= MAX_TIMESTAMP)
+        good = whole & (stamps > last) & np.isfinite(values) & ~due
     except BaseException:
         _release(entries_held)
         raise
