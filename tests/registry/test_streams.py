@@ -439,3 +439,39 @@ def test_a_save_committed_but_not_yet_acknowledged_is_not_counted_twice(
     assert during_t.tolist() == before_t.tolist() == times.tolist()
     assert during_v.tolist() == before_v.tolist()
     assert entry.since_fit == 40
+
+
+def test_a_save_of_an_older_snapshot_never_lands_after_a_newer_one(url: str) -> None:
+    """The flusher snapshots a series, then a request's verify() saves a newer state of
+    it while the flusher's save is still on its way: the store must end with the newer
+    state, not the older one written last."""
+    train_t, train_v = training()
+    times, values = stream(20)
+    registry = registry_on(url)
+    try:
+        registry.fit("s", train_t, train_v, "zscore")
+        predict_all(registry, "s", times[:10], values[:10])
+        streams, store = registry.streams, registry.streams.store
+        entry = streams.entry("s")
+        original = store.save_streams
+        flusher_saving, go_on = threading.Event(), threading.Event()
+
+        def slow_first_save(*args: object, **kwargs: object) -> set[str]:
+            if threading.current_thread().name == "slow-flusher":
+                flusher_saving.set()
+                go_on.wait(5)
+            return original(*args, **kwargs)  # type: ignore[arg-type]
+
+        store.save_streams = slow_first_save  # type: ignore[method-assign]
+        flusher = threading.Thread(target=streams.flush, name="slow-flusher")
+        flusher.start()
+        assert flusher_saving.wait(5)  # its snapshot holds the first 10 points
+        predict_all(registry, "s", times[10:], values[10:])  # newer state in memory
+        threading.Timer(0.3, go_on.set).start()
+        assert streams.verify(entry)  # waits for the flusher's save, then saves its own
+        flusher.join(5)
+        state = store.stream_state("s")
+        assert state is not None
+        assert (state.last_timestamp, state.observed) == (int(times[-1]), 20)
+    finally:
+        registry.close()

@@ -156,6 +156,10 @@ class Streams:
         self._evicted: dict[str, LiveStream] = {}
         self._to_release: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._saving = threading.RLock()
+        """Held from a save's snapshots to its end: saves of one series commit in the
+        order of their snapshots, so an older state never overwrites a newer one (the
+        flusher's against a request's :meth:`verify`). Taken with no stream lock held."""
         self._loading = [threading.Lock() for _ in range(_STRIPES)]
         self._pending_total = 0
         self.last_save_error: str | None = None
@@ -207,9 +211,10 @@ class Streams:
             candidates = [entry for entry in self._entries.values() if entry.dirty()]
             evicted = list(self._evicted.values())
             holding = bool(self._entries or self._evicted)
-        snapshots = [self._snapshot(entry) for entry in [*candidates, *evicted]]
-        if snapshots or holding:
-            self._save(snapshots)
+        with self._saving:
+            snapshots = [self._snapshot(entry) for entry in [*candidates, *evicted]]
+            if snapshots or holding:
+                self._save(snapshots)
         with self._lock:
             for entry in evicted:
                 if self._evicted.get(entry.series_id) is entry and not entry.dirty():
@@ -301,9 +306,8 @@ class Streams:
             return
         with entry.lock:
             entry.released = True  # requests waiting for the lock will look it up again
-        snapshot = self._snapshot(entry)
-        with contextlib.suppress(StoreUnavailable):
-            self._save([snapshot])
+        with self._saving, contextlib.suppress(StoreUnavailable):
+            self._save([self._snapshot(entry)])
             self.store.release_streams(self.owner, {series_id: entry.token})
 
     def forget(self, series_ids: frozenset[str]) -> None:
@@ -387,7 +391,8 @@ class Streams:
     def verify(self, entry: LiveStream) -> bool:
         """After :meth:`unsure`: save ``entry`` now; False when its lease is gone (it was
         let go, and the caller must look the series up again)."""
-        self._save([self._snapshot(entry)])
+        with self._saving:
+            self._save([self._snapshot(entry)])
         with entry.lock:
             if entry.released:
                 return False
