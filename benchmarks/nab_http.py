@@ -34,7 +34,13 @@ import numpy as np
 import orjson
 
 from anomaly_api.bench_server import target_url
-from anomaly_api.evaluate import DetectorResult, ReplayConfig, format_results, series_id_for
+from anomaly_api.evaluate import (
+    DetectorResult,
+    ReplayConfig,
+    flag_scores,
+    format_results,
+    series_id_for,
+)
 from anomaly_api.evaluate import evaluate as evaluate_in_process
 from anomaly_api.nab import LabelledFile, probation_rows, read_corpus, score_all_profiles
 
@@ -119,7 +125,12 @@ def main() -> int:
     scores = [outcome[0] for outcome in outcomes]
     errors = sum(outcome[1] for outcome in outcomes)
     requests = sum(len(file.values) - probation_rows(len(file.values)) + 2 for file in files)
-    result = DetectorResult(args.detector, score_all_profiles(files, scores), seconds)
+    result = DetectorResult(
+        args.detector,
+        score_all_profiles(files, scores),
+        seconds,
+        flag_scores=flag_scores(files, scores),
+    )
     print(f"over HTTP: {len(files)} files, {requests} requests, {errors} errors, {seconds:.0f} s")
     print(format_results([result]))
     report: dict[str, Any] = {

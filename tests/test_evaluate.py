@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from anomaly_api.cli import app
 from anomaly_api.evaluate import (
+    FLAG_THRESHOLD,
     ReplayConfig,
     detector_names,
     evaluate,
@@ -20,7 +21,7 @@ from anomaly_api.evaluate import (
     replay_file,
     series_id_for,
 )
-from anomaly_api.nab import read_corpus
+from anomaly_api.nab import read_corpus, score_all_profiles
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.storage import open_store
 
@@ -195,3 +196,25 @@ def test_table_lists_profiles(corpus: tuple[Path, Path]) -> None:
     results = evaluate(*corpus, ["robust"], config=ReplayConfig(refit_every=100), progress=False)
     table = format_results(results)
     assert "standard" in table and "low_FP" in table and "robust" in table
+
+
+def test_the_flag_users_get_is_scored_beside_the_tuned_threshold(
+    corpus: tuple[Path, Path],
+) -> None:
+    """``flag std``/``flag lowFP`` score exactly the rows answered ``anomaly: true``:
+    the same as scoring 1/0 flags at threshold 1."""
+    [result] = evaluate(*corpus, ["zscore"], progress=False, keep_scores=True)
+    assert result.flag_scores is not None and result.row_scores is not None
+    files = read_corpus(*corpus)
+    flags = [(scores > 0.5).astype(np.float64) for scores in result.row_scores]
+    expected = score_all_profiles(files, flags, threshold=1.0)
+    for profile, score in result.flag_scores.items():
+        assert score.normalized == expected[profile].normalized
+        assert score.windows_detected == expected[profile].windows_detected
+        assert score.false_positive_rows == expected[profile].false_positive_rows
+    assert result.flag_scores["standard"].threshold == FLAG_THRESHOLD
+    row = next(line for line in format_results([result]).splitlines() if line.startswith("zscore"))
+    assert row.split()[-2:] == [
+        f"{result.flag_scores['standard'].normalized:.2f}",
+        f"{result.flag_scores['reward_low_FP_rate'].normalized:.2f}",
+    ]

@@ -489,9 +489,13 @@ def score_all_profiles(
     files: Sequence[LabelledFile],
     scores: Sequence[npt.ArrayLike],
     profiles: Mapping[str, Profile] = PROFILES,
+    threshold: float | None = None,
 ) -> dict[str, CorpusScore]:
-    """:func:`score_corpus` for each profile (NAB's three by default), sorting once."""
+    """:func:`score_corpus` for each profile (NAB's three by default), sorting once; at
+    ``threshold`` (detections: ``score >= threshold``) instead of the best one when given."""
     corpus = _prepare(files, scores)
+    if threshold is not None:
+        return {name: _score_at(corpus, profile, threshold) for name, profile in profiles.items()}
     return {name: _best(corpus, profile) for name, profile in profiles.items()}
 
 
