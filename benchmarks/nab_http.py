@@ -36,7 +36,9 @@ import orjson
 from anomaly_api.bench_server import target_url
 from anomaly_api.evaluate import (
     DetectorResult,
+    FileAnswers,
     ReplayConfig,
+    alert_scores,
     flag_scores,
     format_results,
     series_id_for,
@@ -71,8 +73,8 @@ class Client:
 
 def replay(
     url: str, file: LabelledFile, detector: str, retrain: Any, prefix: str
-) -> tuple[np.ndarray, int]:
-    """One file through the client workflow: its scores (0 in probation) and errors."""
+) -> tuple[FileAnswers, int]:
+    """One file through the client workflow: its answers (0 in probation) and errors."""
     client = Client(url)
     series = quote(prefix + series_id_for(file), safe="")
     timestamps = file.timestamps.astype("datetime64[s]").astype(np.int64).tolist()
@@ -86,15 +88,15 @@ def replay(
     if retrain is not None:
         fit["retrain"] = retrain
     client.post(f"/fit/{series}", orjson.dumps(fit))
-    scores = np.zeros(len(values))
+    answers = FileAnswers.empty(len(values))
     path = f"/predict/{series}"
     for row in range(start, len(values)):
         body = orjson.dumps({"timestamp": str(timestamps[row]), "value": values[row]})
         answer = client.post(path, body)
         if answer is not None:
-            scores[row] = answer["score"]
+            answers.record(row, answer)
     client.delete(f"/series/{series}")
-    return scores, client.errors
+    return answers, client.errors
 
 
 def main() -> int:
@@ -122,14 +124,17 @@ def main() -> int:
             pool.map(lambda file: replay(url, file, args.detector, retrain, prefix), files)
         )
     seconds = time.perf_counter() - started
-    scores = [outcome[0] for outcome in outcomes]
+    answers = [outcome[0] for outcome in outcomes]
+    scores = [answer.score for answer in answers]
     errors = sum(outcome[1] for outcome in outcomes)
     requests = sum(len(file.values) - probation_rows(len(file.values)) + 2 for file in files)
+    alerts = alert_scores(files, answers)
     result = DetectorResult(
         args.detector,
-        score_all_profiles(files, scores),
+        score_all_profiles(files, [answer.alert_scores() for answer in answers]),
         seconds,
         flag_scores=flag_scores(files, scores),
+        alert_scores=alerts,
     )
     print(f"over HTTP: {len(files)} files, {requests} requests, {errors} errors, {seconds:.0f} s")
     print(format_results([result]))
@@ -140,19 +145,29 @@ def main() -> int:
         "errors": errors,
         "seconds": seconds,
         "profiles": {name: score.normalized for name, score in result.scores.items()},
+        "alerts": {name: score.normalized for name, score in alerts.items()},
     }
     if args.compare:
         config = ReplayConfig(retrain=retrain)
         [local] = evaluate_in_process(
             args.data, args.labels, [args.detector], config, progress=False, keep_scores=True
         )
-        assert local.row_scores is not None
+        assert local.answers is not None
         differing = {
-            file.name: int(np.count_nonzero(http_scores != local_scores))
-            for file, http_scores, local_scores in zip(files, scores, local.row_scores, strict=True)
+            file.name: int(
+                np.count_nonzero(
+                    (http.score != here.score)
+                    | (http.incident != here.incident)
+                    | (http.side != here.side)
+                )
+            )
+            for file, http, here in zip(files, answers, local.answers, strict=True)
         }
         same = not any(differing.values())
-        print(f"anomaly-api evaluate (live, in-process): every row's score the same: {same}")
+        print(
+            "anomaly-api evaluate (live, in-process): every row's score, incident and "
+            f"direction the same: {same}"
+        )
         if not same:
             print(f"rows whose score differs, per file: {differing}")
         print(format_results([local]))

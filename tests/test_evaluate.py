@@ -66,9 +66,10 @@ def test_replay_is_causal(corpus: tuple[Path, Path], tmp_path: Path) -> None:
     file = read_corpus(*corpus)[1]
     registry = ModelRegistry(open_store(f"sqlite:///{tmp_path}/e.db", durable=False))
     try:
-        before = replay_file(registry, file, "adaptive", config=ReplayConfig(refit_every=7))
+        config = ReplayConfig(refit_every=7)
+        before = replay_file(registry, file, "adaptive", config=config).score
         file.values[1000] += 100.0
-        after = replay_file(registry, file, "adaptive", config=ReplayConfig(refit_every=7))
+        after = replay_file(registry, file, "adaptive", config=config).score
     finally:
         registry.close()
     np.testing.assert_array_equal(before[:1000], after[:1000])
@@ -83,19 +84,23 @@ def test_the_live_mode_is_a_fit_then_one_predict_per_row(
     registry = ModelRegistry(open_store(f"sqlite:///{tmp_path}/e.db", durable=False))
     try:
         policy = {"every": 100, "window": 500}
-        scores = live_file(registry, file, "adaptive", config=ReplayConfig(retrain=policy))
+        answers = live_file(registry, file, "adaptive", config=ReplayConfig(retrain=policy))
+        scores = answers.score
         timestamps = file.timestamps.astype("datetime64[s]").astype(np.int64)
         start = 180
         registry.fit("client", timestamps[:start], file.values[:start], "adaptive", retrain=policy)
         client = [
-            registry.predict("client", float(value), int(stamp)).score
+            registry.predict("client", float(value), int(stamp))
             for stamp, value in zip(timestamps[start:], file.values[start:], strict=True)
         ]
-        assert scores[start:].tolist() == client
+        assert scores[start:].tolist() == [answer.score for answer in client]
+        codes = {None: 0, "new": 1, "ongoing": 2}
+        assert answers.incident[start:].tolist() == [codes[answer.incident] for answer in client]
+        assert answers.alerts().sum() == sum(answer.incident == "new" for answer in client)
         assert (scores[:start] == 0).all()
         assert [v.trigger for v in registry.versions("client")][:2] == ["client", "retrain"]
         file.values[1000] += 100.0
-        after = live_file(registry, file, "adaptive", config=ReplayConfig(retrain=policy))
+        after = live_file(registry, file, "adaptive", config=ReplayConfig(retrain=policy)).score
         np.testing.assert_array_equal(scores[:1000], after[:1000])  # causal
     finally:
         registry.close()
@@ -214,7 +219,29 @@ def test_the_flag_users_get_is_scored_beside_the_tuned_threshold(
         assert score.false_positive_rows == expected[profile].false_positive_rows
     assert result.flag_scores["standard"].threshold == FLAG_THRESHOLD
     row = next(line for line in format_results([result]).splitlines() if line.startswith("zscore"))
-    assert row.split()[-2:] == [
+    assert row.split()[-4:-2] == [
         f"{result.flag_scores['standard'].normalized:.2f}",
         f"{result.flag_scores['reward_low_FP_rate'].normalized:.2f}",
+    ]
+
+
+def test_the_alerts_are_the_rows_that_opened_an_incident(corpus: tuple[Path, Path]) -> None:
+    """``alert std``/``alert lowFP`` score the rows answered ``incident: "new"``: fewer
+    detections than the flag, each the first of its incident."""
+    [result] = evaluate(*corpus, ["zscore"], progress=False, keep_scores=True)
+    assert result.alert_scores is not None and result.answers is not None
+    files = read_corpus(*corpus)
+    alerts = [answer.alerts() for answer in result.answers]
+    expected = score_all_profiles(files, alerts, threshold=0.5)
+    for profile, score in result.alert_scores.items():
+        assert score.normalized == expected[profile].normalized
+    for answer in result.answers:
+        flagged = answer.score > 0.5
+        assert np.all((answer.incident > 0) == flagged)
+        assert answer.alerts().sum() <= flagged.sum()
+    assert sum(answer.alerts().sum() for answer in result.answers) >= 1
+    row = next(line for line in format_results([result]).splitlines() if line.startswith("zscore"))
+    assert row.split()[-2:] == [
+        f"{result.alert_scores['standard'].normalized:.2f}",
+        f"{result.alert_scores['reward_low_FP_rate'].normalized:.2f}",
     ]

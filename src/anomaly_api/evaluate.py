@@ -15,7 +15,11 @@ Every call goes through :class:`~anomaly_api.registry.ModelRegistry`, the code t
 API runs (the fast path first, as the server does), on a throw-away SQLite store (no
 fsync), so the figures are what a client gets over HTTP (``benchmarks/nab_http.py``
 checks that against a real server). The scores are written in NAB's results layout and
-scored with :mod:`anomaly_api.nab`, with one threshold per profile for the whole corpus.
+scored with :mod:`anomaly_api.nab` three ways: the **alerts** (the rows whose answer
+opened an incident, ``incident: "new"``: what a pager is sent), the **flag** (every row
+answered ``anomaly: true``), and, for comparison with NAB's published detectors, the
+alerts' scores at the threshold optimised over the corpus per profile (tuned on the
+labels, so optimistic).
 
 The earlier **replay** mode (``--mode replay``) fits on the probationary rows, scores
 ``refit_every`` rows as a batch, re-fits on the trailing ``window`` rows and goes on: a
@@ -34,7 +38,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from anomaly_api.detectors import DETECTORS
+from anomaly_api.detectors import DETECTORS, Scores
+from anomaly_api.detectors.incidents import NEW, ONGOING
 from anomaly_api.nab import (
     PROFILES,
     CorpusScore,
@@ -45,6 +50,7 @@ from anomaly_api.nab import (
     window_labels,
 )
 from anomaly_api.registry import ModelRegistry
+from anomaly_api.registry.scoring import incident_codes
 from anomaly_api.storage import open_store
 
 DEFAULT_REFIT_EVERY = 10
@@ -69,6 +75,64 @@ class ReplayConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FileAnswers:
+    """What the answers said of each row of a file (0 in the probationary period): the
+    ``score``, the ``incident`` marker's code (:mod:`anomaly_api.detectors.incidents`),
+    the side (+1 ``above``, -1 ``below``, 0 neither) and the band's edges (infinite
+    where the answer said null)."""
+
+    score: np.ndarray
+    incident: np.ndarray
+    side: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+    @classmethod
+    def empty(cls, rows: int) -> FileAnswers:
+        return cls(
+            np.zeros(rows, dtype=np.float64),
+            np.zeros(rows, dtype=np.int8),
+            np.zeros(rows, dtype=np.int8),
+            np.full(rows, -np.inf),
+            np.full(rows, np.inf),
+        )
+
+    def record(self, row: int, answer: Any) -> None:
+        """Keep ``row``'s answer (a :class:`~anomaly_api.registry.Prediction` or its JSON)."""
+        get = answer.get if isinstance(answer, dict) else answer.__getattribute__
+        self.score[row] = get("score")
+        lower, upper = get("lower"), get("upper")
+        self.lower[row] = -np.inf if lower is None else lower
+        self.upper[row] = np.inf if upper is None else upper
+        if get("anomaly"):
+            self.incident[row] = NEW if get("incident") == "new" else ONGOING
+            self.side[row] = _SIDE_CODES[get("direction")]
+
+    def as_scores(self) -> Scores:
+        """The answers as a detector's :class:`Scores` (for re-marking incidents)."""
+        return Scores(
+            expected=np.zeros_like(self.score),
+            lower=self.lower,
+            upper=self.upper,
+            score=self.score,
+            anomaly=self.score > 0.5,
+            side=self.side,
+            incident=self.incident,
+        )
+
+    def alert_scores(self) -> np.ndarray:
+        """Each row's score where it opened an incident, else 0: the detector's output
+        as NAB scores it (one detection per incident), for a threshold sweep."""
+        scores: np.ndarray = np.where(self.incident == NEW, self.score, 0.0)
+        return scores
+
+    def alerts(self) -> np.ndarray:
+        """1.0 at the rows that opened an incident (``incident: "new"``), else 0."""
+        alerts: np.ndarray = (self.incident == NEW).astype(np.float64)
+        return alerts
+
+
+@dataclass(frozen=True, slots=True)
 class DetectorResult:
     """A detector's scores on the corpus, per profile, and how long the replay took;
     with ``keep_scores``, every file's row scores too."""
@@ -79,6 +143,10 @@ class DetectorResult:
     row_scores: list[np.ndarray] | None = None
     flag_scores: dict[str, CorpusScore] | None = None
     """The scores of the ``anomaly`` flag itself (:data:`FLAG_THRESHOLD`)."""
+    alert_scores: dict[str, CorpusScore] | None = None
+    """The scores of the alerts: the rows whose answer opened an incident."""
+    answers: list[FileAnswers] | None = None
+    """With ``keep_scores``, every file's answers."""
 
 
 def flag_scores(
@@ -86,6 +154,16 @@ def flag_scores(
 ) -> dict[str, CorpusScore]:
     """NAB's scores, per profile, of the rows whose answer said ``anomaly: true``."""
     return score_all_profiles(files, scores, threshold=FLAG_THRESHOLD)
+
+
+def alert_scores(
+    files: Sequence[LabelledFile], answers: Sequence[FileAnswers]
+) -> dict[str, CorpusScore]:
+    """NAB's scores, per profile, of the rows whose answer said ``incident: "new"``."""
+    return score_all_profiles(files, [answer.alerts() for answer in answers], threshold=0.5)
+
+
+_SIDE_CODES = {"above": 1, "below": -1, None: 0}
 
 
 def series_id_for(file: LabelledFile) -> str:
@@ -100,14 +178,14 @@ def live_file(
     params: Mapping[str, Any] | None = None,
     config: ReplayConfig = ReplayConfig(),
     progress: bool = False,
-) -> np.ndarray:
-    """Anomaly scores for every row of ``file`` as a client gets them (0 in the
+) -> FileAnswers:
+    """The answers for every row of ``file`` as a client gets them (0 in the
     probationary period): one fit, then one predict per row."""
     series_id = series_id_for(file)
     timestamps = file.timestamps.astype("datetime64[s]").astype(np.int64).tolist()
     values = file.values.tolist()
     rows = len(values)
-    scores = np.zeros(rows, dtype=np.float64)
+    answers = FileAnswers.empty(rows)
     start = probation_rows(rows)
     registry.fit(
         series_id, timestamps[:start], values[:start], detector, params, retrain=config.retrain
@@ -123,11 +201,11 @@ def live_file(
         for row in range(start, rows):
             timestamp, value = timestamps[row], values[row]
             answer = cached(series_id, value, timestamp) or slow(series_id, value, timestamp)
-            scores[row] = answer.score
+            answers.record(row, answer)
             if row % 1000 == 0:
                 bar.update(min(1000, rows - row))
     registry.delete_series(series_id)
-    return scores
+    return answers
 
 
 def replay_file(
@@ -137,15 +215,15 @@ def replay_file(
     params: Mapping[str, Any] | None = None,
     config: ReplayConfig = ReplayConfig(),
     progress: bool = False,
-) -> np.ndarray:
-    """Anomaly scores for every row of ``file`` (0 in the probationary period), in the
+) -> FileAnswers:
+    """The answers for every row of ``file`` (0 in the probationary period), in the
     replay mode: batches of ``refit_every`` rows, a re-fit on the trailing ``window``
     after each (no stream memory across versions beyond what the fit carries)."""
     series_id = series_id_for(file)
     timestamps = file.timestamps.astype("datetime64[s]").astype(np.int64)
     values = file.values
     rows = values.size
-    scores = np.zeros(rows, dtype=np.float64)
+    answers = FileAnswers.empty(rows)
     start = probation_rows(rows)
     registry.fit(series_id, timestamps[:start], values[:start], detector, params, retrain=False)
     with tqdm(
@@ -161,7 +239,11 @@ def replay_file(
             _, batch, _ = registry.score_batch(
                 series_id, timestamps[position:end], values[position:end]
             )
-            scores[position:end] = batch.score
+            answers.score[position:end] = batch.score
+            answers.incident[position:end] = incident_codes(batch)
+            answers.side[position:end] = batch.side
+            answers.lower[position:end] = batch.lower
+            answers.upper[position:end] = batch.upper
             first = max(0, end - config.window)
             if end < rows:
                 registry.fit(
@@ -175,7 +257,7 @@ def replay_file(
             bar.update(end - position)
             position = end
     registry.store.delete_series(series_id)
-    return scores
+    return answers
 
 
 def write_results(out_dir: Path, detector: str, file: LabelledFile, scores: np.ndarray) -> Path:
@@ -219,20 +301,21 @@ def evaluate_detector(
         )
         play = replay_file if config.mode == "replay" else live_file
         try:
-            all_scores = [
-                play(registry, file, detector, params, config, progress) for file in files
-            ]
+            answers = [play(registry, file, detector, params, config, progress) for file in files]
         finally:
             registry.close()
+    all_scores = [answer.score for answer in answers]
     if out_dir is not None:
         for file, scores in zip(files, all_scores, strict=True):
             write_results(out_dir, detector, file, scores)
     return DetectorResult(
         detector=detector,
-        scores=score_all_profiles(files, all_scores),
+        scores=score_all_profiles(files, [answer.alert_scores() for answer in answers]),
         seconds=time.perf_counter() - started,
         row_scores=all_scores if keep_scores else None,
         flag_scores=flag_scores(files, all_scores),
+        alert_scores=alert_scores(files, answers),
+        answers=answers if keep_scores else None,
     )
 
 
@@ -269,13 +352,16 @@ def detector_names(choice: str) -> list[str]:
 
 
 def format_results(results: Sequence[DetectorResult]) -> str:
-    """A table: NAB scores per profile at the corpus-optimised threshold, event-level
-    figures at its standard threshold, then NAB's standard and low-FP scores of the
-    ``anomaly`` flag itself (``flag std``, ``flag lowFP``)."""
+    """A table: NAB scores per profile at the corpus-optimised threshold on the alerts'
+    scores (each row's score where it opened an incident), event-level figures at its
+    standard threshold, then NAB's standard and low-FP scores of the
+    ``anomaly`` flag itself (``flag std``, ``flag lowFP``: every anomalous row is a
+    detection) and of the alerts (``alert std``, ``alert lowFP``: the rows that opened an
+    incident, what a pager would be sent)."""
     header = (
         f"{'detector':<10} {'standard':>9} {'low_FP':>8} {'low_FN':>8} {'threshold':>10} "
         f"{'windows':>8} {'FP rows':>8} {'precision':>9} {'recall':>7} {'F1':>6} {'seconds':>8} "
-        f"{'flag std':>9} {'flag lowFP':>10}"
+        f"{'flag std':>9} {'flag lowFP':>10} {'alert std':>9} {'alert lowFP':>11}"
     )
     lines = [header, "-" * len(header)]
     for result in sorted(results, key=lambda r: -r.scores["standard"].normalized):
@@ -286,6 +372,13 @@ def format_results(results: Sequence[DetectorResult]) -> str:
             if flags is not None
             else f"{'-':>9} {'-':>10}"
         )
+        alerts = result.alert_scores
+        alert_columns = (
+            f"{alerts['standard'].normalized:>9.2f} "
+            f"{alerts['reward_low_FP_rate'].normalized:>11.2f}"
+            if alerts is not None
+            else f"{'-':>9} {'-':>11}"
+        )
         lines.append(
             f"{result.detector:<10} {standard.normalized:>9.2f} "
             f"{result.scores['reward_low_FP_rate'].normalized:>8.2f} "
@@ -294,7 +387,7 @@ def format_results(results: Sequence[DetectorResult]) -> str:
             f"{standard.windows_detected:>3}/{standard.windows_total:<4} "
             f"{standard.false_positive_rows:>8} {standard.precision:>9.2f} "
             f"{standard.recall:>7.2f} {standard.f1:>6.2f} {result.seconds:>8.1f} "
-            f"{flag_columns}"
+            f"{flag_columns} {alert_columns}"
         )
     assert set(PROFILES) >= {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
     return "\n".join(lines)

@@ -420,19 +420,41 @@ def _sweep(corpus: _Corpus, profile: Profile) -> tuple[FloatArray, FloatArray]:
     return thresholds, totals
 
 
-def _score_at(corpus: _Corpus, profile: Profile, threshold: float) -> CorpusScore:
-    detected = corpus.scores >= threshold
+def _totals(
+    corpus: _Corpus, profile: Profile, detected: npt.NDArray[np.bool_]
+) -> tuple[float, float, float]:
     value = corpus.values(profile)
     outside = corpus.window < 0
-
     false_alarm = detected & outside
     hits = detected & ~outside
     best = np.full(corpus.windows_total, -profile.fn_weight)
     np.maximum.at(best, corpus.window[hits], value[hits])
     raw = float(value[false_alarm].sum() + best[corpus.scored_windows].sum())
-
     null = -profile.fn_weight * corpus.scored_windows.size
     perfect = profile.tp_weight * corpus.windows_total
+    return raw, null, perfect
+
+
+def raw_totals(
+    files: Sequence[LabelledFile],
+    scores: Sequence[npt.ArrayLike],
+    threshold: float,
+    profile: Profile = PROFILES["standard"],
+) -> tuple[float, float, float]:
+    """NAB's raw, null and perfect totals of ``files`` at ``threshold``: sums over
+    files, so the totals of parts add up to the whole's and its normalised score is
+    ``100 * (raw - null) / (perfect - null)``. Defined for files without any window too
+    (their false positives count), which cross-validation folds need."""
+    corpus = _prepare(files, scores)
+    return _totals(corpus, profile, corpus.scores >= threshold)
+
+
+def _score_at(corpus: _Corpus, profile: Profile, threshold: float) -> CorpusScore:
+    detected = corpus.scores >= threshold
+    outside = corpus.window < 0
+    false_alarm = detected & outside
+    hits = detected & ~outside
+    raw, null, perfect = _totals(corpus, profile, detected)
     if perfect == null:
         raise ValueError(
             "the corpus has no anomaly window to score, so NAB's normalised score "

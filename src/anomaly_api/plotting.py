@@ -1,4 +1,4 @@
-"""Training data, expected value, band and flagged points, drawn to PNG bytes.
+"""Training data, expected value, band, flagged points and incidents, drawn to PNG bytes.
 
 Uses matplotlib's object API on the Agg canvas (no pyplot, no display, no global
 state, safe from worker threads). Long series are reduced before drawing to the
@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from anomaly_api.detectors.bands import Scores
+from anomaly_api.detectors.incidents import NEW
 from anomaly_api.detectors.series import FloatArray, IntArray, Series
 
 
@@ -70,8 +71,17 @@ def _first_in_bucket(mask: np.ndarray, bucket_of: np.ndarray, buckets: int) -> I
 
 
 def render_plot(series: Series, scores: Scores, title: PlotTitle, max_points: int = 4000) -> bytes:
-    """A PNG of the training series against its model's band."""
-    figure = Figure(figsize=(11, 4.5), dpi=100, layout="constrained")
+    """A PNG of the training series against its model's band (:func:`plot_figure`)."""
+    buffer = io.BytesIO()
+    plot_figure(series, scores, title, max_points).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def plot_figure(series: Series, scores: Scores, title: PlotTitle, max_points: int = 4000) -> Figure:
+    """The series against its model's band: the band as the model gives it (it is never
+    widened around an incident), the points outside it in red, and each point that
+    opened an incident ringed, with the legend beside the axes so that it hides none."""
+    figure = Figure(figsize=(12, 4.5), dpi=100, layout="constrained")
     axes = figure.subplots()
     times = series.timestamps.astype("datetime64[s]")
     shown_ts, shown_values = downsample_minmax(series.timestamps, series.values, max_points)
@@ -118,12 +128,22 @@ def render_plot(series: Series, scores: Scores, title: PlotTitle, max_points: in
             zorder=3,
             label=f"outside band ({int(scores.anomaly.sum())})",
         )
+    opened = np.flatnonzero(scores.incident == NEW) if scores.incident is not None else flagged[:0]
+    if opened.size:
+        axes.scatter(
+            times[opened],
+            series.values[opened],
+            s=80,
+            facecolors="none",
+            edgecolors="#000000",
+            linewidths=1.2,
+            zorder=4,
+            label=f"incident opened ({opened.size})",
+        )
     threshold = "" if title.threshold is None else f", threshold {title.threshold:g}"
     axes.set_title(f"{title.series_id} · version {title.version} · {title.detector}{threshold}")
     axes.set_xlabel("time (UTC)")
     axes.set_ylabel("value")
-    axes.legend(loc="upper right", fontsize="small")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     axes.grid(alpha=0.3)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure

@@ -100,7 +100,7 @@ def test_detect_fits_and_scores_without_storing(client: TestClient) -> None:
     response = client.post("/detect", json=body)
     assert response.status_code == 200
     answer = response.json()
-    assert answer["detector"] == "robust" and answer["params"]["threshold"] == 3.0
+    assert answer["detector"] == "robust" and answer["params"]["threshold"] == 1.5
     assert answer["count"] == 5 and answer["anomaly"] == [False, False, False, False, True]
     assert client.get("/series").json()["series"] == []
     assert client.get("/healthcheck").json()["series_trained"] == 0

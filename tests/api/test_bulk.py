@@ -12,6 +12,7 @@ FIT = {"timestamps": list(range(1691000000, 1691006000, 60)), "values": [10.0, 1
 SINGLE_FIELDS = (
     "anomaly", "model_version", "series_id", "timestamp", "value", "expected", "lower",
     "upper", "score", "direction", "threshold", "detector", "observed", "not_observed",
+    "incident",
 )  # fmt: skip
 
 

@@ -21,7 +21,11 @@ def scores(size: int, constant_band: bool) -> Scores:
         score=rng.uniform(0, 1, size),
         anomaly=rng.uniform(0, 1, size) > 0.5,
         side=np.zeros(size, dtype=np.int8),
+        incident=rng.integers(0, 3, size).astype(np.int8),
     )
+
+
+NAMES = [None, "new", "ongoing"]
 
 
 @pytest.mark.parametrize("size", [0, 1, 2, 1000])
@@ -32,11 +36,24 @@ def test_the_bytes_match_orjson_on_the_whole_document(size: int, constant_band: 
         {
             "series_id": "s",
             "count": size,
-            **{name: np.ascontiguousarray(getattr(answer, name)) for name in COLUMNS},
+            **{
+                name: np.ascontiguousarray(getattr(answer, name))
+                for name in COLUMNS
+                if name != "incident"
+            },
+            "incident": [NAMES[code] for code in answer.incident.tolist()],  # type: ignore[union-attr]
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
     assert columnar_json(answer, series_id="s") == expected
+
+
+def test_unmarked_scores_have_no_incident() -> None:
+    answer = scores(3, True)
+    unmarked = Scores(
+        answer.expected, answer.lower, answer.upper, answer.score, answer.anomaly, answer.side
+    )
+    assert orjson.loads(columnar_json(unmarked, ("incident",)))["incident"] == [None] * 3
 
 
 def test_only_the_asked_columns_are_written() -> None:

@@ -57,3 +57,36 @@ def test_downsampling_keeps_extremes_and_bounds_size() -> None:
     assert shown.size <= 4000
     assert shown.max() == 99.0 and shown.min() == -99.0
     assert bool(np.all(np.diff(shown_ts) > 0))
+
+
+def test_a_plot_of_an_incident_shows_the_model_s_band_and_rings_each_new_incident() -> None:
+    """Two incidents eight hours apart in the plotted data: both are ringed, and the
+    band drawn is the model's own, the same as for the data without the first one."""
+    from anomaly_api.detectors import AdaptiveDetector, Series
+    from anomaly_api.plotting import PlotTitle, plot_figure
+
+    rng = np.random.default_rng(8)
+    times = 1_691_000_000 + 300 * np.arange(288 * 5)
+    calm = 50 + 10 * np.sin(2 * np.pi * times / 86_400) + rng.normal(0, 1, times.size)
+    values = calm.copy()
+    values[1000:1003] -= 12.0  # a dip
+    values[1096:1120] += 9.0  # eight hours later, two hours 9 sigma higher
+    train = 288 * 3
+    detector = AdaptiveDetector().fit(Series.from_arrays(times[:train], calm[:train]))
+    series = Series.from_arrays(times[train:], values[train:])
+    scores = detector.score(series.timestamps, series.values)
+    figure = plot_figure(series, scores, PlotTitle("s", 1, "adaptive", 1.5))
+    legend = figure.axes[0].get_legend()
+    assert legend is not None
+    assert "incident opened (2)" in [text.get_text() for text in legend.get_texts()]
+    ringed = next(
+        c for c in figure.axes[0].collections if str(c.get_label()).startswith("incident")
+    )
+    offsets = np.asarray(ringed.get_offsets())
+    assert sorted(offsets[:, 1].tolist()) == sorted([float(values[1000]), float(values[1096])])
+    # The band is the model's expectation: after the dip it is the band without it.
+    before = np.arange(times.size)[train:] < 1003
+    without = detector.score(series.timestamps, np.where(before, calm[train:], values[train:]))
+    after = 1010 - train
+    np.testing.assert_array_equal(scores.upper[after:], without.upper[after:])
+    np.testing.assert_array_equal(scores.lower[after:], without.lower[after:])

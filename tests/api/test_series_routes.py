@@ -65,4 +65,9 @@ def test_detectors_are_listed(client: TestClient) -> None:
     detectors = client.get("/detectors").json()
     zscore = next(d for d in detectors if d["name"] == "zscore")
     assert zscore["default"] is True
-    assert {p["name"] for p in zscore["parameters"]} == {"threshold", "direction"}
+    assert {p["name"] for p in zscore["parameters"]} == {
+        "threshold",
+        "direction",
+        "cooldown_seconds",
+        "escalation",
+    }

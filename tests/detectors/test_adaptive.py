@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from anomaly_api.detectors import AdaptiveDetector, Series
+from anomaly_api.detectors.incidents import NEW, NONE
 
 HOUR = 3600
 
@@ -41,15 +42,22 @@ def test_a_slow_climb_beyond_the_training_range_is_flagged() -> None:
     assert not blind.score(times, values).anomaly.any()
 
 
-def test_an_ongoing_excursion_alerts_again_only_when_it_gets_worse() -> None:
+def test_an_ongoing_excursion_is_one_incident_and_the_band_does_not_stretch() -> None:
     detector, times, values = climb()
-    flagged = np.flatnonzero(detector.score(times, values).anomaly)
+    scores = detector.score(times, values)
+    flagged = np.flatnonzero(scores.anomaly)
     assert flagged.size >= 2
-    for later in flagged[1:]:
-        same_day = flagged[(flagged < later) & (times[flagged] > times[later] - 86_400)]
-        assert np.all(values[later] > values[same_day])
-    # Points in between that fall back from a new high are not alerts.
-    assert flagged.size < 400 / 2
+    assert scores.incident is not None
+    assert scores.incident[flagged[0]] == NEW
+    news = flagged[scores.incident[flagged] == NEW]
+    # A climb that keeps going is one incident; it is news again only when it is twice as
+    # far out as its worst point so far (the escalation rule), which a slow climb rarely is.
+    assert news.size <= 3
+    assert np.all(scores.incident[flagged] != NONE)
+    assert np.all(scores.incident[~scores.anomaly] == NONE)
+    # The band is the model's: it stays where the range part fires, alert or not.
+    reach = 1.5 * 0.1 * (detector.high_ - detector.low_)
+    assert np.all(scores.upper <= detector.high_ + reach + 1e-9)
 
 
 def test_the_range_part_watches_only_the_chosen_side() -> None:
@@ -67,7 +75,7 @@ def test_the_band_reports_the_range_bounds_and_never_inverts() -> None:
     scores = detector.score(times, values)
     assert np.all(scores.lower <= scores.upper)
     first = int(np.flatnonzero(scores.anomaly)[0])
-    # Until the first alert stretches it, the band stops where the range part would fire.
+    # The band stops where the range part would fire.
     reach = 1.5 * 0.1 * (detector.high_ - detector.low_)
     assert np.all(scores.upper[: first + 1] <= detector.high_ + reach + 1e-9)
     assert scores.upper[first] == pytest.approx(detector.high_ + reach)
@@ -94,4 +102,4 @@ def test_state_stays_small_for_dense_data() -> None:
     values = np.random.default_rng(4).normal(0, 1, seconds.size)
     detector = AdaptiveDetector().fit(Series.from_arrays(seconds, values))
     assert len(json.dumps(detector.state())) < 100_000  # not a day of 1-second points
-    assert detector.recent_times_.size < 100
+    assert "recent_times" not in detector.state()  # the band no longer keeps recent maxima

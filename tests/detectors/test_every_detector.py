@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anomaly_api.detectors import DETECTORS, Detector, Scores, Series
+from anomaly_api.detectors.incidents import NEW
 from anomaly_api.errors import InvalidInput
 
 ALL = sorted(DETECTORS.items())
@@ -163,7 +164,7 @@ def eventful(points: int, seed: int, start: int) -> tuple[np.ndarray, np.ndarray
 
 
 def assert_same_scores(a: Scores, b: Scores) -> None:
-    for field in ("expected", "lower", "upper", "score", "anomaly", "side"):
+    for field in ("expected", "lower", "upper", "score", "anomaly", "side", "incident"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
 
 
@@ -179,6 +180,7 @@ def one_by_one(detector: Detector, context, timestamps, values) -> Scores:  # ty
         score=np.array([p.score for p in points]),
         anomaly=np.array([p.anomaly for p in points]),
         side=np.array([p.side for p in points], dtype=np.int8),
+        incident=np.array([p.incident for p in points], dtype=np.int8),
     )
 
 
@@ -194,8 +196,12 @@ def test_a_stream_point_by_point_scores_as_one_batch(
     batch = detector.score_stream(batch_context, timestamps, values)
     single = one_by_one(detector, single_context, timestamps, values)
     assert_same_scores(single, batch)
-    assert batch_context.to_json() == single_context.to_json()
+    assert batch_context.dump() == single_context.dump()
     assert batch.anomaly.any() and not batch.anomaly.all()  # the stream has news in it
+    # Every anomalous point is marked, the first of the stream as a new incident.
+    assert batch.incident is not None
+    np.testing.assert_array_equal(batch.incident > 0, batch.anomaly)
+    assert batch.incident[np.argmax(batch.anomaly)] == NEW
 
 
 @pytest.mark.parametrize(("name", "cls"), ALL)
@@ -207,8 +213,8 @@ def test_the_context_survives_json_and_goes_on_scoring_alike(
     timestamps, values = eventful(2000, 3, start=1_691_000_000 + 300 * 600)
     context = detector.initial_context()
     detector.score_stream(context, timestamps[:split], values[:split])
-    restored = detector.load_context(json.loads(json.dumps(context.to_json())))
-    assert restored.to_json() == context.to_json()
+    restored = detector.load_context(json.loads(json.dumps(context.dump())))
+    assert restored.dump() == context.dump()
     rest = (timestamps[split:], values[split:])
     assert_same_scores(
         detector.score_stream(restored, *rest), detector.score_stream(context, *rest)
@@ -223,9 +229,9 @@ def test_peeking_leaves_the_context_alone(name: str, cls: type[Detector]) -> Non
     detector = cls().fit(noisy(points=600))
     timestamps, values = eventful(300, 4, start=1_691_000_000 + 300 * 600)
     context = detector.context_after(timestamps, values)
-    before = context.to_json()
+    before = context.dump()
     peeked = detector.peek_one(context, float(timestamps[-1] + 300), 1_000.0)
-    assert context.to_json() == before
+    assert context.dump() == before
     observed = detector.observe_one(context, float(timestamps[-1] + 300), 1_000.0)
     assert peeked == observed
 
@@ -238,12 +244,12 @@ def test_peeking_at_many_points_is_peeking_at_each(
     detector = cls({"direction": direction}).fit(noisy(points=600))
     timestamps, values = eventful(600, 7, start=1_691_000_000 + 300 * 600)
     context = detector.context_after(timestamps[:300], values[:300])
-    before = context.to_json()
+    before = context.dump()
     # Older points, repeated ones and new ones, spikes included: each judged alone.
     later_t, later_v = timestamps[150:], values[150:].copy()
     later_v[[10, 200]] = [-1_000.0, 1_000.0]
     many = detector.peek_many(context, later_t.astype(np.float64), later_v)
-    assert context.to_json() == before
+    assert context.dump() == before
     each = [
         detector.peek_one(context, float(t), float(v))
         for t, v in zip(later_t, later_v, strict=True)
@@ -257,6 +263,7 @@ def test_peeking_at_many_points_is_peeking_at_each(
             score=np.array([p.score for p in each]),
             anomaly=np.array([p.anomaly for p in each]),
             side=np.array([p.side for p in each], dtype=np.int8),
+            incident=np.array([p.incident for p in each], dtype=np.int8),
         ),
     )
     assert many.anomaly.any() and not many.anomaly.all()

@@ -56,7 +56,17 @@ def registry(url: str) -> Iterator[ModelRegistry]:
 
 def answers(predictions: list[Prediction]) -> list[tuple[object, ...]]:
     return [
-        (p.version, p.anomaly, p.score, p.expected, p.lower, p.upper, p.observed, p.not_observed)
+        (
+            p.version,
+            p.anomaly,
+            p.score,
+            p.expected,
+            p.lower,
+            p.upper,
+            p.observed,
+            p.not_observed,
+            p.incident,
+        )
         for p in predictions
     ]
 

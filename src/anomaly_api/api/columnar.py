@@ -32,7 +32,7 @@ from anomaly_api.errors import InvalidInput
 from anomaly_api.timestamps import parse_timestamps
 
 Direction = Literal["both", "upper", "lower"]
-COLUMNS = ("anomaly", "score", "expected", "lower", "upper")
+COLUMNS = ("anomaly", "score", "expected", "lower", "upper", "incident")
 
 
 def parse_columns(text: str | None) -> tuple[str, ...]:
@@ -141,6 +141,11 @@ class ColumnarScores(BaseModel):
     upper: list[float | None] | None = Field(
         None, description="Upper edge of each point's band; null where that side is not watched."
     )
+    incident: list[Literal["new", "ongoing"] | None] | None = Field(
+        None,
+        description="Per point: 'new' where it opens an incident, 'ongoing' where it belongs "
+        "to an open one, null where it is not anomalous (as a single predict's answer).",
+    )
 
 
 class BatchResponse(ColumnarScores):
@@ -186,7 +191,10 @@ def columnar_parts(
     parts = [head[:-1]]
     for name in columns:
         parts.append(b',"' + name.encode() + b'":')
-        parts.extend(_column_parts(getattr(scores, name)))
+        if name == "incident":
+            parts.append(_incident_column(scores))
+        else:
+            parts.extend(_column_parts(getattr(scores, name)))
     parts.append(b"}")
     return parts
 
@@ -200,6 +208,17 @@ def _all_same(column: npt.NDArray[np.float64]) -> bool:
     """Every item equal to the first, bit for bit as far as JSON goes (-0.0 is not 0.0)."""
     first = column[0]
     return bool(np.all(column == first)) and bool(np.all(np.signbit(column) == np.signbit(first)))
+
+
+_INCIDENT_ITEMS = np.array([b"null", b'"new"', b'"ongoing"'], dtype=object)
+
+
+def _incident_column(scores: Scores) -> bytes:
+    """The ``incident`` column: a JSON array of "new", "ongoing" and null."""
+    codes = scores.incident
+    if codes is None or not codes.any():
+        return b"[" + b",".join([b"null"] * len(scores)) + b"]"
+    return b"[" + b",".join(_INCIDENT_ITEMS[codes].tolist()) + b"]"
 
 
 def _column_parts(column: npt.NDArray[Any]) -> list[bytes]:

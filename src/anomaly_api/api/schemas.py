@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from anomaly_api.detectors.incidents import NAMES as INCIDENTS
 from anomaly_api.errors import InvalidParameter
 from anomaly_api.registry import Prediction
 from anomaly_api.storage.base import ModelRecord, SeriesSummary
@@ -198,6 +199,13 @@ class PredictResponse(BaseModel):
         "history without joining it; or ?observe=false asked for a what-if (what_if). Null "
         "when observed."
     )
+    incident: Literal["new", "ongoing"] | None = Field(
+        None,
+        description="Alert de-duplication, separate from the band: 'new' when the point opens "
+        "an incident (none open, a quiet gap of cooldown_seconds since the last anomalous "
+        "point, the other side of the band, or escalation times worse), 'ongoing' when it "
+        "belongs to the open one, null when the point is not anomalous. Page on 'new'.",
+    )
 
 
 def prediction_json(prediction: Prediction) -> bytes:
@@ -234,6 +242,7 @@ def point_json(
             "detector": loaded.detector_name,
             "observed": why is None,
             "not_observed": why,
+            "incident": INCIDENTS[point.incident],
         }
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Mapping
 from dataclasses import replace
@@ -29,10 +28,6 @@ _HUGE = 1e12
 # Deviations smaller than this share of the series' own spread are not told apart: a
 # noise-free synthetic series would otherwise call a rounding error an incident.
 _SCALE_FLOOR = 0.01
-MAX_STAIRCASE = 512
-"""Steps of the "largest recent level" staircase a context keeps at most; beyond that the
-oldest neighbours are merged (the higher level, held until the later one's time), which
-can only hold an alert back a little longer, never let one through."""
 
 
 def trailing_mean(history: FloatArray, values: FloatArray, window: int) -> FloatArray:
@@ -59,112 +54,35 @@ def trailing_mean(history: FloatArray, values: FloatArray, window: int) -> Float
     return means
 
 
-def staircase(times: FloatArray, levels: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """The points no later point outdoes: all a future "largest recent level" can be.
-
-    Their levels fall strictly with time, so a state of a day of 1-second data keeps a
-    handful of points, not 86,400.
-    """
-    if levels.size == 0:
-        return times, levels
-    later_best = np.append(np.maximum.accumulate(levels[::-1])[::-1][1:], -np.inf)
-    keep = levels > later_best
-    return times[keep], levels[keep]
-
-
-def bounded_staircase(times: FloatArray, levels: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """:func:`staircase` output cut to :data:`MAX_STAIRCASE` steps by merging the oldest
-    neighbours (see there); a noisy series keeps a handful of steps, so this only bounds
-    what a pathological one could make the context hold."""
-    while times.size > MAX_STAIRCASE:
-        excess = min(times.size - MAX_STAIRCASE, times.size // 2)
-        # Merge steps 2i and 2i+1 for the oldest ``excess`` pairs: the earlier (higher)
-        # level with the later time.
-        merged_times = times[1 : 2 * excess : 2]
-        merged_levels = levels[0 : 2 * excess : 2]
-        times = np.concatenate([merged_times, times[2 * excess :]])
-        levels = np.concatenate([merged_levels, levels[2 * excess :]])
-    return times, levels
-
-
 class AdaptiveContext(Context):
     """What scoring the next point needs of the points before it: the last ``window``
-    residuals (the level is their median), the last ``rate_window - 1`` deviations (the
-    sustained part averages them with the new one) and the staircase of the largest
-    levels of the last ``cooldown_seconds`` (how far the band is stretched). Plain lists
-    of floats: a single point is scored from them in float arithmetic."""
+    residuals (the level is their median) and the last ``rate_window - 1`` deviations
+    (the sustained part averages them with the new one). Plain lists of floats: a
+    single point is scored from them in float arithmetic."""
 
-    __slots__ = ("deviations", "recent_levels", "recent_times", "residuals")
+    __slots__ = ("deviations", "residuals")
 
-    def __init__(
-        self,
-        residuals: list[float],
-        deviations: list[float],
-        recent_times: list[float],
-        recent_levels: list[float],
-    ) -> None:
+    def __init__(self, residuals: list[float], deviations: list[float]) -> None:
+        super().__init__()
         self.residuals = residuals
         self.deviations = deviations
-        self.recent_times = recent_times
-        self.recent_levels = recent_levels
 
     def to_json(self) -> JsonDict:
-        return {
-            "residuals": list(self.residuals),
-            "deviations": list(self.deviations),
-            "recent_times": list(self.recent_times),
-            "recent_levels": list(self.recent_levels),
-        }
+        return {"residuals": list(self.residuals), "deviations": list(self.deviations)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
+        # Contexts saved before incidents were separate from the band also hold
+        # "recent_times" and "recent_levels" (how far the band was stretched): ignored.
         def floats(key: str) -> list[float]:
             return [
                 float(item) for item in np.asarray(data.get(key, []), dtype=np.float64).reshape(-1)
             ]
 
-        return cls(
-            floats("residuals"),
-            floats("deviations"),
-            floats("recent_times"),
-            floats("recent_levels"),
-        )
+        return cls(floats("residuals"), floats("deviations"))
 
-    def copy(self) -> Self:
-        return type(self)(
-            list(self.residuals),
-            list(self.deviations),
-            list(self.recent_times),
-            list(self.recent_levels),
-        )
-
-
-def recent_maxima(
-    history: tuple[FloatArray, FloatArray],
-    times: FloatArray,
-    levels: FloatArray,
-    horizon: float,
-) -> FloatArray:
-    """For each point, the largest level among the points before it (``history``, a
-    :func:`staircase`, then the earlier points of ``times``) that lie less than
-    ``horizon`` seconds earlier; 0 when there are none."""
-    history_times, history_levels = history
-    # History: its levels fall with time, so the first one inside the horizon is the max.
-    first = np.searchsorted(history_times, times - horizon, side="right")
-    padded = np.append(history_levels, 0.0)
-    result = padded[np.minimum(first, history_levels.size)]
-    # Earlier points of the batch: a monotonic deque, one pass.
-    window: list[int] = []
-    head = 0
-    for index in range(times.size):
-        while head < len(window) and times[window[head]] <= times[index] - horizon:
-            head += 1
-        if head < len(window):
-            result[index] = max(result[index], levels[window[head]])
-        while len(window) > head and levels[window[-1]] <= levels[index]:
-            window.pop()
-        window.append(index)
-    return result
+    def _copy(self) -> Self:
+        return type(self)(list(self.residuals), list(self.deviations))
 
 
 class AdaptiveDetector(Detector):
@@ -193,14 +111,16 @@ class AdaptiveDetector(Detector):
        monitoring systems, with bounds learnt from the window). A slow climb to a level
        the series never reached moves no point far from its predecessors, so parts 1-3
        see nothing; a temperature that leaves its two-week range does.
-    5. **Only news alerts**: the band is at least ``threshold`` units wide and stretches
-       to the largest deviation of the last ``cooldown_seconds`` (a day): an ongoing
-       incident alerts once, and again only if it gets worse.
+    The band is ``threshold`` units wide, always: it is the model's expectation, never
+    widened to silence alerts. One alert per incident is the incident marker's work
+    (:mod:`anomaly_api.detectors.incidents`): every point outside the band is anomalous,
+    and only the first of an incident (or one of another side, or markedly worse, or
+    after a quiet ``cooldown_seconds``) is ``new``.
 
-    **Learning from the stream**: parts 1, 3 and 5 follow the stream point by point
-    (:class:`AdaptiveContext`: the last residuals, deviations and largest recent levels),
-    whether the points came in a batch or one predict at a time; the seasonal profile,
-    the scale and the units are what the fit estimated, until the next fit.
+    **Learning from the stream**: parts 1 and 3 follow the stream point by point
+    (:class:`AdaptiveContext`: the last residuals and deviations), whether the points
+    came in a batch or one predict at a time; the seasonal profile, the scale and the
+    units are what the fit estimated, until the next fit.
 
     ``expected`` is the level; ``lower``/``upper`` bound what the point may be (its own
     band, cut to the range part's bounds where those are tighter). A point inside them
@@ -213,23 +133,26 @@ class AdaptiveDetector(Detector):
     >>> values = 50 + rng.normal(0.0, 1.0, 3000)
     >>> detector = AdaptiveDetector().fit(Series.from_arrays(minutes[:2000], values[:2000]))
     >>> values[2500] += 25.0  # a spike
-    >>> values[2600] += 20.0  # a smaller one, eight hours later: not news
-    >>> values[2900] += 40.0  # a bigger one: worse, so news
-    >>> flagged = detector.score(minutes[2000:], values[2000:]).anomaly
-    >>> (np.flatnonzero(flagged) + 2000).tolist()
-    [2500, 2900]
+    >>> values[2501] += 20.0  # the next point: the same incident
+    >>> values[2600] -= 20.0  # a dip, eight hours later: another one
+    >>> scores = detector.score(minutes[2000:], values[2000:])
+    >>> flagged = np.flatnonzero(scores.anomaly) + 2000
+    >>> flagged.tolist()[:3], flagged.tolist()[-1]  # the spikes' after-effect lasts a while
+    ([2500, 2501, 2502], 2600)
+    >>> scores.incident[[500, 501, 502, 600]].tolist()  # new, ongoing, ongoing, new
+    [1, 2, 2, 1]
     """
 
     name: ClassVar[str] = "adaptive"
     description: ClassVar[str] = (
         "Deviation from the recent seasonal level in units of the series' own past "
-        "deviations; alerts once per incident. The best detector on NAB data here."
+        "deviations. The best detector on NAB data here."
     )
     min_points: ClassVar[int] = 10
     context_type: ClassVar[type[Context]] = AdaptiveContext
     learns: ClassVar[str] = (
-        "every point moves the rolling level, the sustained-change average and the "
-        "largest recent deviation; the profile and units change when it is fitted again"
+        "every point moves the rolling level and the sustained-change average; the "
+        "profile and units change when it is fitted again"
     )
     parameters: ClassVar[tuple[Parameter, ...]] = (
         replace(
@@ -268,14 +191,6 @@ class AdaptiveDetector(Detector):
             minimum=0.0,
             maximum=1000.0,
         ),
-        Parameter(
-            "cooldown_seconds",
-            int,
-            86_400,
-            "How long the band stays stretched to the largest recent deviation (0: never).",
-            minimum=0,
-            maximum=30 * 86_400,
-        ),
     )
 
     seasonal_: SeasonalDetector
@@ -286,8 +201,6 @@ class AdaptiveDetector(Detector):
     high_: float
     residuals_: FloatArray
     deviations_: FloatArray
-    recent_times_: FloatArray
-    recent_levels_: FloatArray
 
     def _fit_core(self, series: Series) -> None:
         window = int(self.params["window"])
@@ -311,19 +224,9 @@ class AdaptiveDetector(Detector):
         self.deviations_ = (
             deviations[max(deviations.size - keep, 0) :].copy() if keep else deviations[:0]
         )
-        levels = self._relative(deviations, rates)
-        recent = times[1:] > times[-1] - self.params["cooldown_seconds"]
-        self.recent_times_, self.recent_levels_ = bounded_staircase(
-            *staircase(times[1:][recent], levels[recent])
-        )
 
     def initial_context(self) -> AdaptiveContext:
-        return AdaptiveContext(
-            self.residuals_.tolist(),
-            self.deviations_.tolist(),
-            self.recent_times_.tolist(),
-            self.recent_levels_.tolist(),
-        )
+        return AdaptiveContext(self.residuals_.tolist(), self.deviations_.tolist())
 
     def _deviations(self, departures: FloatArray) -> FloatArray:
         """|departure| on the watched side(s), in units of the robust scale."""
@@ -364,7 +267,6 @@ class AdaptiveDetector(Detector):
         assert isinstance(context, AdaptiveContext)
         window = int(self.params["window"])
         rate_window = int(self.params["rate_window"])
-        cooldown = float(self.params["cooldown_seconds"])
         seasonal = self.seasonal_.expected(timestamps)
         residuals = values - seasonal
         level = rolling_median_forecast(_array(context.residuals), residuals, window)
@@ -372,15 +274,8 @@ class AdaptiveDetector(Detector):
         deviations = self._deviations(departures)
         rates = trailing_mean(_array(context.deviations), deviations, rate_window)
         relative = np.maximum(self._relative(deviations, rates), self._beyond_range(values))
-        threshold = float(self.params["threshold"])
-        stretch = recent_maxima(
-            (_array(context.recent_times), _array(context.recent_levels)),
-            timestamps,
-            relative,
-            cooldown,
-        )
-        self._advance(context, timestamps, residuals, deviations, relative)
-        band = np.maximum(threshold, stretch)
+        band = float(self.params["threshold"])
+        self._advance(context, residuals, deviations)
         ratio = relative / band
         squared = ratio * ratio
         anomaly = ratio > 1.0
@@ -401,16 +296,13 @@ class AdaptiveDetector(Detector):
             lower = np.full(values.shape, -np.inf)
         elif direction == "lower":
             upper = np.full(values.shape, np.inf)
-        side = np.where(anomaly, np.where(departures >= 0, 1, -1), 0).astype(np.int8)
+        # Beyond the band's edge, or 0: a sustained change inside it (the Scores rule).
+        side = np.where(anomaly, (values > upper).view(np.int8) - (values < lower).view(np.int8), 0)
+        side = side.astype(np.int8)
         return Scores(expected, lower, upper, score, anomaly, side)
 
     def _advance(
-        self,
-        context: AdaptiveContext,
-        timestamps: FloatArray,
-        residuals: FloatArray,
-        deviations: FloatArray,
-        relative: FloatArray,
+        self, context: AdaptiveContext, residuals: FloatArray, deviations: FloatArray
     ) -> None:
         """Move ``context`` past the scored points."""
         window = int(self.params["window"])
@@ -418,31 +310,28 @@ class AdaptiveDetector(Detector):
         context.residuals = [*context.residuals, *residuals.tolist()][-window:]
         joined = [*context.deviations, *deviations.tolist()]
         context.deviations = joined[max(len(joined) - keep, 0) :] if keep else []
-        times = np.concatenate([_array(context.recent_times), timestamps])
-        levels = np.concatenate([_array(context.recent_levels), relative])
-        recent = times > times[-1] - float(self.params["cooldown_seconds"])
-        kept_times, kept_levels = bounded_staircase(*staircase(times[recent], levels[recent]))
-        context.recent_times, context.recent_levels = kept_times.tolist(), kept_levels.tolist()
 
     def fitted_scores(self, series: Series) -> Scores:
         first = series.timestamps[:1].astype(np.float64)
-        context = AdaptiveContext(
-            (series.values[:1] - self.seasonal_.expected(first)).tolist(), [], [], []
-        )
+        context = AdaptiveContext((series.values[:1] - self.seasonal_.expected(first)).tolist(), [])
         return self.score_stream(context, series.timestamps, series.values)
 
     # -- one point in float arithmetic: _stream_core for an array of one, operation for
     # -- operation, so both give the same bits (the detector contract suite checks it)
 
-    def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+    def baseline_at(self, timestamp: float) -> float:
+        """The seasonal profile at ``timestamp`` (the level is the adapting part)."""
+        return self.seasonal_.baseline_at(timestamp)
+
+    def _observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
         assert isinstance(context, AdaptiveContext)
         if not math.isfinite(value):
             raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
-        point, residual, deviation, relative = self._one(context, float(timestamp), float(value))
-        self._advance_one(context, float(timestamp), residual, deviation, relative)
+        point, residual, deviation = self._one(context, float(timestamp), float(value))
+        self._advance_one(context, residual, deviation)
         return point
 
-    def peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+    def _peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
         assert isinstance(context, AdaptiveContext)
         if not math.isfinite(value):
             raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
@@ -450,7 +339,7 @@ class AdaptiveDetector(Detector):
 
     def _one(
         self, context: AdaptiveContext, timestamp: float, value: float
-    ) -> tuple[PointScore, float, float, float]:
+    ) -> tuple[PointScore, float, float]:
         params = self.params
         direction = params["direction"]
         seasonal_model = self.seasonal_
@@ -484,12 +373,7 @@ class AdaptiveDetector(Detector):
             max(_scalar_ratio(deviation, self.unit_), _scalar_ratio(rate, self.rate_unit_)), _HUGE
         )
         relative = max(relative, self._beyond_one(value, direction))
-        horizon = float(params["cooldown_seconds"])
-        times, levels = context.recent_times, context.recent_levels
-        first = bisect.bisect_right(times, timestamp - horizon)
-        stretch = levels[first] if first < len(levels) else 0.0
-        threshold = float(params["threshold"])
-        band = threshold if threshold >= stretch else stretch
+        band = float(params["threshold"])
         ratio = relative / band
         squared = ratio * ratio
         anomaly = ratio > 1.0
@@ -507,12 +391,11 @@ class AdaptiveDetector(Detector):
             lower = -math.inf
         elif direction == "lower":
             upper = math.inf
-        side = (1 if departure >= 0 else -1) if anomaly else 0
+        side = (1 if value > upper else -1 if value < lower else 0) if anomaly else 0
         return (
             PointScore(expected, lower, upper, score, anomaly, side),
             residual,
             deviation,
-            relative,
         )
 
     def _beyond_one(self, value: float, direction: str) -> float:
@@ -527,14 +410,7 @@ class AdaptiveDetector(Detector):
         excess = above if direction == "upper" else below if direction == "lower" else above + below
         return min(_scalar_ratio(excess, unit), _HUGE)
 
-    def _advance_one(
-        self,
-        context: AdaptiveContext,
-        timestamp: float,
-        residual: float,
-        deviation: float,
-        relative: float,
-    ) -> None:
+    def _advance_one(self, context: AdaptiveContext, residual: float, deviation: float) -> None:
         """:meth:`_advance` for one point."""
         window = int(self.params["window"])
         keep = int(self.params["rate_window"]) - 1
@@ -549,24 +425,6 @@ class AdaptiveDetector(Detector):
                 del deviations[: len(deviations) - keep]
         else:
             context.deviations = []
-        times, levels = context.recent_times, context.recent_levels
-        cooldown = float(self.params["cooldown_seconds"])
-        if cooldown <= 0:  # nothing is recent: not even this point
-            times.clear()
-            levels.clear()
-            return
-        horizon_start = timestamp - cooldown
-        gone = bisect.bisect_right(times, horizon_start)
-        if gone:
-            del times[:gone], levels[:gone]
-        while levels and levels[-1] <= relative:
-            times.pop()
-            levels.pop()
-        times.append(timestamp)
-        levels.append(relative)
-        if len(times) > MAX_STAIRCASE:
-            kept_times, kept_levels = bounded_staircase(_array(times), _array(levels))
-            context.recent_times, context.recent_levels = kept_times.tolist(), kept_levels.tolist()
 
     def state(self) -> JsonDict:
         return {
@@ -578,8 +436,6 @@ class AdaptiveDetector(Detector):
             "high": self.high_,
             "residuals": self.residuals_.tolist(),
             "deviations": self.deviations_.tolist(),
-            "recent_times": self.recent_times_.tolist(),
-            "recent_levels": self.recent_levels_.tolist(),
         }
 
     def _restore(self, state: Mapping[str, Any]) -> None:
@@ -594,8 +450,8 @@ class AdaptiveDetector(Detector):
         self.high_ = float(state.get("high", np.inf))
         self.residuals_ = np.asarray(state["residuals"], dtype=np.float64)
         self.deviations_ = np.asarray(state["deviations"], dtype=np.float64)
-        self.recent_times_ = np.asarray(state["recent_times"], dtype=np.float64)
-        self.recent_levels_ = np.asarray(state["recent_levels"], dtype=np.float64)
+        # States stored before incidents were separate also hold "recent_times" and
+        # "recent_levels" (how far the band was stretched): ignored.
 
 
 def _array(items: list[float]) -> FloatArray:

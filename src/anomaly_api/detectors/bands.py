@@ -34,6 +34,10 @@ class Scores:
     score: FloatArray
     anomaly: npt.NDArray[np.bool_]
     side: npt.NDArray[np.int8] = field(repr=False)
+    incident: npt.NDArray[np.int8] | None = field(default=None, repr=False)
+    """Per point, whether it opens an incident (:data:`~anomaly_api.detectors.incidents.NEW`),
+    belongs to an open one (``ONGOING``) or is not anomalous (``NONE``); None until
+    :meth:`~anomaly_api.detectors.base.Detector.score_stream` marks them."""
 
     def __len__(self) -> int:
         return int(self.score.size)
@@ -129,6 +133,8 @@ class PointScore:
     score: float
     anomaly: bool
     side: int
+    incident: int = 0
+    """:data:`~anomaly_api.detectors.incidents.NEW`, ``ONGOING`` or ``NONE``."""
 
 
 def band_point(value: float, expected: float, half_width: float, direction: str) -> PointScore:
@@ -138,8 +144,10 @@ def band_point(value: float, expected: float, half_width: float, direction: str)
     one element costs more than the arithmetic. This mirrors :func:`band_scores`
     operation for operation, so both give the same bits (``tests/detectors`` checks).
 
-    >>> band_point(13.0, 10.0, 3.0, "both"), band_point(4.0, 10.0, 3.0, "both").side
-    (PointScore(expected=10.0, lower=7.0, upper=13.0, score=0.5, anomaly=False, side=0), -1)
+    >>> band_point(13.0, 10.0, 3.0, "both")
+    PointScore(expected=10.0, lower=7.0, upper=13.0, score=0.5, anomaly=False, side=0, incident=0)
+    >>> band_point(4.0, 10.0, 3.0, "both").side
+    -1
     """
     watch_upper = direction in ("both", "upper")
     watch_lower = direction in ("both", "lower")
@@ -188,3 +196,36 @@ def robust_scale(values: FloatArray, center: float | None = None) -> float:
     if mad > 0:
         return mad * _MAD_TO_SIGMA
     return float(deviations.mean()) * _MEANAD_TO_SIGMA
+
+
+OUTLIER_CUT = 3.5
+"""Iglewicz & Hoaglin's (1993) cut-off: a modified z-score beyond 3.5 is an outlier."""
+
+
+def tail_unit(
+    residuals: FloatArray, quantile: float, scale: float, outlier_cut: float | None = None
+) -> float:
+    """The calibrated unit of deviation: the ``quantile`` of the training residuals'
+    absolute values, never below ``scale`` (their robust sigma).
+
+    A band ``k`` units wide then means the same on every series: ``k`` times as far
+    out as all but ``1 - quantile`` of the series' own training points lay, whatever
+    the shape of its distribution. A sigma-based band is exceeded by 0.006% of normal
+    points but by several percent of a heavy-tailed series' points, so one threshold
+    cannot serve a fleet; normalising by the series' own empirical distribution is the
+    idea of NAB's anomaly likelihood (Ahmad et al. 2017) and of the quantile-based
+    thresholds of monitoring tools. 0 only for a constant series.
+
+    With ``outlier_cut``, residuals farther than that many ``scale`` units (training
+    incidents, by Iglewicz & Hoaglin's rule) are left out first, so that incidents in
+    the training data cannot widen the band (the ``robust`` detector's promise).
+
+    >>> round(tail_unit(np.arange(-100.0, 101.0), 0.99, 1.0), 2)
+    99.0
+    """
+    distances = np.abs(residuals)
+    if outlier_cut is not None and scale > 0:
+        distances = distances[distances <= outlier_cut * scale]
+    if distances.size == 0:
+        return scale
+    return max(float(np.quantile(distances, quantile)), scale)

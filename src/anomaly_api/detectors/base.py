@@ -28,13 +28,16 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
+from anomaly_api.detectors import incidents
 from anomaly_api.detectors.bands import PointScore, Scores
-from anomaly_api.detectors.params import JsonDict, Parameter
+from anomaly_api.detectors.incidents import Incident
+from anomaly_api.detectors.params import INCIDENT_PARAMETERS, JsonDict, Parameter
 from anomaly_api.detectors.series import FloatArray, Series, finite_values
 from anomaly_api.errors import InvalidInput, InvalidParameter
 
@@ -53,27 +56,50 @@ def _all_finite(state: Any) -> bool:
 class Context(abc.ABC):
     """A detector's rolling context: what scoring the next point needs to know of the
     points before it. Plain data, JSON in and out (:meth:`to_json`, :meth:`from_json`);
-    scoring a point through :meth:`Detector.observe_one` updates it in place."""
+    scoring a point through :meth:`Detector.observe_one` updates it in place.
 
-    __slots__ = ()
+    Every context also holds the series' open :class:`~anomaly_api.detectors.incidents.Incident`
+    (``incident``), which the base class keeps: :meth:`dump` and
+    :meth:`Detector.load_context` add it to the detector's own JSON, :meth:`copy` copies
+    it. Subclasses call ``super().__init__()``."""
+
+    __slots__ = ("incident",)
+
+    def __init__(self) -> None:
+        self.incident = Incident()
 
     @abc.abstractmethod
     def to_json(self) -> JsonDict:
-        """The context as JSON-able data (numbers and lists only)."""
+        """The detector's part of the context as JSON-able data (numbers and lists only)."""
 
     @classmethod
     @abc.abstractmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
-        """Rebuild a context from :meth:`to_json` output."""
+        """Rebuild a context from :meth:`to_json` output (no incident open)."""
+
+    def dump(self) -> JsonDict:
+        """All of the context as JSON: :meth:`to_json` and the open incident."""
+        data = self.to_json()
+        incident = self.incident.to_json()
+        if incident is not None:
+            data["incident"] = incident
+        return data
+
+    def _copy(self) -> Self:
+        """An independent copy of the detector's part (subclasses do it faster)."""
+        return self.from_json(self.to_json())
 
     def copy(self) -> Self:
         """An independent copy (scoring it leaves this one alone)."""
-        return self.from_json(self.to_json())
+        clone = self._copy()
+        clone.incident = self.incident.copy()
+        return clone
 
 
 class NoContext(Context):
     """The context of detectors whose fitted parameters are all they need (robust,
-    seasonal): they learn from a stream only by being fitted again."""
+    seasonal): they learn from a stream only by being fitted again (the open incident
+    is all they keep)."""
 
     __slots__ = ()
 
@@ -84,8 +110,8 @@ class NoContext(Context):
     def from_json(cls, data: Mapping[str, Any]) -> NoContext:
         return cls()
 
-    def copy(self) -> NoContext:
-        return self
+    def _copy(self) -> NoContext:
+        return NoContext()
 
 
 def point_of(scores: Scores, index: int = 0) -> PointScore:
@@ -97,6 +123,7 @@ def point_of(scores: Scores, index: int = 0) -> PointScore:
         float(scores.score[index]),
         bool(scores.anomaly[index]),
         int(scores.side[index]),
+        0 if scores.incident is None else int(scores.incident[index]),
     )
 
 
@@ -119,15 +146,27 @@ class Detector(abc.ABC):
     context_type: ClassVar[type[Context]] = NoContext
     learns: ClassVar[str] = "only when fitted again (its parameters are all it needs)"
     """How the detector learns from a stream, in words (``GET /detectors``)."""
+    cooldown_default: ClassVar[int] = 86_400
+    """The detector's default ``cooldown_seconds`` (chosen by cross-validation:
+    ``benchmarks/cross_validate.py``)."""
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         self.params: JsonDict = self.validate_params(params or {})
         self.fitted_ = False
+        self.cooldown_ = float(self.params["cooldown_seconds"])
+        self.escalation_ = float(self.params["escalation"])
+
+    @classmethod
+    def all_parameters(cls) -> tuple[Parameter, ...]:
+        """The detector's own parameters, then those of the incident rules every
+        detector takes (:data:`~anomaly_api.detectors.params.INCIDENT_PARAMETERS`)."""
+        cooldown, *rest = INCIDENT_PARAMETERS
+        return (*cls.parameters, replace(cooldown, default=cls.cooldown_default), *rest)
 
     @classmethod
     def validate_params(cls, params: Mapping[str, Any]) -> JsonDict:
         """Defaults filled in, every value checked; unknown names are an error listing the known."""
-        known = {parameter.name: parameter for parameter in cls.parameters}
+        known = {parameter.name: parameter for parameter in cls.all_parameters()}
         unknown = sorted(set(params) - set(known))
         if unknown:
             valid = ", ".join(known) or "none"
@@ -149,7 +188,7 @@ class Detector(abc.ABC):
             "name": cls.name,
             "description": cls.description,
             "min_points": cls.min_points,
-            "parameters": [parameter.describe() for parameter in cls.parameters],
+            "parameters": [parameter.describe() for parameter in cls.all_parameters()],
             "learns": cls.learns,
         }
 
@@ -180,8 +219,10 @@ class Detector(abc.ABC):
         return self.context_type.from_json({})
 
     def load_context(self, data: Mapping[str, Any]) -> Context:
-        """A context from its JSON form (:meth:`Context.to_json`)."""
-        return self.context_type.from_json(data)
+        """A context from its JSON form (:meth:`Context.dump`)."""
+        context = self.context_type.from_json(data)
+        context.incident = Incident.from_json(data.get("incident"))
+        return context
 
     def score_stream(
         self, context: Context, timestamps: npt.ArrayLike, values: npt.ArrayLike
@@ -198,19 +239,73 @@ class Detector(abc.ABC):
                 field="timestamps",
             )
         with np.errstate(over="ignore", invalid="ignore"):
-            return self._stream_core(context, timestamp_array, value_array)
+            scores = self._stream_core(context, timestamp_array, value_array)
+        return replace(
+            scores,
+            incident=incidents.mark(
+                context.incident,
+                timestamp_array,
+                value_array,
+                scores,
+                self.baseline_at,
+                self.cooldown_,
+                self.escalation_,
+            ),
+        )
 
     def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
         """Score one point as the continuation of ``context`` and learn it: what
-        :meth:`score_stream` answers for arrays of one."""
-        if not math.isfinite(value):
-            raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
-        return point_of(self.score_stream(context, [timestamp], [value]))
+        :meth:`score_stream` answers for arrays of one, incident marker included."""
+        point = self._observe_one(context, timestamp, value)
+        if point.anomaly:
+            point.incident = context.incident.mark(
+                timestamp,
+                value,
+                point,
+                self.baseline_at(timestamp),
+                self.cooldown_,
+                self.escalation_,
+            )
+        return point
 
     def peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
         """Score one point against ``context`` without learning it (a what-if, or a point
-        older than the stream)."""
-        return self.observe_one(context.copy(), timestamp, value)
+        older than the stream); its incident marker is what it would be."""
+        point = self._peek_one(context, timestamp, value)
+        if point.anomaly:
+            point.incident = context.incident.classify(
+                timestamp,
+                value,
+                point,
+                self.baseline_at(timestamp),
+                self.cooldown_,
+                self.escalation_,
+            )
+        return point
+
+    def baseline_at(self, timestamp: float) -> float:
+        """The seasonal part of the expected value at ``timestamp``: what the expected
+        value would be there were the level what it is at the profile's reference (0 for
+        detectors without a seasonal profile). The incident rules use it to compare a
+        point with what was normal when an incident began, at the same time of day."""
+        return 0.0
+
+    def _observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        """:meth:`observe_one` without the incident marker: arrays of one by default;
+        detectors whose band is a closed form override it with float arithmetic."""
+        if not math.isfinite(value):
+            raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
+        if not self.fitted_:
+            raise RuntimeError(f"{self.name} detector used before fit")
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = self._stream_core(
+                context, np.array([float(timestamp)]), np.array([float(value)])
+            )
+        return point_of(scores)
+
+    def _peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        """:meth:`peek_one` without the incident marker."""
+        return self._observe_one(context.copy(), timestamp, value)
 
     def peek_many(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
         """Score each point against ``context`` as :meth:`peek_one` would, none learning
@@ -219,9 +314,27 @@ class Detector(abc.ABC):
         their batch scoring is the answer; others go point by point unless they
         override this with arrays (the same bits; tested)."""
         if self.context_type is NoContext:
-            return self.score_stream(context, timestamps, values)
+            with np.errstate(over="ignore", invalid="ignore"):
+                scores = self._stream_core(context, timestamps, values)
+        else:
+            scores = self._peek_many(context, timestamps, values)
+        return replace(
+            scores,
+            incident=incidents.classify_each(
+                context.incident,
+                timestamps,
+                values,
+                scores,
+                self.baseline_at,
+                self.cooldown_,
+                self.escalation_,
+            ),
+        )
+
+    def _peek_many(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
+        """:meth:`peek_many` without the markers, point by point unless overridden."""
         points = [
-            self.peek_one(context, timestamp, value)
+            self._peek_one(context, timestamp, value)
             for timestamp, value in zip(timestamps.tolist(), values.tolist(), strict=True)
         ]
         return Scores(

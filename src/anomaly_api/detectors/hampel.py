@@ -5,15 +5,27 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from typing import Any, ClassVar, Self
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from anomaly_api.detectors.bands import PointScore, Scores, band_point, band_scores, robust_scale
+from anomaly_api.detectors.bands import (
+    PointScore,
+    Scores,
+    band_point,
+    band_scores,
+    robust_scale,
+    tail_unit,
+)
 from anomaly_api.detectors.base import Context, Detector
-from anomaly_api.detectors.params import DIRECTION, THRESHOLD, JsonDict, Parameter
+from anomaly_api.detectors.params import (
+    CALIBRATED_THRESHOLD,
+    DIRECTION,
+    QUANTILE,
+    JsonDict,
+    Parameter,
+)
 from anomaly_api.detectors.series import FloatArray, Series
 from anomaly_api.errors import InvalidInput
 
@@ -50,6 +62,7 @@ class HampelContext(Context):
     __slots__ = ("recent",)
 
     def __init__(self, recent: deque[float]) -> None:
+        super().__init__()
         self.recent = recent
 
     def to_json(self) -> JsonDict:
@@ -60,7 +73,7 @@ class HampelContext(Context):
         recent = [float(value) for value in data.get("recent", [])]
         return cls(deque(recent, maxlen=len(recent) or None))
 
-    def copy(self) -> Self:
+    def _copy(self) -> Self:
         return type(self)(self.recent.copy())
 
 
@@ -73,7 +86,7 @@ def padded_window(values: FloatArray, window: int) -> deque[float]:
 
 class HampelDetector(Detector):
     """A point is anomalous when it departs from the median of the ``window`` points
-    just before it by more than ``threshold`` robust sigmas of such departures.
+    just before it by more than ``threshold`` calibrated units of such departures.
 
     This is the Hampel identifier used causally (Hampel 1974; Pearson 2002, "Outliers
     in process modeling and identification"): the forecast is a rolling median, so it
@@ -84,7 +97,11 @@ class HampelDetector(Detector):
     a burst), and after a level shift the forecast catches up within half a window, so
     the alarm stops by itself instead of lasting until the next re-fit.
 
-    The sigma is the robust scale of the one-step departures over the training data.
+    **Calibration.** The unit is the ``quantile`` (99th percentile) of the one-step
+    departures over the training data, at least their robust sigma
+    (:func:`~anomaly_api.detectors.bands.tail_unit`): ``score > 0.5`` means *a departure
+    more than* ``threshold`` *times what all but 1% of the training departures
+    reached*, the same on every series (models fitted before this keep sigma units).
     **Learning from the stream**: the context is the last ``window`` values
     (:class:`HampelContext`), so each point is compared with the points just before it,
     whether they came in the training data, an earlier predict or the same batch. Every
@@ -103,19 +120,16 @@ class HampelDetector(Detector):
 
     name: ClassVar[str] = "hampel"
     description: ClassVar[str] = (
-        "Rolling median of the recent points ± k robust sigmas of one-step departures: "
+        "Rolling median of the recent points ± k calibrated units (the training's "
+        "99th-percentile one-step departure): "
         "follows the recent level, flags sudden spikes, drops and shifts."
     )
+    cooldown_default: ClassVar[int] = 4 * 3600  # cross-validated (docs/detection.md)
     min_points: ClassVar[int] = 10
     context_type: ClassVar[type[Context]] = HampelContext
     learns: ClassVar[str] = "every point joins the rolling window its median is taken over"
     parameters: ClassVar[tuple[Parameter, ...]] = (
-        replace(
-            THRESHOLD,
-            default=4.0,
-            description="Robust sigmas of the one-step departure a point may lie from the "
-            "rolling median.",
-        ),
+        CALIBRATED_THRESHOLD,
         DIRECTION,
         Parameter(
             "window",
@@ -125,10 +139,12 @@ class HampelDetector(Detector):
             minimum=1,
             maximum=1000,
         ),
+        QUANTILE,
     )
 
     history_: FloatArray
     scale_: float
+    unit_: float
     """``history_``: the training data's last ``window`` values, padded (the initial context)."""
 
     def _fit_core(self, series: Series) -> None:
@@ -136,6 +152,9 @@ class HampelDetector(Detector):
         values = series.values
         forecast = rolling_median_forecast(values[:1], values[1:], window)
         self.scale_ = robust_scale(values[1:] - forecast, 0.0)
+        departures = values[1:] - forecast
+        settled = departures[window - 1 :] if departures.size >= window else departures
+        self.unit_ = tail_unit(settled, float(self.params["quantile"]), self.scale_)
         self.history_ = np.asarray(padded_window(values, window), dtype=np.float64)
 
     def initial_context(self) -> HampelContext:
@@ -147,20 +166,20 @@ class HampelDetector(Detector):
         history = np.fromiter(context.recent, dtype=np.float64, count=len(context.recent))
         expected = rolling_median_forecast(history, values, window)
         context.recent.extend(values[-window:].tolist())
-        half_width = np.array(self.params["threshold"] * self.scale_)
+        half_width = np.array(self.params["threshold"] * self.unit_)
         return band_scores(values, expected, half_width, self.params["direction"])
 
-    def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
-        point = self.peek_one(context, timestamp, value)
+    def _observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        point = self._peek_one(context, timestamp, value)
         assert isinstance(context, HampelContext)
         context.recent.append(float(value))
         return point
 
-    def peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+    def _peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
         assert isinstance(context, HampelContext)
         if not math.isfinite(value):
             raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
-        half_width = float(self.params["threshold"] * self.scale_)
+        half_width = float(self.params["threshold"] * self.unit_)
         expected = median_of(context.recent)
         return band_point(float(value), expected, half_width, self.params["direction"])
 
@@ -169,7 +188,7 @@ class HampelDetector(Detector):
         return self.score_stream(context, series.timestamps, series.values)
 
     def state(self) -> JsonDict:
-        return {"history": self.history_.tolist(), "scale": self.scale_}
+        return {"history": self.history_.tolist(), "scale": self.scale_, "unit": self.unit_}
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         # Models stored before streams existed kept an unpadded history when trained on
@@ -179,3 +198,4 @@ class HampelDetector(Detector):
             padded_window(history, int(self.params["window"])), dtype=np.float64
         )
         self.scale_ = float(state["scale"])
+        self.unit_ = float(state.get("unit", self.scale_))  # older fits: sigma units

@@ -103,3 +103,43 @@ DIRECTION = Parameter(
     "only 'lower' (drops).",
     choices=DIRECTIONS,
 )
+COOLDOWN = Parameter(
+    "cooldown_seconds",
+    int,
+    86_400,
+    "How long an incident stays open after its latest anomalous point: an anomalous point "
+    "within it is 'ongoing', one after it opens a 'new' incident (0: every anomalous point "
+    "is new). Bands and scores do not depend on it.",
+    minimum=0,
+    maximum=30 * 86_400,
+)
+ESCALATION = Parameter(
+    "escalation",
+    float,
+    2.0,
+    "An anomalous point this many times farther outside the band than the worst point of "
+    "the open incident (in band half-widths) opens a 'new' one (0: never).",
+    minimum=0.0,
+    maximum=1e6,
+)
+INCIDENT_PARAMETERS = (COOLDOWN, ESCALATION)  # cooldown first: detectors set its default
+"""Parameters every detector takes (after its own): the incident rules of
+:mod:`anomaly_api.detectors.incidents`."""
+QUANTILE = Parameter(
+    "quantile",
+    float,
+    0.99,
+    "Quantile of the training residuals' absolute values that is one unit of deviation "
+    "(the band is threshold units wide).",
+    minimum=0.5,
+    maximum=0.9999,
+)
+CALIBRATED_THRESHOLD = Parameter(
+    "threshold",
+    float,
+    1.5,
+    "Band half-width in calibrated units: multiples of the quantile (99th percentile by "
+    "default) of the training residuals' absolute values.",
+    minimum=0.0,
+    exclusive_minimum=True,
+)

@@ -1,4 +1,4 @@
-"""``robust``: median ± k robust standard deviations."""
+"""``robust``: median ± k calibrated units (the training's 99th-percentile distance)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,29 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from anomaly_api.detectors.bands import PointScore, Scores, band_point, band_scores, robust_scale
+from anomaly_api.detectors.bands import (
+    OUTLIER_CUT,
+    PointScore,
+    Scores,
+    band_point,
+    band_scores,
+    robust_scale,
+    tail_unit,
+)
 from anomaly_api.detectors.base import Context, Detector
-from anomaly_api.detectors.params import DIRECTION, THRESHOLD, JsonDict, Parameter
+from anomaly_api.detectors.params import (
+    CALIBRATED_THRESHOLD,
+    DIRECTION,
+    QUANTILE,
+    JsonDict,
+    Parameter,
+)
 from anomaly_api.detectors.series import FloatArray, Series
 from anomaly_api.errors import InvalidInput
 
 
 class RobustDetector(Detector):
-    """Median ± ``threshold`` scaled MADs of the training values.
+    """Median ± ``threshold`` calibrated units of the training values.
 
     The zscore band is widened by the very outliers it should catch: one spike of
     1,000 in 100 points of ~10 moves the mean by 10 and the standard deviation by ~100.
@@ -25,6 +39,16 @@ class RobustDetector(Detector):
     contains incidents still gives a tight band (Rousseeuw & Croux 1993; Iglewicz &
     Hoaglin 1993, whose modified z-score this is). See :func:`robust_scale` for series
     whose MAD is 0. Timestamps are not used.
+
+    **Calibration.** The unit is not the MAD's sigma but the ``quantile`` (99th
+    percentile) of the training values' distances from the median, leaving out those
+    farther than 3.5 sigmas (training incidents, Iglewicz & Hoaglin's outliers) and at
+    least one sigma (:func:`~anomaly_api.detectors.bands.tail_unit`): ``score`` is
+    ``d² / (1 + d²)`` of the distance ``d`` in band half-widths, so ``score > 0.5``
+    means *farther from the median than* ``threshold`` *times the distance all but 1%
+    of the (non-outlying) training points kept*, on a heavy-tailed series as on a
+    normal one. Models fitted before this
+    (their state has no ``unit``) keep their sigma units.
 
     Examples
     --------
@@ -38,35 +62,47 @@ class RobustDetector(Detector):
 
     name: ClassVar[str] = "robust"
     description: ClassVar[str] = (
-        "Median ± k scaled MADs of the training values: outliers in the training data "
-        "don't widen the band."
+        "Median ± k calibrated units (the training values' 99th-percentile distance from "
+        "it): outliers in the training data don't move the median."
     )
     min_points: ClassVar[int] = 5
-    parameters: ClassVar[tuple[Parameter, ...]] = (THRESHOLD, DIRECTION)
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        CALIBRATED_THRESHOLD,
+        DIRECTION,
+        QUANTILE,
+    )
 
     median_: float
     scale_: float
+    unit_: float
 
     def _fit_core(self, series: Series) -> None:
         self.median_ = float(np.median(series.values))
         self.scale_ = robust_scale(series.values, self.median_)
+        quantile = float(self.params["quantile"])
+        residuals = series.values - self.median_
+        # The outlier rule needs a MAD: when more than half the values are equal (a
+        # counter that is mostly 0), the rest is the series' normal variation.
+        cut = OUTLIER_CUT if np.median(np.abs(residuals)) > 0 else None
+        self.unit_ = tail_unit(residuals, quantile, self.scale_, outlier_cut=cut)
 
     def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
-        half_width = np.array(self.params["threshold"] * self.scale_)
+        half_width = np.array(self.params["threshold"] * self.unit_)
         return band_scores(values, np.array(self.median_), half_width, self.params["direction"])
 
-    def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+    def _observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
         if not math.isfinite(value):
             raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
-        half_width = float(self.params["threshold"] * self.scale_)
+        half_width = float(self.params["threshold"] * self.unit_)
         return band_point(float(value), self.median_, half_width, self.params["direction"])
 
-    def peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
-        return self.observe_one(context, timestamp, value)
+    def _peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        return self._observe_one(context, timestamp, value)
 
     def state(self) -> JsonDict:
-        return {"median": self.median_, "scale": self.scale_}
+        return {"median": self.median_, "scale": self.scale_, "unit": self.unit_}
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         self.median_ = float(state["median"])
         self.scale_ = float(state["scale"])
+        self.unit_ = float(state.get("unit", self.scale_))  # older fits: sigma units

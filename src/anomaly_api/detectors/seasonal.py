@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
 
-from anomaly_api.detectors.bands import PointScore, Scores, band_point, band_scores, robust_scale
+from anomaly_api.detectors.bands import (
+    PointScore,
+    Scores,
+    band_point,
+    band_scores,
+    robust_scale,
+    tail_unit,
+)
 from anomaly_api.detectors.base import Context, Detector
-from anomaly_api.detectors.params import DIRECTION, THRESHOLD, JsonDict, Parameter
+from anomaly_api.detectors.params import (
+    CALIBRATED_THRESHOLD,
+    DIRECTION,
+    QUANTILE,
+    JsonDict,
+    Parameter,
+)
 from anomaly_api.detectors.series import FloatArray, Series
 from anomaly_api.errors import InvalidInput
 
@@ -56,7 +68,7 @@ def fit_profile(
 
 
 class SeasonalDetector(Detector):
-    """A daily or weekly profile (median per time-of-day/week bin) ± k robust sigmas.
+    """A daily or weekly profile (median per time-of-day/week bin) ± k calibrated units.
 
     Many monitored series repeat: traffic by hour of day and day of week, temperature
     by hour. A global band must be as wide as the whole cycle, so a night-time value
@@ -64,7 +76,13 @@ class SeasonalDetector(Detector):
     phase of the period (the median of the training points that fall in that bin, as
     in STL's seasonal sub-series, Cleveland et al. 1990) and scores the residual from
     it with a robust scale (:func:`~anomaly_api.detectors.base.robust_scale`), so
-    incidents inside the training data neither bend the profile nor widen the band.
+    incidents inside the training data do not bend the profile.
+
+    **Calibration.** The unit is the ``quantile`` (99th percentile) of the training
+    residuals' absolute values, at least their robust sigma
+    (:func:`~anomaly_api.detectors.bands.tail_unit`): ``score > 0.5`` means *farther
+    from the profile than* ``threshold`` *times what all but 1% of the training points
+    were*, the same on every series (models fitted before this keep sigma units).
 
     The period is ``period`` (``daily``, ``weekly``, ``none``), or ``period_seconds``
     when given, or with ``auto`` the candidate that shrinks the residual spread most
@@ -89,14 +107,10 @@ class SeasonalDetector(Detector):
         "A daily/weekly profile learnt from the timestamps (or a given period) with robust "
         "bands on the residuals; uses the predict timestamp."
     )
+    cooldown_default: ClassVar[int] = 4 * 3600  # cross-validated (docs/detection.md)
     min_points: ClassVar[int] = 5
     parameters: ClassVar[tuple[Parameter, ...]] = (
-        replace(
-            THRESHOLD,
-            default=4.0,
-            description="Robust standard deviations of the residual a point may lie from the "
-            "profile.",
-        ),
+        CALIBRATED_THRESHOLD,
         DIRECTION,
         PERIOD,
         Parameter(
@@ -107,12 +121,14 @@ class SeasonalDetector(Detector):
             minimum=0,
             maximum=366 * DAY,
         ),
+        QUANTILE,
     )
 
     period_: int
     bin_seconds_: int
     profile_: FloatArray
     scale_: float
+    unit_: float
 
     def _fit_core(self, series: Series) -> None:
         timestamps = series.timestamps.astype(np.float64)
@@ -127,6 +143,8 @@ class SeasonalDetector(Detector):
             if forced or scale < best[3] * MIN_IMPROVEMENT:
                 best = (period, bin_seconds, profile, scale)
         self.period_, self.bin_seconds_, self.profile_, self.scale_ = best
+        residuals = values - self.expected(timestamps)
+        self.unit_ = tail_unit(residuals, float(self.params["quantile"]), self.scale_)
 
     def _forced_period(self) -> int | None:
         if self.params["period_seconds"] > 0:
@@ -164,23 +182,24 @@ class SeasonalDetector(Detector):
         return expected
 
     def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
-        half_width = np.array(self.params["threshold"] * self.scale_)
+        half_width = np.array(self.params["threshold"] * self.unit_)
         return band_scores(values, self.expected(timestamps), half_width, self.params["direction"])
 
-    def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+    def baseline_at(self, timestamp: float) -> float:
+        """The profile's value at ``timestamp`` (the expected value itself)."""
+        if self.period_ == 0:
+            return float(self.profile_[0])
+        return float(self.profile_[int(float(timestamp) % self.period_ // self.bin_seconds_)])
+
+    def _observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
         if not math.isfinite(value):
             raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
-        if self.period_ == 0:
-            expected = float(self.profile_[0])
-        else:
-            expected = float(
-                self.profile_[int(float(timestamp) % self.period_ // self.bin_seconds_)]
-            )
-        half_width = float(self.params["threshold"] * self.scale_)
+        expected = self.baseline_at(timestamp)
+        half_width = float(self.params["threshold"] * self.unit_)
         return band_point(float(value), expected, half_width, self.params["direction"])
 
-    def peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
-        return self.observe_one(context, timestamp, value)
+    def _peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        return self._observe_one(context, timestamp, value)
 
     def state(self) -> JsonDict:
         return {
@@ -188,6 +207,7 @@ class SeasonalDetector(Detector):
             "bin_seconds": self.bin_seconds_,
             "profile": self.profile_.tolist(),
             "scale": self.scale_,
+            "unit": self.unit_,
         }
 
     def _restore(self, state: Mapping[str, Any]) -> None:
@@ -195,3 +215,4 @@ class SeasonalDetector(Detector):
         self.bin_seconds_ = int(state["bin_seconds"])
         self.profile_ = np.asarray(state["profile"], dtype=np.float64)
         self.scale_ = float(state["scale"])
+        self.unit_ = float(state.get("unit", self.scale_))  # older fits: sigma units

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from itertools import chain
 from typing import Any, ClassVar, Self
 
@@ -41,6 +42,7 @@ class ZScoreContext(Context):
     __slots__ = ("learned", "shift_squares", "shift_sum")
 
     def __init__(self, learned: int = 0, shift_sum: float = 0.0, shift_squares: float = 0.0):
+        super().__init__()
         self.learned = learned
         self.shift_sum = shift_sum
         self.shift_squares = shift_squares
@@ -60,7 +62,7 @@ class ZScoreContext(Context):
             float(data.get("shift_squares", 0.0)),
         )
 
-    def copy(self) -> Self:
+    def _copy(self) -> Self:
         return type(self)(self.learned, self.shift_sum, self.shift_squares)
 
 
@@ -105,6 +107,7 @@ class ZScoreDetector(Detector):
         "Mean ± k standard deviations of the training values (the original model), "
         "two-sided by default; normal points of the stream join the statistics."
     )
+    cooldown_default: ClassVar[int] = 4 * 3600  # cross-validated (docs/detection.md)
     min_points: ClassVar[int] = 5
     parameters: ClassVar[tuple[Parameter, ...]] = (THRESHOLD, DIRECTION)
     context_type: ClassVar[type[Context]] = ZScoreContext
@@ -140,7 +143,7 @@ class ZScoreDetector(Detector):
         spread = math.sqrt(variance) if variance > 0.0 else 0.0
         return self.mean_ + shift, self.params["threshold"] * spread
 
-    def observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+    def _observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
         if not math.isfinite(value):
             raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
         learned = context.learned  # type: ignore[attr-defined]
@@ -162,7 +165,7 @@ class ZScoreDetector(Detector):
             context.shift_squares += deviation * deviation  # type: ignore[attr-defined]
         return point
 
-    def peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+    def _peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
         # The hot path of a single predict and of every bulk point: _band inlined, with
         # the same operations in the same order (so the same bits as _stream_core).
         if not math.isfinite(value):
@@ -178,7 +181,7 @@ class ZScoreDetector(Detector):
             float(value), self.mean_ + shift, self._threshold * spread, self._direction
         )
 
-    def peek_many(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
+    def _peek_many(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
         # One band for all of them: the context does not move.
         assert isinstance(context, ZScoreContext)
         mean, half = self._band(context.learned, context.shift_sum, context.shift_squares)
@@ -186,16 +189,21 @@ class ZScoreDetector(Detector):
             values, np.full(values.shape, mean), np.full(values.shape, half), self._direction
         )
 
+    ACROSS = 8
+    """How many of a bulk row's leading numbers are :attr:`_across`."""
+
     @staticmethod
     def observe_across(
         constants: FloatArray,
         contexts: list[ZScoreContext],
+        timestamps: FloatArray,
         values: FloatArray,
     ) -> Scores:
         """One point each for many zscore series at once (a bulk request): what
-        ``detectors[i].observe_one(contexts[i], ..., values[i])`` answers for every i, the
-        same bits, with the arithmetic done in arrays; the contexts learn as there.
-        ``constants[i]`` begins with ``detectors[i]._across`` (the caller gathers them)."""
+        ``detectors[i].observe_one(contexts[i], timestamps[i], values[i])`` answers for
+        every i, the same bits and incident markers, with the arithmetic done in arrays;
+        the contexts learn as there. ``constants[i]`` begins with
+        ``detectors[i]._across`` (the caller gathers them)."""
         size = len(contexts)
         state = np.fromiter(
             chain.from_iterable([(c.learned, c.shift_sum, c.shift_squares) for c in contexts]),
@@ -229,7 +237,21 @@ class ZScoreDetector(Detector):
                 context.learned += 1
                 context.shift_sum += deviation
                 context.shift_squares += deviation * deviation
-        return scores
+        codes = np.zeros(size, dtype=np.int8)
+        for index in np.flatnonzero(scores.anomaly).tolist():
+            codes[index] = contexts[index].incident._mark(
+                float(timestamps[index]),
+                float(values[index]),
+                int(scores.side[index]),
+                float(scores.score[index]),
+                float(scores.expected[index]),
+                float(scores.lower[index]),
+                float(scores.upper[index]),
+                0.0,  # zscore has no seasonal baseline
+                float(constants[index, 6]),
+                float(constants[index, 7]),
+            )
+        return replace(scores, incident=codes)
 
     def _derive(self) -> None:
         """Constants the hot path reads (each computed as :meth:`_band` computes it)."""
@@ -244,9 +266,11 @@ class ZScoreDetector(Detector):
             self._threshold,
             self._half_width,
             float(_DIRECTIONS.index(self._direction)),
+            self.cooldown_,
+            self.escalation_,
         )
         """What :meth:`observe_across` reads of each detector, as one tuple of floats
-        (the direction as its index in :data:`_DIRECTIONS`)."""
+        (the direction as its index in :data:`_DIRECTIONS`; :data:`ACROSS` of them)."""
 
     def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
         """Score the points as :meth:`observe_one` does one by one.

@@ -24,6 +24,7 @@ import numpy as np
 
 from anomaly_api import metrics
 from anomaly_api.detectors import ZScoreDetector
+from anomaly_api.detectors.incidents import NAMES as INCIDENTS
 from anomaly_api.detectors.series import MAX_TIMESTAMP, MIN_TIMESTAMP, FloatArray
 from anomaly_api.errors import AnomalyApiError, StoreUnavailable
 from anomaly_api.registry.cache import LoadedModel
@@ -167,13 +168,14 @@ def _together(
         rows = np.fromiter(
             chain.from_iterable([loaded.bulk_row for loaded in models_held]),  # type: ignore[misc]
             np.float64,
-            10 * count,
-        ).reshape(count, 10)
+            (ZScoreDetector.ACROSS + 4) * count,
+        ).reshape(count, ZScoreDetector.ACROSS + 4)
         chosen = np.array(indices, dtype=np.intp)
         stamps = np.array(points.timestamps, dtype=np.float64)[chosen]
         values = np.array(points.values, dtype=np.float64)[chosen]
         last, since = state[:, 0], state[:, 1] + 1
-        every_points, every_seconds, trained_until = rows[:, 6:9].T
+        across = ZScoreDetector.ACROSS
+        every_points, every_seconds, trained_until = rows[:, across : across + 3].T
         with np.errstate(invalid="ignore"):
             due = (since >= every_points) | (
                 (since > 0) & (stamps - trained_until >= every_seconds)
@@ -222,6 +224,7 @@ def _score(
         scores = ZScoreDetector.observe_across(
             constants,
             [entry.context for entry in entries],  # type: ignore[misc]
+            timestamps,
             values,
         )
         expected = scores.expected.tolist()
@@ -237,7 +240,7 @@ def _score(
                 (
                     timestamps,
                     values,
-                    constants[:, 9],
+                    constants[:, ZScoreDetector.ACROSS + 3],
                     scores.score,
                     scores.anomaly,
                     scores.expected,
@@ -270,6 +273,10 @@ def _score(
                 [loaded.threshold for loaded in models],
                 repeat(ZScoreDetector.name),
                 repeat(True),
+                repeat(None),
+                [INCIDENTS[code] for code in scores.incident.tolist()]  # type: ignore[union-attr]
+                if scores.anomaly.any()
+                else repeat(None),
             ),
             strict=True,
         ):

@@ -36,7 +36,7 @@ from anomaly_api.registry.bulk import Columns, predict_many
 from anomaly_api.registry.cache import LoadedModel, ModelCache
 from anomaly_api.registry.health import health
 from anomaly_api.registry.retrain import RetrainPolicy, policy_for_fit
-from anomaly_api.registry.scoring import Prediction, prediction, unsorted
+from anomaly_api.registry.scoring import Prediction, incident_codes, prediction, unsorted
 from anomaly_api.registry.streams import LiveStream, Streams
 from anomaly_api.series_ids import check_series_id
 from anomaly_api.storage.base import ModelRecord, ModelStore, NewModel, SeriesSummary
@@ -220,7 +220,11 @@ class ModelRegistry:
         metrics.record_fit(model.name)
         # Trained up to the last observed point: the stream continues from its end.
         entry.model = newer
+        # The series' open incident goes on across the retrain: the new context takes it.
+        incident = None if entry.context is None else entry.context.incident
         entry.context = model.initial_context()
+        if incident is not None:
+            entry.context.incident = incident
         entry.since_fit = 0
         entry.changes += 1
         return newer
@@ -597,4 +601,5 @@ def _joined(parts: list[Scores]) -> Scores:
         score=np.concatenate([part.score for part in parts]),
         anomaly=np.concatenate([part.anomaly for part in parts]),
         side=np.concatenate([part.side for part in parts]),
+        incident=np.concatenate([incident_codes(part) for part in parts]),
     )

@@ -12,6 +12,7 @@ import numpy.typing as npt
 from anomaly_api import metrics
 from anomaly_api.detectors import Scores
 from anomaly_api.detectors.bands import PointScore
+from anomaly_api.detectors.incidents import NAMES as INCIDENTS
 from anomaly_api.registry.cache import LoadedModel
 
 
@@ -45,6 +46,9 @@ class Prediction:
     """Whether the point joined the series' history."""
     not_observed: str | None = None
     """Why it did not: ``repeated_timestamp``, ``out_of_order`` or ``what_if``."""
+    incident: str | None = None
+    """``"new"`` when the point opens an incident, ``"ongoing"`` when it belongs to an
+    open one, None when it is not anomalous (:mod:`anomaly_api.detectors.incidents`)."""
 
     @property
     def version(self) -> int:
@@ -88,6 +92,7 @@ def prediction(
         loaded.detector_name,
         not_observed is None,
         not_observed,
+        INCIDENTS[point.incident],
     )
     if counted:
         metrics.record_predict(answer.detector, answer.anomaly, cache_hit)
@@ -104,6 +109,7 @@ def prediction_of(
     score: float,
     anomaly: bool,
     side: int,
+    incident: int,
 ) -> Prediction:
     """:func:`prediction` from the answer's numbers, for a caller that scored many points
     at once and counts them in the metrics itself."""
@@ -122,7 +128,15 @@ def prediction_of(
         loaded.detector_name,
         True,
         None,
+        INCIDENTS[incident],
     )
+
+
+def incident_codes(scores: Scores) -> npt.NDArray[np.int8]:
+    """``scores.incident``, or no incident anywhere when they were not marked."""
+    if scores.incident is None:
+        return np.zeros(len(scores), dtype=np.int8)
+    return scores.incident
 
 
 def unsorted(scores: Scores, order: npt.NDArray[np.intp]) -> Scores:
@@ -140,4 +154,5 @@ def unsorted(scores: Scores, order: npt.NDArray[np.intp]) -> Scores:
         score=back(scores.score),
         anomaly=back(scores.anomaly),
         side=back(scores.side),
+        incident=back(incident_codes(scores)),
     )

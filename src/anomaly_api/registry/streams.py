@@ -231,7 +231,7 @@ class Streams:
         # predicts of the series wait for it (or take the slow path).
         with entry.lock:
             model = entry.model
-            context = None if entry.context is None else orjson.dumps(entry.context.to_json())
+            context = None if entry.context is None else orjson.dumps(entry.context.dump())
             pending = list(entry.pending)
             return _Snapshot(
                 entry,
@@ -412,11 +412,15 @@ class Streams:
             entry.model = model
             return
         version, saved = entry.saved_context
+        before = None if entry.context is None else entry.context.incident
         if version == model.version and saved is not None and entry.model is None:
             entry.context = model.detector.load_context(saved)
         else:
             timestamps, values = self._history(entry, last)
             entry.context = model.detector.context_after(timestamps, values)
+        # The series' open incident outlives a version: keep the latest one known.
+        if before is not None and before.last > entry.context.incident.last:
+            entry.context.incident = before
         entry.since_fit = self.store.count_stream_points(
             entry.series_id, last, self._first_unsaved(entry)
         ) + sum(1 for point in entry.pending if timestamp_of(point) > last)
@@ -521,6 +525,7 @@ class Streams:
                 ("score", np.float64),
                 ("anomaly", np.bool_),
                 ("side", np.int8),
+                ("incident", np.int8),
             )
         }
         if news.any() and self._pending_total >= self.max_pending:
@@ -552,6 +557,7 @@ class Streams:
                 score=columns["score"],
                 anomaly=columns["anomaly"],
                 side=columns["side"],
+                incident=columns["incident"],
             ),
             news,
             None,
