@@ -65,6 +65,7 @@ class RobustDetector(Detector):
         "Median ± k calibrated units (the training values' 99th-percentile distance from "
         "it): outliers in the training data don't move the median."
     )
+    cooldown_default: ClassVar[int] = 4 * 3600  # cross-validated (docs/detection.md)
     min_points: ClassVar[int] = 5
     parameters: ClassVar[tuple[Parameter, ...]] = (
         CALIBRATED_THRESHOLD,
