@@ -64,3 +64,19 @@ def test_score_point_reads_the_same_bin_as_score(timestamp: int, value: float) -
     scores = detector.score([timestamp], [value])
     assert point.expected == scores.expected[0]
     assert point.score == scores.score[0] and point.anomaly == bool(scores.anomaly[0])
+
+
+def test_seasonal_handles_irregular_and_missing_timestamps() -> None:
+    """Points at random times, two days missing: the profile is learnt by time of day,
+    normal points of later random times pass, a 15-sigma spike does not."""
+    rng = np.random.default_rng(3)
+    times = np.sort(rng.uniform(0, 14 * 86_400, 3000)).astype(np.int64)
+    times = times[~((times > 3 * 86_400) & (times < 5 * 86_400))]
+    values = 50 + 10 * np.sin(2 * np.pi * times / 86_400) + rng.normal(0, 1, times.size)
+    detector = SeasonalDetector().fit(Series.from_arrays(times, values))
+    assert detector.period_ == 86_400
+    later = np.sort(rng.uniform(14 * 86_400, 16 * 86_400, 500)).astype(np.int64)
+    normal = 50 + 10 * np.sin(2 * np.pi * later / 86_400) + rng.normal(0, 1, later.size)
+    assert detector.score(later, normal).anomaly.mean() < 0.01
+    normal[100] += 15.0
+    assert detector.score(later, normal).anomaly[100]
