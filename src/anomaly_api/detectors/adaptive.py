@@ -177,7 +177,7 @@ class AdaptiveDetector(Detector):
         Parameter(
             "rate_window",
             int,
-            12,
+            6,  # cross-validated (docs/detection.md)
             "Points averaged for the sustained-change part.",
             minimum=1,
             maximum=1000,
