@@ -10,6 +10,7 @@ from __future__ import annotations
 from anomaly_api.detectors.adaptive import AdaptiveDetector
 from anomaly_api.detectors.bands import PointScore, Scores, band_point, band_scores, robust_scale
 from anomaly_api.detectors.base import Detector
+from anomaly_api.detectors.cusum import CusumDetector
 from anomaly_api.detectors.hampel import HampelDetector
 from anomaly_api.detectors.params import Parameter
 from anomaly_api.detectors.robust import RobustDetector
@@ -26,6 +27,7 @@ DETECTORS: dict[str, type[Detector]] = {
         SeasonalDetector,
         HampelDetector,
         AdaptiveDetector,
+        CusumDetector,
     )
 }
 
@@ -44,6 +46,7 @@ def detector_class(name: str) -> type[Detector]:
 __all__ = [
     "DETECTORS",
     "AdaptiveDetector",
+    "CusumDetector",
     "Detector",
     "HampelDetector",
     "Parameter",
