@@ -81,6 +81,13 @@ class ZScoreDetector(Detector):
     next one (the rule river's streaming detectors follow). Points just after the fit
     are judged by the training statistics alone.
 
+    **Score.** ``d² / (1 + d²)`` of ``d = |x - mean| / (threshold · std)``: 0.5 exactly
+    at the band's edge. Unlike the calibrated detectors, the unit is the standard
+    deviation, as the original service's contract defines ``threshold`` (k in mean ±
+    k·std), so a heavy-tailed series is flagged more often than a normal one at the same
+    k (``tests/detectors/test_calibration.py`` measures it); ``robust`` is its
+    calibrated counterpart.
+
     A constant training series (zero spread; think of an error counter that is always
     0) is valid: its band has zero width, so any value that differs from the constant is
     anomalous with score 1, and the constant itself scores 0.
