@@ -2,7 +2,10 @@
 
 Usage: ``python benchmarks/cross_validate.py --corpus DIR [--corpus DIR ...]
 --detector adaptive [--grid threshold=1,1.5,2] [--cooldown 0,3600,...]
-[--escalation 0,2,4]``
+[--escalation 0,2,4] [--retrain 'POLICY;POLICY;...']``
+
+``--retrain`` lists retrain policies (JSON, as a fit's ``retrain``; ``default`` for the
+detector's own) to cross-validate too.
 
 Each ``--corpus`` is a NAB-layout folder (``data/`` and ``labels/combined_windows.json``).
 For every combination of the detector's ``--grid`` values and of the incident rules'
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from anomaly_api.detectors import DETECTORS
-from anomaly_api.evaluate import evaluate_detector
+from anomaly_api.evaluate import ReplayConfig, evaluate_detector
 from anomaly_api.nab import LabelledFile, raw_totals, read_corpus, score_all_profiles
 
 Combination = tuple[tuple[str, Any], ...]
@@ -48,7 +52,10 @@ def standard(files: Sequence[LabelledFile], alerts: Sequence[Any]) -> float:
 
 
 def describe(combo: Combination) -> str:
-    return " ".join(f"{name}={value:g}" for name, value in combo)
+    return " ".join(
+        f"{name}={value:g}" if isinstance(value, int | float) else f"{name}={value}"
+        for name, value in combo
+    )
 
 
 def main() -> int:
@@ -58,6 +65,7 @@ def main() -> int:
     parser.add_argument("--grid", action="append", default=[], help="NAME=v1,v2,...")
     parser.add_argument("--cooldown", default="3600,14400,28800,86400")
     parser.add_argument("--escalation", default="0,2")
+    parser.add_argument("--retrain", default="default", help="policies separated by ';'")
     args = parser.parse_args()
 
     kinds = {p.name: p.kind for p in DETECTORS[args.detector].all_parameters()}
@@ -68,6 +76,7 @@ def main() -> int:
     for item in args.grid:
         name, _, values = item.partition("=")
         grid[name] = [kinds[name](value) for value in values.split(",")]
+    grid["retrain"] = [item.strip() for item in args.retrain.split(";")]
     combos: list[Combination] = [
         tuple(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())
     ]
@@ -80,8 +89,11 @@ def main() -> int:
     alerts: dict[Combination, list[list[Any]]] = {}
     for combo in combos:
         alerts[combo] = []
+        params = dict(combo)
+        policy = params.pop("retrain")
+        config = ReplayConfig(retrain=None if policy == "default" else json.loads(policy))
         for _, files in corpora:
-            result = evaluate_detector(files, args.detector, dict(combo), keep_scores=True)
+            result = evaluate_detector(files, args.detector, params, config, keep_scores=True)
             assert result.answers is not None
             alerts[combo].append([answer.alerts() for answer in result.answers])
     replayed = time.perf_counter() - started

@@ -40,16 +40,16 @@ _MAX_SECONDS = 366 * 86_400
 
 DEFAULT_POLICIES: dict[str, JsonDict | None] = {
     "zscore": {"every": "12h", "window": "7d"},
-    "robust": {"every": 288, "window": 4032},
-    "seasonal": {"every": 288, "window": "14d"},
+    "robust": {"every": 288, "window": 8640},  # re-cross-validated with its calibration
+    "seasonal": {"every": 288, "window": 4032},  # re-cross-validated with its calibration
     "hampel": {"every": 288, "window": "14d"},
     "adaptive": {"every": 1000, "window": 4032},
-    "cusum": {"every": 288, "window": "14d"},  # seasonal's: its profile is seasonal's
+    "cusum": {"every": 100, "window": 4032},  # cross-validated (docs/detection.md)
 }
 """Each detector's policy when a fit names none: the best fixed policy of a grid (every
 none, 100, 288, 1000 points, 12 h, 1 d, 7 d; window 2016, 4032, 8640 points, 7, 14, 28
 days) under leave-one-category-out cross-validation over NAB's development categories
-and the second corpus (12 categories; the README has the figures)."""
+and the second corpus (12 categories; docs/detection.md has the figures)."""
 
 
 @dataclass(frozen=True, slots=True)
