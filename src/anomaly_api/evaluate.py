@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from anomaly_api.detectors import DETECTORS, Scores
+from anomaly_api.detectors import DETECTORS
 from anomaly_api.detectors.incidents import NEW, ONGOING
 from anomaly_api.nab import (
     PROFILES,
@@ -99,7 +99,7 @@ class FileAnswers:
 
     def record(self, row: int, answer: Any) -> None:
         """Keep ``row``'s answer (a :class:`~anomaly_api.registry.Prediction` or its JSON)."""
-        get = answer.get if isinstance(answer, dict) else answer.__getattribute__
+        get = (answer if isinstance(answer, dict) else vars(answer)).get
         self.score[row] = get("score")
         lower, upper = get("lower"), get("upper")
         self.lower[row] = -np.inf if lower is None else lower
@@ -107,18 +107,6 @@ class FileAnswers:
         if get("anomaly"):
             self.incident[row] = NEW if get("incident") == "new" else ONGOING
             self.side[row] = _SIDE_CODES[get("direction")]
-
-    def as_scores(self) -> Scores:
-        """The answers as a detector's :class:`Scores` (for re-marking incidents)."""
-        return Scores(
-            expected=np.zeros_like(self.score),
-            lower=self.lower,
-            upper=self.upper,
-            score=self.score,
-            anomaly=self.score > 0.5,
-            side=self.side,
-            incident=self.incident,
-        )
 
     def alert_scores(self) -> np.ndarray:
         """Each row's score where it opened an incident, else 0: the detector's output

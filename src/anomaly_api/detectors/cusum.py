@@ -194,10 +194,6 @@ class CusumDetector(Detector):
             raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
         return self._step(context, self.seasonal_.baseline_at(timestamp), float(value))
 
-    def _peek_one(self, context: Context, timestamp: float, value: float) -> PointScore:
-        assert isinstance(context, CusumContext)
-        return self._observe_one(context.copy(), timestamp, value)
-
     def fitted_scores(self, series: Series) -> Scores:
         return self.score_stream(CusumContext(), series.timestamps, series.values)
 
