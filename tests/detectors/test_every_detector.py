@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anomaly_api.detectors import DETECTORS, Detector, Scores, Series
+from anomaly_api.detectors import DETECTORS, Detector, Scores, Series, SpreadDetector
 from anomaly_api.detectors.incidents import NEW
 from anomaly_api.errors import InvalidInput
 
@@ -133,7 +133,7 @@ def test_score_point_is_score_for_one_point(
 
 @pytest.mark.parametrize(("name", "cls"), ALL)
 def test_score_point_handles_a_constant_model(name: str, cls: type[Detector]) -> None:
-    series = Series.from_arrays(1_691_000_000 + 300 * np.arange(50), np.full(50, 7.0))
+    series = Series.from_arrays(1_691_000_000 + 300 * np.arange(100), np.full(100, 7.0))
     detector = cls().fit(series)
     assert not detector.score_point(1_691_015_000.0, 7.0).anomaly
     far = detector.score_point(1_691_015_000.0, 8.0)
@@ -266,7 +266,10 @@ def test_peeking_at_many_points_is_peeking_at_each(
             incident=np.array([p.incident for p in each], dtype=np.int8),
         ),
     )
-    assert many.anomaly.any() and not many.anomaly.all()
+    assert not many.anomaly.all()
+    # One point cannot make spread's window of steps quieter than the training's.
+    if not (cls is SpreadDetector and direction == "lower"):
+        assert many.anomaly.any()
 
 
 @pytest.mark.parametrize(("name", "cls"), ALL)

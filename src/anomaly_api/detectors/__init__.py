@@ -16,6 +16,7 @@ from anomaly_api.detectors.params import Parameter
 from anomaly_api.detectors.robust import RobustDetector
 from anomaly_api.detectors.seasonal import SeasonalDetector
 from anomaly_api.detectors.series import Series
+from anomaly_api.detectors.spread import SpreadDetector
 from anomaly_api.detectors.zscore import ZScoreDetector
 from anomaly_api.errors import InvalidParameter
 
@@ -28,6 +29,7 @@ DETECTORS: dict[str, type[Detector]] = {
         HampelDetector,
         AdaptiveDetector,
         CusumDetector,
+        SpreadDetector,
     )
 }
 
@@ -55,6 +57,7 @@ __all__ = [
     "Scores",
     "SeasonalDetector",
     "Series",
+    "SpreadDetector",
     "ZScoreDetector",
     "band_point",
     "band_scores",

@@ -137,6 +137,19 @@ class PointScore:
     """:data:`~anomaly_api.detectors.incidents.NEW`, ``ONGOING`` or ``NONE``."""
 
 
+def distance_score(distance: float) -> float:
+    """``d² / (1 + d²)`` of a distance ``d >= 0`` in band half-widths, without
+    overflowing: 1.0 for an infinite or astronomically large ``d``.
+
+    >>> distance_score(1.0), distance_score(0.0), distance_score(1e200)
+    (0.5, 0.0, 1.0)
+    """
+    if distance <= 0.0:
+        return 0.0
+    inverse = 1.0 / distance
+    return 1.0 / (1.0 + inverse * inverse)
+
+
 def band_point(value: float, expected: float, half_width: float, direction: str) -> PointScore:
     """:func:`band_scores` for one point, in plain float arithmetic (no arrays).
 

@@ -13,6 +13,7 @@ from anomaly_api.detectors.bands import (
     PointScore,
     Scores,
     consistent_score,
+    distance_score,
     tail_unit,
 )
 from anomaly_api.detectors.base import Context, Detector
@@ -156,8 +157,7 @@ class CusumDetector(Detector):
         lower = expected - (threshold + drift - context.low) * unit if self._down else -math.inf
         evidence = high if high >= low else low
         anomaly = evidence > threshold
-        ratio = evidence / threshold
-        score = 1.0 if math.isinf(ratio) else ratio * ratio / (1.0 + ratio * ratio)
+        score = distance_score(evidence / threshold)
         side = 0
         if anomaly:
             side = 1 if high >= low else -1
