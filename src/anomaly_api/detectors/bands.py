@@ -150,6 +150,30 @@ def distance_score(distance: float) -> float:
     return 1.0 / (1.0 + inverse * inverse)
 
 
+def ratio(excess: float, margin: float) -> float:
+    """``excess / margin`` in band half-widths; a zero margin (a constant training
+    series) makes any excess infinitely far."""
+    if margin > 0.0:
+        return excess / margin
+    return math.inf if excess > 0.0 else 0.0
+
+
+def side_units(deviations: FloatArray, quantile: float) -> tuple[float, float]:
+    """The calibrated units above and below a median: the ``quantile`` of the
+    ``deviations`` (from that median) above it, and of those below it, each at least
+    their robust sigma. For statistics whose normal rises are not like their falls
+    (a window's activity, its slope), each side gets its own margin.
+
+    >>> side_units(np.array([-1.0, 0.0, 0.0, 4.0]), 0.99)
+    (4.0, 1.0)
+    """
+    scale = robust_scale(deviations, 0.0)
+    rises, falls = deviations[deviations > 0], -deviations[deviations < 0]
+    high = float(np.quantile(rises, quantile)) if rises.size else 0.0
+    low = float(np.quantile(falls, quantile)) if falls.size else 0.0
+    return max(high, scale), max(low, scale)
+
+
 def band_point(value: float, expected: float, half_width: float, direction: str) -> PointScore:
     """:func:`band_scores` for one point, in plain float arithmetic (no arrays).
 

@@ -15,7 +15,8 @@ from anomaly_api.detectors.bands import (
     Scores,
     consistent_score,
     distance_score,
-    robust_scale,
+    ratio,
+    side_units,
 )
 from anomaly_api.detectors.base import Context, Detector
 from anomaly_api.detectors.params import (
@@ -27,14 +28,6 @@ from anomaly_api.detectors.params import (
 )
 from anomaly_api.detectors.series import FloatArray, Series
 from anomaly_api.errors import InvalidInput
-
-
-def _ratio(excess: float, margin: float) -> float:
-    """``excess / margin``; a zero margin (a constant training series) makes any excess
-    infinitely far."""
-    if margin > 0.0:
-        return excess / margin
-    return math.inf if excess > 0.0 else 0.0
 
 
 class SpreadContext(Context):
@@ -161,11 +154,7 @@ class SpreadDetector(Detector):
         activity = np.maximum((sums[window:] - sums[:-window]) / window, 0.0)
         self.center_ = float(np.median(activity))
         residuals = activity - self.center_
-        scale = robust_scale(residuals, 0.0)
-        quantile = float(self.params["quantile"])
-        rises, falls = residuals[residuals > 0], -residuals[residuals < 0]
-        self.unit_high_ = max(float(np.quantile(rises, quantile)) if rises.size else 0.0, scale)
-        self.unit_low_ = max(float(np.quantile(falls, quantile)) if falls.size else 0.0, scale)
+        self.unit_high_, self.unit_low_ = side_units(residuals, float(self.params["quantile"]))
         self.last_ = float(values[-1])
         self.steps_ = steps[-window:].tolist()
         self._derive()
@@ -205,9 +194,9 @@ class SpreadDetector(Detector):
         rise = mean_step - self.center_
         anomaly = mean_step > self._most or mean_step < self._least
         if rise >= 0.0:
-            distance = _ratio(rise, self._high) if self._watch_upper else 0.0
+            distance = ratio(rise, self._high) if self._watch_upper else 0.0
         else:
-            distance = _ratio(-rise, self._low) if self._watch_lower else 0.0
+            distance = ratio(-rise, self._low) if self._watch_lower else 0.0
         score = distance_score(distance)
         if anomaly:
             score = score if score > 0.5 else JUST_ABOVE_HALF
