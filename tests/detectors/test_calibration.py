@@ -7,7 +7,7 @@ import pytest
 
 from anomaly_api.detectors import DETECTORS, Series
 
-CALIBRATED = ["robust", "seasonal", "hampel", "adaptive", "spread"]
+CALIBRATED = ["robust", "seasonal", "hampel", "adaptive", "spread", "trend"]
 
 
 def draws(kind: str, size: int, seed: int) -> np.ndarray:

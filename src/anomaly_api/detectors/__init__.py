@@ -17,6 +17,7 @@ from anomaly_api.detectors.robust import RobustDetector
 from anomaly_api.detectors.seasonal import SeasonalDetector
 from anomaly_api.detectors.series import Series
 from anomaly_api.detectors.spread import SpreadDetector
+from anomaly_api.detectors.trend import TrendDetector
 from anomaly_api.detectors.zscore import ZScoreDetector
 from anomaly_api.errors import InvalidParameter
 
@@ -30,6 +31,7 @@ DETECTORS: dict[str, type[Detector]] = {
         AdaptiveDetector,
         CusumDetector,
         SpreadDetector,
+        TrendDetector,
     )
 }
 
@@ -58,6 +60,7 @@ __all__ = [
     "SeasonalDetector",
     "Series",
     "SpreadDetector",
+    "TrendDetector",
     "ZScoreDetector",
     "band_point",
     "band_scores",

@@ -1,0 +1,258 @@
+"""``trend``: the series climbs or falls faster than it ever did in training (a leak, a
+filling disk, a slow failure), judged by the slope of its recent points."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from anomaly_api.detectors.bands import (
+    JUST_ABOVE_HALF,
+    PointScore,
+    Scores,
+    consistent_score,
+    distance_score,
+    ratio,
+    side_units,
+)
+from anomaly_api.detectors.base import Context, Detector
+from anomaly_api.detectors.params import (
+    CALIBRATED_THRESHOLD,
+    DIRECTION,
+    QUANTILE,
+    JsonDict,
+    Parameter,
+)
+from anomaly_api.detectors.seasonal import PERIOD, SeasonalDetector
+from anomaly_api.detectors.series import FloatArray, Series
+from anomaly_api.errors import InvalidInput
+
+
+def slope_weights(window: int) -> FloatArray:
+    """The least-squares slope of ``window`` equally spaced points is the dot product of
+    these weights with the points (oldest first): ``(j - mean j) / sum (j - mean j)²``.
+
+    >>> slope_weights(3).tolist()  # the slope of 1, 2, 3 is 1
+    [-0.5, 0.0, 0.5]
+    """
+    centred = np.arange(window, dtype=np.float64) - (window - 1) / 2.0
+    weights: FloatArray = centred / float(np.dot(centred, centred))
+    return weights
+
+
+class TrendContext(Context):
+    """The residuals (value less the seasonal profile) of the latest points, oldest
+    first: the window the next point's slope is fitted on, less the point itself."""
+
+    __slots__ = ("residuals",)
+
+    def __init__(self, residuals: list[float] | None = None) -> None:
+        super().__init__()
+        self.residuals = [] if residuals is None else residuals
+
+    def to_json(self) -> JsonDict:
+        return {"residuals": self.residuals}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        residuals = data.get("residuals")
+        try:
+            values = [float(item) for item in residuals] if isinstance(residuals, list) else []
+        except (TypeError, ValueError):
+            return cls()
+        return cls(values if all(math.isfinite(item) for item in values) else [])
+
+    def _copy(self) -> Self:
+        return type(self)(list(self.residuals))
+
+
+class TrendDetector(Detector):
+    """The least-squares slope of the last ``window`` points, the daily or weekly cycle
+    taken out first, against the slopes of every window of the training data.
+
+    A memory leak or a filling disk moves a series by a small fraction of its noise per
+    point: no band sees one point of it until the sum is large, and a cumulative sum
+    of the steps drowns in their noise. A straight line fitted to many points finds it:
+    the slope of ``w`` points of noise ``s`` varies by only ``s·sqrt(12 / w³)`` (a
+    hundredth of ``s`` for the default 48 points), while one spike barely tilts the
+    line (the least-squares slope on time, the statistic behind regression trend
+    tests; Sen 1968 and Mann-Kendall use its rank-based relatives). The residuals are
+    the values less the ``seasonal`` detector's profile, so a daily cycle is no trend.
+    Points are taken as equally spaced.
+
+    **Calibration.** The slope of every window of the training residuals is computed;
+    their median is the expected slope, and the ``quantile`` (99th percentile) of the
+    windows' slopes above it, and below it, are the units of each side (at least their
+    robust sigma). ``score`` is ``d² / (1 + d²)`` of the slope's distance from the
+    median in ``threshold`` units: *a steeper climb (or fall) than all but 1% of the
+    training windows, by* ``threshold`` *times that margin*. A training series shorter
+    than two windows uses a window of half its points.
+
+    The slope is linear in the newest point, so the band is exact: the values this
+    point could take with the slope in bounds; ``expected`` is the value that would keep
+    the slope at the median. A level shift tilts the line too, once it lies inside the
+    window: this detector reports it (as a trend) after a few dozen points, later than
+    a band detector does.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(2)
+    >>> times = np.arange(3000) * 300
+    >>> values = 50 + rng.normal(0, 1, 3000)
+    >>> values[2000:] += 0.05 * np.arange(1000)  # a leak: 5% of the noise per point
+    >>> detector = TrendDetector().fit(Series.from_arrays(times[:1500], values[:1500]))
+    >>> scores = detector.score(times[1500:], values[1500:])
+    >>> (np.flatnonzero(scores.incident == 1) + 1500).tolist()  # one alert, 7 points in
+    [2007]
+    """
+
+    name: ClassVar[str] = "trend"
+    description: ClassVar[str] = (
+        "The least-squares slope of the last points (daily cycle removed) against the "
+        "training windows' slopes: leaks, filling disks, slow drifts."
+    )
+    min_points: ClassVar[int] = 10
+    context_type: ClassVar[type[Context]] = TrendContext
+    learns: ClassVar[str] = (
+        "every point enters the window the slope is fitted on; the profile, the expected "
+        "slope and its units change when it is fitted again"
+    )
+    cooldown_default: ClassVar[int] = 4 * 3600  # cross-validated (docs/detection.md)
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        CALIBRATED_THRESHOLD,
+        Parameter(
+            "window",
+            int,
+            48,
+            "How many of the latest points the slope is fitted on (at most half the "
+            "training series: a shorter series uses that).",
+            minimum=3,
+            maximum=10_000,
+        ),
+        DIRECTION,
+        PERIOD,
+        QUANTILE,
+    )
+
+    seasonal_: SeasonalDetector
+    window_: int
+    center_: float
+    unit_high_: float
+    unit_low_: float
+    tail_: list[float]
+
+    def _fit_core(self, series: Series) -> None:
+        self.seasonal_ = SeasonalDetector({"period": self.params["period"]}).fit(series)
+        residuals = series.values - self.seasonal_.expected(series.timestamps.astype(np.float64))
+        window = max(min(int(self.params["window"]), residuals.size // 2), 3)
+        self.window_ = window
+        # Every training window's slope: a correlation with the weights.
+        slopes = np.correlate(residuals, slope_weights(window), mode="valid")
+        self.center_ = float(np.median(slopes))
+        deviations = slopes - self.center_
+        self.unit_high_, self.unit_low_ = side_units(deviations, float(self.params["quantile"]))
+        self.tail_ = residuals[-(window - 1) :].tolist()
+        self._derive()
+
+    def _derive(self) -> None:
+        threshold = float(self.params["threshold"])
+        weights = slope_weights(self.window_)
+        self._weights = weights.tolist()
+        self._newest = float(weights[-1])
+        direction = self.params["direction"]
+        self._watch_upper = direction in ("both", "upper")
+        self._watch_lower = direction in ("both", "lower")
+        self._high = threshold * self.unit_high_
+        self._low = threshold * self.unit_low_
+
+    def initial_context(self) -> TrendContext:
+        return TrendContext(list(self.tail_))
+
+    def baseline_at(self, timestamp: float) -> float:
+        return self.seasonal_.baseline_at(timestamp)
+
+    def _step(self, context: TrendContext, profile: float, value: float) -> PointScore:
+        """One point: the slope with it as the newest of the window, the band of values
+        that keep the slope in bounds; the window moves on."""
+        residuals = context.residuals
+        keep = len(self._weights) - 1
+        if len(residuals) > keep:
+            del residuals[: len(residuals) - keep]
+        elif len(residuals) < keep:  # the start of a plot of the training data
+            residuals.append(value - profile)
+            return PointScore(profile, -math.inf, math.inf, 0.0, False, 0)
+        newest = self._newest
+        others = sum(w * r for w, r in zip(self._weights, residuals, strict=False))
+        residual = value - profile
+        slope = others + newest * residual
+        expected = profile + (self.center_ - others) / newest
+        upper = profile + (self.center_ + self._high - others) / newest
+        lower = profile + (self.center_ - self._low - others) / newest
+        upper = upper if self._watch_upper else math.inf
+        lower = lower if self._watch_lower else -math.inf
+        rise = slope - self.center_
+        if rise >= 0.0:
+            distance = ratio(rise, self._high) if self._watch_upper else 0.0
+        else:
+            distance = ratio(-rise, self._low) if self._watch_lower else 0.0
+        side = 1 if value > upper else -1 if value < lower else 0
+        anomaly = side != 0
+        score = distance_score(distance)
+        if anomaly:
+            score = score if score > 0.5 else JUST_ABOVE_HALF
+        elif score > 0.5:
+            score = 0.5
+        residuals.append(residual)
+        return PointScore(expected, lower, upper, score, anomaly, side)
+
+    def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
+        assert isinstance(context, TrendContext)
+        profile = self.seasonal_.expected(timestamps)
+        points = [
+            self._step(context, center, value)
+            for center, value in zip(profile.tolist(), values.tolist(), strict=True)
+        ]
+        anomaly = np.array([point.anomaly for point in points], dtype=np.bool_)
+        return Scores(
+            expected=np.array([point.expected for point in points], dtype=np.float64),
+            lower=np.array([point.lower for point in points], dtype=np.float64),
+            upper=np.array([point.upper for point in points], dtype=np.float64),
+            score=consistent_score(
+                np.array([point.score for point in points], dtype=np.float64), anomaly
+            ),
+            anomaly=anomaly,
+            side=np.array([point.side for point in points], dtype=np.int8),
+        )
+
+    def _observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
+        assert isinstance(context, TrendContext)
+        if not math.isfinite(value):
+            raise InvalidInput("value is not a finite number (NaN or infinity)", field="value")
+        return self._step(context, self.seasonal_.baseline_at(timestamp), float(value))
+
+    def fitted_scores(self, series: Series) -> Scores:
+        return self.score_stream(TrendContext(), series.timestamps, series.values)
+
+    def state(self) -> JsonDict:
+        return {
+            "seasonal": self.seasonal_.state(),
+            "window": self.window_,
+            "center": self.center_,
+            "unit_high": self.unit_high_,
+            "unit_low": self.unit_low_,
+            "tail": self.tail_,
+        }
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        self.seasonal_ = SeasonalDetector.from_state(
+            {"period": self.params["period"]}, state["seasonal"]
+        )
+        self.window_ = int(state["window"])
+        self.center_ = float(state["center"])
+        self.unit_high_ = float(state["unit_high"])
+        self.unit_low_ = float(state["unit_low"])
+        self.tail_ = [float(item) for item in state["tail"]]
+        self._derive()
