@@ -8,6 +8,7 @@ the expected value, exactly 0.5 on the edge of the band, towards 1 far outside i
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,6 +149,45 @@ def distance_score(distance: float) -> float:
         return 0.0
     inverse = 1.0 / distance
     return 1.0 / (1.0 + inverse * inverse)
+
+
+def decided_score(distance: float, anomaly: bool) -> float:
+    """:func:`distance_score`, nudged to agree with the decision: above 0.5 exactly when
+    ``anomaly`` (rounding may put a point on the edge on either side of it).
+
+    >>> decided_score(1.0, True) > 0.5, decided_score(1.2, False)
+    (True, 0.5)
+    """
+    score = distance_score(distance)
+    if anomaly:
+        return score if score > 0.5 else JUST_ABOVE_HALF
+    return score if score <= 0.5 else 0.5
+
+
+def sided_distance(
+    rise: float, high: float, low: float, watch_upper: bool, watch_lower: bool
+) -> float:
+    """How far a statistic lies from its median, in the margin of the side it is on
+    (``rise`` above it, ``high`` and ``low`` the margins); 0 on a side not watched."""
+    if rise >= 0.0:
+        return ratio(rise, high) if watch_upper else 0.0
+    return ratio(-rise, low) if watch_lower else 0.0
+
+
+def scores_of(points: Sequence[PointScore]) -> Scores:
+    """Answers computed point by point (detectors whose state is a recursion), as
+    arrays; the scores agree with the decisions (:func:`consistent_score`)."""
+    anomaly = np.array([point.anomaly for point in points], dtype=np.bool_)
+    return Scores(
+        expected=np.array([point.expected for point in points], dtype=np.float64),
+        lower=np.array([point.lower for point in points], dtype=np.float64),
+        upper=np.array([point.upper for point in points], dtype=np.float64),
+        score=consistent_score(
+            np.array([point.score for point in points], dtype=np.float64), anomaly
+        ),
+        anomaly=anomaly,
+        side=np.array([point.side for point in points], dtype=np.int8),
+    )
 
 
 def ratio(excess: float, margin: float) -> float:

@@ -9,11 +9,10 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from anomaly_api.detectors.bands import (
-    JUST_ABOVE_HALF,
     PointScore,
     Scores,
-    consistent_score,
-    distance_score,
+    decided_score,
+    scores_of,
     tail_unit,
 )
 from anomaly_api.detectors.base import Context, Detector
@@ -157,13 +156,10 @@ class CusumDetector(Detector):
         lower = expected - (threshold + drift - context.low) * unit if self._down else -math.inf
         evidence = high if high >= low else low
         anomaly = evidence > threshold
-        score = distance_score(evidence / threshold)
+        score = decided_score(evidence / threshold, anomaly)
         side = 0
         if anomaly:
             side = 1 if high >= low else -1
-            score = score if score > 0.5 else JUST_ABOVE_HALF
-        elif score > 0.5:
-            score = 0.5
         # The sum that fired starts again.
         context.high = 0.0 if high > threshold else high
         context.low = 0.0 if low > threshold else low
@@ -176,17 +172,7 @@ class CusumDetector(Detector):
             self._step(context, center, value)
             for center, value in zip(expected.tolist(), values.tolist(), strict=True)
         ]
-        anomaly = np.array([point.anomaly for point in points], dtype=np.bool_)
-        return Scores(
-            expected=expected,
-            lower=np.array([point.lower for point in points], dtype=np.float64),
-            upper=np.array([point.upper for point in points], dtype=np.float64),
-            score=consistent_score(
-                np.array([point.score for point in points], dtype=np.float64), anomaly
-            ),
-            anomaly=anomaly,
-            side=np.array([point.side for point in points], dtype=np.int8),
-        )
+        return scores_of(points)
 
     def _observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
         assert isinstance(context, CusumContext)

@@ -10,13 +10,12 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from anomaly_api.detectors.bands import (
-    JUST_ABOVE_HALF,
     PointScore,
     Scores,
-    consistent_score,
-    distance_score,
-    ratio,
+    decided_score,
+    scores_of,
     side_units,
+    sided_distance,
 )
 from anomaly_api.detectors.base import Context, Detector
 from anomaly_api.detectors.params import (
@@ -193,15 +192,8 @@ class SpreadDetector(Detector):
         upper, lower = last + room, last - room
         rise = mean_step - self.center_
         anomaly = mean_step > self._most or mean_step < self._least
-        if rise >= 0.0:
-            distance = ratio(rise, self._high) if self._watch_upper else 0.0
-        else:
-            distance = ratio(-rise, self._low) if self._watch_lower else 0.0
-        score = distance_score(distance)
-        if anomaly:
-            score = score if score > 0.5 else JUST_ABOVE_HALF
-        elif score > 0.5:
-            score = 0.5
+        distance = sided_distance(rise, self._high, self._low, self._watch_upper, self._watch_lower)
+        score = decided_score(distance, anomaly)
         side = 0
         if anomaly:
             side = 1 if value > upper else -1 if value < lower else 0
@@ -212,17 +204,7 @@ class SpreadDetector(Detector):
     def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
         assert isinstance(context, SpreadContext)
         points = [self._step(context, value) for value in values.tolist()]
-        anomaly = np.array([point.anomaly for point in points], dtype=np.bool_)
-        return Scores(
-            expected=np.array([point.expected for point in points], dtype=np.float64),
-            lower=np.array([point.lower for point in points], dtype=np.float64),
-            upper=np.array([point.upper for point in points], dtype=np.float64),
-            score=consistent_score(
-                np.array([point.score for point in points], dtype=np.float64), anomaly
-            ),
-            anomaly=anomaly,
-            side=np.array([point.side for point in points], dtype=np.int8),
-        )
+        return scores_of(points)
 
     def _observe_one(self, context: Context, timestamp: float, value: float) -> PointScore:
         assert isinstance(context, SpreadContext)
