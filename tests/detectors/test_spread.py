@@ -125,3 +125,33 @@ def test_a_context_survives_its_json_and_rejects_garbage() -> None:
 def test_the_window_is_bounded() -> None:
     with pytest.raises(InvalidInput, match="window"):
         SpreadDetector({"window": 5000})
+
+
+@pytest.mark.parametrize("step", [0.1, 1.0, 3.7])
+def test_a_perfectly_regular_ramp_raises_no_alarm(step: float) -> None:
+    """Every step alike: rounding in the last bits is not activity."""
+    values = 1_000.0 + step * np.arange(TIMES.size)
+    scores = fitted(values).score(TIMES[2000:], values[2000:])
+    assert not scores.anomaly.any()
+
+
+def test_one_huge_training_value_does_not_blur_the_other_windows() -> None:
+    values = noise(8)
+    values[5] = 1e17  # a glitch: each window is summed alone, so the rest stay exact
+    values[2500:] = values[2499]
+    detector = fitted(values)
+    clean = fitted(noise(8))
+    assert detector.center_ == pytest.approx(clean.center_, rel=0.01)  # 16 windows moved
+    assert flagged_after(values, 2500).size > 400  # the stuck sensor is still found
+
+
+def test_steps_beyond_float_range_keep_the_context_restorable() -> None:
+    detector = fitted(noise(9))
+    context = detector.initial_context()
+    for offset, value in enumerate([100.0, 1.7e308, -1.7e308, 100.0]):
+        detector.observe_one(context, float(TIMES[2000 + offset]), value)
+    data = context.dump()
+    assert all(np.isfinite(data["steps"]))
+    again = detector.load_context(data)
+    follow = float(TIMES[2010]), 100.5
+    assert detector.peek_one(again, *follow) == detector.peek_one(context, *follow)

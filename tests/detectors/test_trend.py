@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from anomaly_api.detectors import DETECTORS, Series, TrendDetector
+from anomaly_api.errors import InvalidInput
 
 TIMES = 300 * np.arange(3000)
 
@@ -88,3 +89,49 @@ def test_a_context_survives_its_json_and_rejects_garbage() -> None:
     assert detector.load_context(context.dump()).dump() == context.dump()
     assert detector.load_context({"residuals": ["x"]}).dump() == {"residuals": []}
     assert detector.load_context({"residuals": [float("nan")]}).dump() == {"residuals": []}
+
+
+@pytest.mark.parametrize("step", [0.1, 1.0, 3.7])
+def test_a_perfectly_straight_ramp_raises_no_alarm(step: float) -> None:
+    values = 1e6 + step * np.arange(TIMES.size)
+    detector = TrendDetector().fit(training(values))
+    assert not detector.score(TIMES[2000:], values[2000:]).anomaly.any()
+
+
+def test_the_running_sums_stay_the_exact_slope() -> None:
+    """Each point costs the same whatever the window: the others' part of the slope
+    comes from running sums, which must agree with a direct fit of the window."""
+    values = leaking(10)
+    detector = TrendDetector({"window": 500}).fit(training(values))
+    context = detector.initial_context()
+    for index in range(2000, 2600):
+        detector.observe_one(context, float(TIMES[index]), float(values[index]))
+    residuals = np.array(context.residuals)
+    profile = detector.seasonal_.baseline_at(float(TIMES[2600]))
+    point = detector.peek_one(context, float(TIMES[2600]), float(values[2600]))
+    window = np.append(residuals, values[2600] - profile)
+    direct = np.polyfit(np.arange(window.size), window, 1)[0]
+    slope_at_expected = np.polyfit(
+        np.arange(window.size), np.append(residuals, point.expected - profile), 1
+    )[0]
+    assert slope_at_expected == pytest.approx(detector.center_, abs=1e-9)
+    assert direct != pytest.approx(detector.center_)  # the leak, seen by the direct fit too
+    restored = detector.load_context(context.dump())
+    assert detector.peek_one(restored, float(TIMES[2600]), 55.0) == detector.peek_one(
+        context, float(TIMES[2600]), 55.0
+    )
+
+
+def test_values_near_the_float_limit_are_flagged_without_nan() -> None:
+    """A slope over values near the largest float overflows: such points are flagged
+    (they were not in training) with finite edges, and the context stays restorable."""
+    values = leaking(11)
+    detector = TrendDetector().fit(training(values))
+    context = detector.initial_context()
+    stamps = TIMES[2000:2060].astype(float)
+    points = [detector.observe_one(context, float(t), 1.7e308) for t in stamps]
+    assert all(p.anomaly and np.isfinite([p.lower, p.upper, p.score]).all() for p in points)
+    restored = detector.load_context(context.dump())
+    assert detector.peek_one(restored, 1e12, 50.0) == detector.peek_one(context, 1e12, 50.0)
+    with pytest.raises(InvalidInput, match="overflow"):
+        TrendDetector({"window": 2000}).fit(Series.from_arrays(TIMES, values * 1e305))

@@ -198,11 +198,17 @@ def ratio(excess: float, margin: float) -> float:
     return math.inf if excess > 0.0 else 0.0
 
 
-def side_units(deviations: FloatArray, quantile: float) -> tuple[float, float]:
+ROUNDING = 1e-9
+"""A margin below this fraction of a statistic's own size is rounding, not spread: a
+perfectly regular series (a straight ramp, steps all alike) must not turn the last
+bits of its arithmetic into alarms."""
+
+
+def side_units(deviations: FloatArray, quantile: float, floor: float = 0.0) -> tuple[float, float]:
     """The calibrated units above and below a median: the ``quantile`` of the
     ``deviations`` (from that median) above it, and of those below it, each at least
-    their robust sigma. For statistics whose normal rises are not like their falls
-    (a window's activity, its slope), each side gets its own margin.
+    their robust sigma and ``floor``. For statistics whose normal rises are not like
+    their falls (a window's activity, its slope), each side gets its own margin.
 
     >>> side_units(np.array([-1.0, 0.0, 0.0, 4.0]), 0.99)
     (4.0, 1.0)
@@ -211,7 +217,7 @@ def side_units(deviations: FloatArray, quantile: float) -> tuple[float, float]:
     rises, falls = deviations[deviations > 0], -deviations[deviations < 0]
     high = float(np.quantile(rises, quantile)) if rises.size else 0.0
     low = float(np.quantile(falls, quantile)) if falls.size else 0.0
-    return max(high, scale), max(low, scale)
+    return max(high, scale, floor), max(low, scale, floor)
 
 
 def band_point(value: float, expected: float, half_width: float, direction: str) -> PointScore:

@@ -4,12 +4,14 @@ changed density of spikes, a stuck sensor."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from anomaly_api.detectors.bands import (
+    ROUNDING,
     PointScore,
     Scores,
     decided_score,
@@ -19,14 +21,14 @@ from anomaly_api.detectors.bands import (
 )
 from anomaly_api.detectors.base import Context, Detector
 from anomaly_api.detectors.params import (
-    CALIBRATED_THRESHOLD,
     DIRECTIONS,
-    QUANTILE,
     JsonDict,
     Parameter,
 )
 from anomaly_api.detectors.series import FloatArray, Series
 from anomaly_api.errors import InvalidInput
+
+_LARGEST = sys.float_info.max
 
 
 class SpreadContext(Context):
@@ -82,7 +84,10 @@ class SpreadDetector(Detector):
     ``score`` is ``d² / (1 + d²)`` of the window's distance ``d`` from the median in
     ``threshold`` units: ``score > 0.5`` means *more (or less) activity than all but 1%
     of the training windows showed, by* ``threshold`` *times that margin*. A series
-    whose training had long flat stretches learns that stillness is normal.
+    whose training had long flat stretches learns that stillness is normal. The price
+    of learning from windows: one burst in training lies in ``window`` of them, so a
+    training incident that is more than 1% of the windows widens the upper margin to
+    its size (fit on data without it, or set a lower ``quantile``).
 
     The band is the values this point could take without an alarm: the previous value
     (``expected``) plus or minus the largest step that keeps the window's activity
@@ -115,13 +120,23 @@ class SpreadDetector(Detector):
     )
     cooldown_default: ClassVar[int] = 4 * 3600  # cross-validated (docs/detection.md)
     parameters: ClassVar[tuple[Parameter, ...]] = (
-        CALIBRATED_THRESHOLD,
+        Parameter(
+            "threshold",
+            float,
+            1.5,
+            "How far the window's mean step may lie from the training windows' median, in "
+            "calibrated units (the 99th percentile of their rises above it, or of their "
+            "falls below it).",
+            minimum=0.0,
+            exclusive_minimum=True,
+        ),
         Parameter(
             "window",
             int,
             16,
             "How many of the latest steps make the activity judged at each point (at "
-            "most half the training series' steps: a shorter series uses that).",
+            "most half the training series' steps: a shorter series uses that). On noisy "
+            "data, stillness can only be told from chance with 8 steps or more.",
             minimum=2,
             maximum=1000,
         ),
@@ -133,7 +148,15 @@ class SpreadDetector(Detector):
             "variance up, denser spikes) or only 'lower' (less: quieter, stuck).",
             choices=DIRECTIONS,
         ),
-        QUANTILE,
+        Parameter(
+            "quantile",
+            float,
+            0.99,
+            "Quantile of the training windows' rises (and falls) of activity that is one "
+            "unit on each side.",
+            minimum=0.5,
+            maximum=0.9999,
+        ),
     )
 
     center_: float
@@ -148,12 +171,17 @@ class SpreadDetector(Detector):
         # Two windows at least, so that the calibration sees more than one.
         window = min(int(self.params["window"]), (values.size - 1) // 2)
         self.window_ = window
-        steps = np.abs(np.diff(values))
-        sums = np.cumsum(np.concatenate(([0.0], steps)))
-        activity = np.maximum((sums[window:] - sums[:-window]) / window, 0.0)
+        steps = np.minimum(np.abs(np.diff(values)), _LARGEST)
+        # Each window summed on its own (a running total would lose the small steps
+        # after one huge one).
+        activity = np.convolve(steps / window, np.ones(window), mode="valid")
         self.center_ = float(np.median(activity))
         residuals = activity - self.center_
-        self.unit_high_, self.unit_low_ = side_units(residuals, float(self.params["quantile"]))
+        # Steps all alike (a ramp) have one activity; rounding must not become a unit.
+        floor = ROUNDING * self.center_
+        self.unit_high_, self.unit_low_ = side_units(
+            residuals, float(self.params["quantile"]), floor
+        )
         self.last_ = float(values[-1])
         self.steps_ = steps[-window:].tolist()
         self._derive()
@@ -185,11 +213,12 @@ class SpreadDetector(Detector):
             del steps[: len(steps) - self._window + 1]
         others = sum(steps)
         count = len(steps) + 1
-        step = abs(value - last)
+        step = min(abs(value - last), _LARGEST)  # finite, so the context stays JSON
         mean_step = (others + step) / count
         room = self._most * count - others
         room = room if room > 0.0 else 0.0
-        upper, lower = last + room, last - room
+        upper = min(last + room, _LARGEST) if self._watch_upper else math.inf
+        lower = max(last - room, -_LARGEST) if self._watch_upper else -math.inf
         rise = mean_step - self.center_
         anomaly = mean_step > self._most or mean_step < self._least
         distance = sided_distance(rise, self._high, self._low, self._watch_upper, self._watch_lower)

@@ -4,12 +4,14 @@ filling disk, a slow failure), judged by the slope of its recent points."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from anomaly_api.detectors.bands import (
+    ROUNDING,
     PointScore,
     Scores,
     decided_score,
@@ -19,15 +21,15 @@ from anomaly_api.detectors.bands import (
 )
 from anomaly_api.detectors.base import Context, Detector
 from anomaly_api.detectors.params import (
-    CALIBRATED_THRESHOLD,
-    DIRECTION,
-    QUANTILE,
+    DIRECTIONS,
     JsonDict,
     Parameter,
 )
 from anomaly_api.detectors.seasonal import PERIOD, SeasonalDetector
 from anomaly_api.detectors.series import FloatArray, Series
 from anomaly_api.errors import InvalidInput
+
+_LARGEST = sys.float_info.max
 
 
 def slope_weights(window: int) -> FloatArray:
@@ -44,28 +46,56 @@ def slope_weights(window: int) -> FloatArray:
 
 class TrendContext(Context):
     """The residuals (value less the seasonal profile) of the latest points, oldest
-    first: the window the next point's slope is fitted on, less the point itself."""
+    first: the window the next point's slope is fitted on, less the point itself; and
+    their running sums ``s0 = sum r_j`` and ``s1 = sum j·r_j``, so that a point costs
+    the same whatever the window (the sums are recomputed exactly once a window, so
+    rounding cannot build up; None until first needed)."""
 
-    __slots__ = ("residuals",)
+    __slots__ = ("age", "residuals", "sums")
 
-    def __init__(self, residuals: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        residuals: list[float] | None = None,
+        sums: tuple[float, float] | None = None,
+        age: int = 0,
+    ) -> None:
         super().__init__()
         self.residuals = [] if residuals is None else residuals
+        self.sums = sums
+        self.age = age
 
     def to_json(self) -> JsonDict:
-        return {"residuals": self.residuals}
+        data: JsonDict = {"residuals": self.residuals}
+        if self.sums is not None:
+            data["sums"] = list(self.sums)
+            data["age"] = self.age
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
-        residuals = data.get("residuals")
+        residuals, sums, age = data.get("residuals"), data.get("sums"), data.get("age", 0)
         try:
             values = [float(item) for item in residuals] if isinstance(residuals, list) else []
-        except (TypeError, ValueError):
+            pair = (float(sums[0]), float(sums[1])) if isinstance(sums, list) else None
+            age = int(age) if isinstance(age, int) and not isinstance(age, bool) else 0
+        except (TypeError, ValueError, IndexError):
             return cls()
-        return cls(values if all(math.isfinite(item) for item in values) else [])
+        if not all(math.isfinite(item) for item in values):
+            return cls()
+        if pair is not None and not all(math.isfinite(item) for item in pair):
+            pair = None
+        return cls(values, pair, age)
 
     def _copy(self) -> Self:
-        return type(self)(list(self.residuals))
+        return type(self)(list(self.residuals), self.sums, self.age)
+
+
+def _exact_sums(residuals: list[float]) -> tuple[float, float]:
+    """``sum r_j`` and ``sum j·r_j``, correctly rounded; infinite where they overflow."""
+    try:
+        return math.fsum(residuals), math.fsum(j * r for j, r in enumerate(residuals))
+    except OverflowError:
+        return sum(residuals), sum(j * r for j, r in enumerate(residuals))
 
 
 class TrendDetector(Detector):
@@ -121,7 +151,15 @@ class TrendDetector(Detector):
     )
     cooldown_default: ClassVar[int] = 4 * 3600  # cross-validated (docs/detection.md)
     parameters: ClassVar[tuple[Parameter, ...]] = (
-        CALIBRATED_THRESHOLD,
+        Parameter(
+            "threshold",
+            float,
+            1.5,
+            "How far the slope may lie from the training windows' median slope, in "
+            "calibrated units (the 99th percentile of their slopes above it, or below it).",
+            minimum=0.0,
+            exclusive_minimum=True,
+        ),
         Parameter(
             "window",
             int,
@@ -129,11 +167,26 @@ class TrendDetector(Detector):
             "How many of the latest points the slope is fitted on (at most half the "
             "training series: a shorter series uses that).",
             minimum=3,
-            maximum=10_000,
+            maximum=2016,  # a week of 5-minute points; the stream keeps this many
         ),
-        DIRECTION,
+        Parameter(
+            "direction",
+            str,
+            "both",
+            "Which trends are anomalies: 'both', only 'upper' (climbing faster than in "
+            "training) or only 'lower' (falling faster).",
+            choices=DIRECTIONS,
+        ),
         PERIOD,
-        QUANTILE,
+        Parameter(
+            "quantile",
+            float,
+            0.99,
+            "Quantile of the training windows' slopes above (and below) their median that "
+            "is one unit on each side.",
+            minimum=0.5,
+            maximum=0.9999,
+        ),
     )
 
     seasonal_: SeasonalDetector
@@ -152,15 +205,26 @@ class TrendDetector(Detector):
         slopes = np.correlate(residuals, slope_weights(window), mode="valid")
         self.center_ = float(np.median(slopes))
         deviations = slopes - self.center_
-        self.unit_high_, self.unit_low_ = side_units(deviations, float(self.params["quantile"]))
+        # A perfectly straight series has one slope; rounding must not become a unit.
+        floor = ROUNDING * float(np.median(np.abs(slopes)))
+        self.unit_high_, self.unit_low_ = side_units(
+            deviations, float(self.params["quantile"]), floor
+        )
         self.tail_ = residuals[-(window - 1) :].tolist()
+        if not all(math.isfinite(item) for item in _exact_sums(self.tail_)):
+            raise InvalidInput(
+                f"trend cannot fit a slope over {window} points of values this large: its "
+                "sums overflow floating point",
+                field="values",
+            )
         self._derive()
 
     def _derive(self) -> None:
         threshold = float(self.params["threshold"])
-        weights = slope_weights(self.window_)
-        self._weights = weights.tolist()
-        self._newest = float(weights[-1])
+        window = self.window_
+        self._middle = (window - 1) / 2.0
+        self._inverse_sxx = 12.0 / (window * (window * window - 1.0))
+        self._newest = self._middle * self._inverse_sxx
         direction = self.params["direction"]
         self._watch_upper = direction in ("both", "upper")
         self._watch_lower = direction in ("both", "lower")
@@ -177,28 +241,53 @@ class TrendDetector(Detector):
         """One point: the slope with it as the newest of the window, the band of values
         that keep the slope in bounds; the window moves on."""
         residuals = context.residuals
-        keep = len(self._weights) - 1
-        if len(residuals) > keep:
-            del residuals[: len(residuals) - keep]
-        elif len(residuals) < keep:  # the start of a plot of the training data
-            residuals.append(value - profile)
-            return PointScore(profile, -math.inf, math.inf, 0.0, False, 0)
-        newest = self._newest
-        others = sum(w * r for w, r in zip(self._weights, residuals, strict=False))
+        keep = self.window_ - 1
         residual = value - profile
+        if len(residuals) < keep:  # the start of a plot of the training data
+            residuals.append(residual)
+            context.sums = None
+            return PointScore(profile, -math.inf, math.inf, 0.0, False, 0)
+        if len(residuals) > keep or context.sums is None:
+            del residuals[: len(residuals) - keep]
+            context.sums, context.age = _exact_sums(residuals), 0
+        s0, s1 = context.sums
+        # The slope is the others' part plus the newest point's weight times it.
+        others = (s1 - self._middle * s0) * self._inverse_sxx
+        if not math.isfinite(others + residual):
+            # Values near the float limit: no slope can be computed, and such values
+            # were not in training; flagged until they leave the window.
+            self._slide(context, residual, s0, s1)
+            return PointScore(profile, -_LARGEST, _LARGEST, 1.0, True, 0)
+        newest = self._newest
         slope = others + newest * residual
         expected = profile + (self.center_ - others) / newest
         upper = profile + (self.center_ + self._high - others) / newest
         lower = profile + (self.center_ - self._low - others) / newest
-        upper = upper if self._watch_upper else math.inf
-        lower = lower if self._watch_lower else -math.inf
-        rise = slope - self.center_
-        distance = sided_distance(rise, self._high, self._low, self._watch_upper, self._watch_lower)
+        # Beyond float range the edge is still an edge (None on the wire means unwatched).
+        upper = min(upper, _LARGEST) if self._watch_upper else math.inf
+        lower = max(lower, -_LARGEST) if self._watch_lower else -math.inf
+        distance = sided_distance(
+            slope - self.center_, self._high, self._low, self._watch_upper, self._watch_lower
+        )
         side = 1 if value > upper else -1 if value < lower else 0
         anomaly = side != 0
         score = decided_score(distance, anomaly)
-        residuals.append(residual)
+        self._slide(context, residual, s0, s1)
         return PointScore(expected, lower, upper, score, anomaly, side)
+
+    def _slide(self, context: TrendContext, residual: float, s0: float, s1: float) -> None:
+        """The window moves on: the oldest residual leaves, ``residual`` enters at the
+        end, and the sums follow (exactly again once a window)."""
+        residuals = context.residuals
+        keep = len(residuals)
+        oldest = residuals.pop(0)
+        residuals.append(residual)
+        context.age += 1
+        if context.age >= keep or not math.isfinite(s0 + s1):
+            context.sums, context.age = _exact_sums(residuals), 0
+        else:
+            rest = s0 - oldest
+            context.sums = (rest + residual, s1 - rest + (keep - 1) * residual)
 
     def _stream_core(self, context: Context, timestamps: FloatArray, values: FloatArray) -> Scores:
         assert isinstance(context, TrendContext)
