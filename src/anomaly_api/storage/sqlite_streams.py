@@ -45,6 +45,10 @@ from anomaly_api.storage.chunks import (
     trim_plan,
 )
 
+_CHANCE = random.Random()
+"""A private generator: the global one belongs to the application (and to test
+frameworks that seed it), and these saves run on background threads."""
+
 STREAM_SCHEMA = """
 ALTER TABLE models ADD COLUMN fit_trigger TEXT NOT NULL DEFAULT 'client';
 ALTER TABLE models ADD COLUMN retrain TEXT;
@@ -387,7 +391,7 @@ def _heartbeat(connection: sqlite3.Connection, owner: str, expires_at: float) ->
         "ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at",
         (owner, expires_at),
     )
-    if random.random() < FORGET_OWNERS_CHANCE:
+    if _CHANCE.random() < FORGET_OWNERS_CHANCE:
         connection.execute(
             "DELETE FROM stream_owners WHERE expires_at < ? AND owner NOT IN "
             "(SELECT owner FROM streams WHERE owner IS NOT NULL)",

@@ -43,6 +43,10 @@ from anomaly_api.storage.sqlite_streams import (
     new_token,
 )
 
+_CHANCE = random.Random()
+"""A private generator: the global one belongs to the application (and to test
+frameworks that seed it), and these saves run on background threads."""
+
 T = TypeVar("T")
 _NOW = "extract(epoch FROM clock_timestamp())"
 
@@ -340,7 +344,7 @@ def _heartbeat(connection: psycopg.Connection[Any], owner: str, lease_s: float) 
         "SET expires_at = EXCLUDED.expires_at",
         (owner, lease_s),
     )
-    if random.random() < FORGET_OWNERS_CHANCE:
+    if _CHANCE.random() < FORGET_OWNERS_CHANCE:
         connection.execute(
             f"DELETE FROM anomaly_stream_owners WHERE expires_at < {_NOW} - %s AND owner NOT IN "
             "(SELECT owner FROM anomaly_streams WHERE owner IS NOT NULL)",
