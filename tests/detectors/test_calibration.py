@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from anomaly_api.detectors import DETECTORS, Series
+from anomaly_api.detectors.bands import tail_quantile
 
 CALIBRATED = ["robust", "seasonal", "hampel", "adaptive", "spread", "trend"]
 
@@ -55,3 +56,19 @@ def test_a_model_stored_before_calibration_keeps_its_sigma_units(name: str) -> N
     band = restored.score([times[-1] + 300], [100.0])
     half_width = (band.upper[0] - band.lower[0]) / 2
     assert half_width == pytest.approx(4.0 * state["scale"])  # 4 sigmas, as fitted then
+
+
+@pytest.mark.parametrize("name", ["seasonal", "hampel", "adaptive"])
+def test_incidents_in_a_short_training_series_do_not_set_the_band(name: str) -> None:
+    """120 points with two incidents: their 99th percentile would be an incident's size
+    (a band 75 sigmas wide); the unit comes from the 10th largest deviation instead."""
+    rng = np.random.default_rng(12)
+    times = 3600 * np.arange(140)
+    values = 100 + rng.normal(0, 1, times.size)
+    values[[30, 80]] = 150.0
+    detector = DETECTORS[name]().fit(Series.from_arrays(times[:120], values[:120]))
+    spike = detector.score([times[130]], [108.0])  # 8 sigmas: an incident again
+    assert spike.anomaly[0], name
+    assert not detector.score(times[120:], values[120:]).anomaly.any()
+    plain = np.quantile(np.abs(values[:120] - 100), 0.99)
+    assert plain > 30 and tail_quantile(np.abs(values[:120] - 100), 0.99) < 5

@@ -15,6 +15,7 @@ from anomaly_api.detectors.bands import (
     Scores,
     consistent_score,
     robust_scale,
+    tail_quantile,
 )
 from anomaly_api.detectors.base import Context, Detector
 from anomaly_api.detectors.hampel import median_of, rolling_median_forecast
@@ -212,7 +213,7 @@ class AdaptiveDetector(Detector):
         floor = _SCALE_FLOOR * robust_scale(series.values)
         self.scale_ = max(robust_scale(settled, 0.0), floor)
         deviations = self._deviations(departures)
-        self.unit_ = float(np.quantile(deviations, self.params["quantile"]))
+        self.unit_ = tail_quantile(deviations, self.params["quantile"])
         rate_window = int(self.params["rate_window"])
         rates = trailing_mean(deviations[:0], deviations, rate_window)
         # Only full windows: the first means average fewer points and would overstate.

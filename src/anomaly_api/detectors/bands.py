@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
@@ -286,7 +287,11 @@ OUTLIER_CUT = 3.5
 
 
 def tail_unit(
-    residuals: FloatArray, quantile: float, scale: float, outlier_cut: float | None = None
+    residuals: FloatArray,
+    quantile: float,
+    scale: float,
+    outlier_cut: float | None = None,
+    few_points: bool = True,
 ) -> float:
     """The calibrated unit of deviation: the ``quantile`` of the training residuals'
     absolute values, never below ``scale`` (their robust sigma).
@@ -302,8 +307,10 @@ def tail_unit(
     With ``outlier_cut``, residuals farther than that many ``scale`` units (training
     incidents, by Iglewicz & Hoaglin's rule) are left out first, so that incidents in
     the training data cannot widen the band (the ``robust`` detector's promise).
+    A short training series has few points beyond the quantile: :func:`tail_quantile`
+    extrapolates from more of them, unless ``few_points`` is False (the plain quantile).
 
-    >>> round(tail_unit(np.arange(-100.0, 101.0), 0.99, 1.0), 2)
+    >>> round(tail_unit(np.arange(-1000.0, 1001.0) / 10, 0.99, 1.0), 2)
     99.0
     """
     distances = np.abs(residuals)
@@ -311,4 +318,40 @@ def tail_unit(
         distances = distances[distances <= outlier_cut * scale]
     if distances.size == 0:
         return scale
-    return max(float(np.quantile(distances, quantile)), scale)
+    if not few_points:
+        return max(float(np.quantile(distances, quantile)), scale)
+    return max(tail_quantile(distances, quantile), scale)
+
+
+MIN_TAIL_POINTS = 10
+"""How many training points must lie beyond a quantile for it to be read off them: with
+fewer, the 99th percentile of 100 points is their largest one, and one incident in a
+short training series sets the band (cross-validated: docs/detection.md)."""
+
+
+def tail_quantile(distances: FloatArray, quantile: float) -> float:
+    """The ``quantile`` of ``distances`` (absolute deviations), read off the training
+    points when at least :data:`MIN_TAIL_POINTS` lie beyond it. From a shorter series:
+    the :data:`MIN_TAIL_POINTS`-th largest distance (at most the median), stretched to
+    ``quantile`` as a normal tail would be from that rank (the ratio of the
+    half-normal's quantiles, ``z((1 + q) / 2)``).
+
+    A tail quantile is only as good as the points beyond it: the 99th percentile of 100
+    points is their largest, and one incident in a short training series would set
+    the band. Extrapolating from a lower order statistic with a parametric tail is the
+    usual remedy when they are few (the idea of peaks-over-threshold estimation, e.g.
+    Siffer et al. 2017, with the simplest tail).
+
+    >>> distances = np.abs(np.random.default_rng(0).normal(0.0, 1.0, 100))  # sigma 1: q99 2.58
+    >>> round(float(np.quantile(distances, 0.99)), 2), round(tail_quantile(distances, 0.99), 2)
+    (2.2, 2.47)
+    """
+    size = distances.size
+    if size * (1.0 - quantile) >= MIN_TAIL_POINTS:
+        return float(np.quantile(distances, quantile))
+    rank = max(min(MIN_TAIL_POINTS, size // 2), 1)
+    reached = float(np.partition(distances, size - rank)[size - rank])
+    normal = NormalDist()
+    level = max(1.0 - rank / size, 0.5)
+    stretch = normal.inv_cdf((1.0 + quantile) / 2.0) / normal.inv_cdf((1.0 + level) / 2.0)
+    return reached * stretch
