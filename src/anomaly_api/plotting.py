@@ -9,7 +9,8 @@ spike visible while a 1M-point series draws as fast as a 4,000-point one.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -70,6 +71,22 @@ def _first_in_bucket(mask: np.ndarray, bucket_of: np.ndarray, buckets: int) -> I
     return result
 
 
+_DRAWABLE = 1e300
+"""Beyond this magnitude matplotlib's axis arithmetic overflows."""
+
+
+def _drawable_exponent(values: np.ndarray, scores: Scores) -> int:
+    """0, or the power of ten to divide everything drawn by when it is too large to draw."""
+    largest = 0.0
+    for array in (values, scores.expected, scores.lower, scores.upper):
+        finite = np.abs(array[np.isfinite(array)])
+        if finite.size:
+            largest = max(largest, float(finite.max()))
+    if largest <= _DRAWABLE:
+        return 0
+    return math.floor(math.log10(largest))
+
+
 def render_plot(series: Series, scores: Scores, title: PlotTitle, max_points: int = 4000) -> bytes:
     """A PNG of the training series against its model's band (:func:`plot_figure`)."""
     buffer = io.BytesIO()
@@ -84,7 +101,17 @@ def plot_figure(series: Series, scores: Scores, title: PlotTitle, max_points: in
     figure = Figure(figsize=(12, 4.5), dpi=100, layout="constrained")
     axes = figure.subplots()
     times = series.timestamps.astype("datetime64[s]")
-    shown_ts, shown_values = downsample_minmax(series.timestamps, series.values, max_points)
+    # Values near the float limit overflow the axis arithmetic: draw them scaled.
+    exponent = _drawable_exponent(series.values, scores)
+    factor = 10.0**exponent
+    values = series.values / factor
+    scores = replace(
+        scores,
+        expected=scores.expected / factor,
+        lower=scores.lower / factor,
+        upper=scores.upper / factor,
+    )
+    shown_ts, shown_values = downsample_minmax(series.timestamps, values, max_points)
     axes.plot(
         shown_ts.astype("datetime64[s]"),
         shown_values,
@@ -108,8 +135,8 @@ def plot_figure(series: Series, scores: Scores, title: PlotTitle, max_points: in
     axes.plot(band_x, expected_y, color="#2ca02c", lw=0.8, label="expected", zorder=1)
     finite_low = np.where(np.isfinite(lower_y), lower_y, np.nan)
     finite_high = np.where(np.isfinite(upper_y), upper_y, np.nan)
-    low_fill = np.where(np.isnan(finite_low), np.nanmin(series.values), finite_low)
-    high_fill = np.where(np.isnan(finite_high), np.nanmax(series.values), finite_high)
+    low_fill = np.where(np.isnan(finite_low), np.nanmin(values), finite_low)
+    high_fill = np.where(np.isnan(finite_high), np.nanmax(values), finite_high)
     axes.fill_between(
         band_x, low_fill, high_fill, color="#2ca02c", alpha=0.15, label="normal band", zorder=0
     )
@@ -122,7 +149,7 @@ def plot_figure(series: Series, scores: Scores, title: PlotTitle, max_points: in
     if flagged.size:
         axes.scatter(
             times[flagged],
-            series.values[flagged],
+            values[flagged],
             s=8,
             color="#d62728",
             zorder=3,
@@ -132,7 +159,7 @@ def plot_figure(series: Series, scores: Scores, title: PlotTitle, max_points: in
     if opened.size:
         axes.scatter(
             times[opened],
-            series.values[opened],
+            values[opened],
             s=80,
             facecolors="none",
             edgecolors="#000000",
@@ -143,7 +170,7 @@ def plot_figure(series: Series, scores: Scores, title: PlotTitle, max_points: in
     threshold = "" if title.threshold is None else f", threshold {title.threshold:g}"
     axes.set_title(f"{title.series_id} · version {title.version} · {title.detector}{threshold}")
     axes.set_xlabel("time (UTC)")
-    axes.set_ylabel("value")
+    axes.set_ylabel("value" if exponent == 0 else f"value (in units of 1e{exponent})")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     axes.grid(alpha=0.3)
     return figure

@@ -38,6 +38,20 @@ def test_plot_of_a_large_one_sided_series(client: TestClient) -> None:
     assert response.content.startswith(PNG)
 
 
+def test_plot_of_values_near_the_float_limit_is_drawn_scaled(client: TestClient) -> None:
+    """Matplotlib's axis arithmetic overflows near 1.8e308: such a series is drawn in
+    units of a power of ten instead of failing."""
+    body = {
+        "timestamps": [1_691_000_000 + 60 * i for i in range(10)],
+        "values": [1.7e308 if i % 2 else 0.0 for i in range(10)],
+        "detector": "robust",
+    }
+    assert client.post("/fit/huge", json=body).status_code == 200
+    response = client.get("/plot/huge")
+    assert response.status_code == 200
+    assert response.content.startswith(PNG)
+
+
 def test_plot_without_stored_points_says_why(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path}/m.db", training_points_cap=0)
     with TestClient(create_app(settings)) as client:
