@@ -70,7 +70,7 @@ FIT_CASES = [
         "unknown detector",
         b'{"timestamps": [1,2,3,4,5], "values": [1,2,3,4,5], "detector": "magic"}',
         422,
-        "valid detectors: adaptive, cusum, hampel, robust, seasonal, spread, trend, zscore",
+        "valid detectors: adaptive, cusum, hampel, pattern, robust, seasonal, spread, trend, zscore",
     ),
     (
         "unknown param",

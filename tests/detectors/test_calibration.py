@@ -8,7 +8,7 @@ import pytest
 from anomaly_api.detectors import DETECTORS, Series
 from anomaly_api.detectors.bands import tail_quantile
 
-CALIBRATED = ["robust", "seasonal", "hampel", "adaptive", "spread", "trend"]
+CALIBRATED = ["robust", "seasonal", "hampel", "adaptive", "spread", "trend", "pattern"]
 
 
 def draws(kind: str, size: int, seed: int) -> np.ndarray:

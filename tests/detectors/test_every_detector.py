@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anomaly_api.detectors import DETECTORS, Detector, Scores, Series, SpreadDetector
+from anomaly_api.detectors import (
+    DETECTORS,
+    Detector,
+    PatternDetector,
+    Scores,
+    Series,
+    SpreadDetector,
+)
 from anomaly_api.detectors.incidents import NEW
 from anomaly_api.errors import InvalidInput
 
@@ -266,7 +273,10 @@ def test_peeking_at_many_points_is_peeking_at_each(
             incident=np.array([p.incident for p in each], dtype=np.int8),
         ),
     )
-    assert not many.anomaly.all()
+    # The context's last window holds a spike of 12 sigmas: pattern judges the window's
+    # shape, which is unlike any in training whatever the next point.
+    if cls is not PatternDetector:
+        assert not many.anomaly.all()
     # One point cannot make spread's window of steps quieter than the training's.
     if not (cls is SpreadDetector and direction == "lower"):
         assert many.anomaly.any()

@@ -13,6 +13,7 @@ from anomaly_api.detectors.base import Detector
 from anomaly_api.detectors.cusum import CusumDetector
 from anomaly_api.detectors.hampel import HampelDetector
 from anomaly_api.detectors.params import Parameter
+from anomaly_api.detectors.pattern import PatternDetector
 from anomaly_api.detectors.robust import RobustDetector
 from anomaly_api.detectors.seasonal import SeasonalDetector
 from anomaly_api.detectors.series import Series
@@ -32,6 +33,7 @@ DETECTORS: dict[str, type[Detector]] = {
         CusumDetector,
         SpreadDetector,
         TrendDetector,
+        PatternDetector,
     )
 }
 
@@ -54,6 +56,7 @@ __all__ = [
     "Detector",
     "HampelDetector",
     "Parameter",
+    "PatternDetector",
     "PointScore",
     "RobustDetector",
     "Scores",

@@ -47,6 +47,7 @@ DEFAULT_POLICIES: dict[str, JsonDict | None] = {
     "cusum": {"every": 100, "window": 4032},  # cross-validated (docs/detection.md)
     "spread": {"every": 288, "window": "14d"},  # cross-validated (docs/detection.md)
     "trend": {"every": 1000, "window": 4032},  # cross-validated (docs/detection.md)
+    "pattern": {"every": 288, "window": 4032},
 }
 """Each detector's policy when a fit names none: the best fixed policy of a grid (every
 none, 100, 288, 1000 points, 12 h, 1 d, 7 d; window 2016, 4032, 8640 points, 7, 14, 28
