@@ -10,6 +10,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     ANOMALY_HOST=0.0.0.0 \
+    ANOMALY_AUTH=required \
     ANOMALY_PORT=8000 \
     ANOMALY_DATABASE_URL=sqlite:////data/anomaly.db \
     MPLCONFIGDIR=/tmp/matplotlib

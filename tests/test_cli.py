@@ -51,3 +51,41 @@ def test_settings_come_from_anomaly_variables(monkeypatch: pytest.MonkeyPatch) -
     settings = Settings()
     assert settings.model_cache_size == 7
     assert settings.database_url == "sqlite:////tmp/x.db"
+
+
+def test_keys_create_list_and_revoke(tmp_path: Path) -> None:
+    from anomaly_api.auth import digest
+    from anomaly_api.storage import open_store
+
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    created = runner.invoke(
+        app, ["keys", "create", "--name", "ci", "--scopes", "predict,read", "--database-url", url]
+    )
+    assert created.exit_code == 0, created.output
+    key = created.output.strip().splitlines()[-1]
+    assert key.startswith("adk_") and len(key) > 40
+    store = open_store(url)
+    try:
+        assert store.active_keys() == [(digest(key), "ci", ("read", "predict"))]
+    finally:
+        store.close()
+    assert key not in runner.invoke(app, ["keys", "list", "--database-url", url]).output
+    again = runner.invoke(app, ["keys", "create", "--name", "ci", "--database-url", url])
+    assert again.exit_code == 2 and "exists" in again.output
+    bad = runner.invoke(
+        app, ["keys", "create", "--name", "x", "--scopes", "root", "--database-url", url]
+    )
+    assert bad.exit_code == 2 and "unknown scope" in bad.output
+    assert runner.invoke(app, ["keys", "revoke", "ci", "--database-url", url]).exit_code == 0
+    listed = runner.invoke(app, ["keys", "list", "--database-url", url]).output
+    assert "ci" in listed and "Z" in listed.splitlines()[1].split()[-1]
+    assert runner.invoke(app, ["keys", "revoke", "ci", "--database-url", url]).exit_code == 2
+
+
+def test_serve_refuses_a_network_address_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    # serve writes both into the environment for its workers: set them here first so
+    # that monkeypatch takes them out again afterwards.
+    monkeypatch.setenv("ANOMALY_HOST", "127.0.0.1")
+    monkeypatch.setenv("ANOMALY_AUTH", "required")
+    result = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--auth", "off"])
+    assert result.exit_code == 2 and "refusing" in result.output

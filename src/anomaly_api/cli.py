@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from anomaly_api.settings import Settings
+from anomaly_api.settings import Settings, is_loopback
+
+if TYPE_CHECKING:
+    from anomaly_api.storage import ModelStore
 
 app = typer.Typer(
     help="Anomaly detection service for time series.",
@@ -29,6 +34,21 @@ def serve(
     database_url: Annotated[
         str | None, typer.Option(help="Model store [ANOMALY_DATABASE_URL].")
     ] = None,
+    auth: Annotated[
+        str | None,
+        typer.Option(
+            help="API keys: required or off [ANOMALY_AUTH; default: off on a loopback "
+            "address, required otherwise]."
+        ),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Allow --auth off on an address other machines can reach (anyone who "
+            "reaches it may read, write and delete every series).",
+        ),
+    ] = False,
 ) -> None:
     """Run the HTTP service (uvicorn with uvloop and httptools).
 
@@ -46,7 +66,22 @@ def serve(
         os.environ["ANOMALY_DATABASE_URL"] = database_url
     if workers is not None:
         os.environ["ANOMALY_WORKERS"] = str(workers)
+    if host is not None:
+        os.environ["ANOMALY_HOST"] = host  # the workers decide on API keys from it
+    if auth is not None:
+        if auth not in ("required", "off"):
+            raise typer.BadParameter("must be required or off", param_hint="--auth")
+        os.environ["ANOMALY_AUTH"] = auth
     settings = Settings()
+    if not settings.auth_required and not is_loopback(settings.host) and not insecure_no_auth:
+        typer.echo(
+            f"serve: refusing to serve {settings.host} with API keys off: anyone who reaches "
+            "it could read, write and delete every series. Leave ANOMALY_AUTH unset (keys "
+            "are then required; create one with `anomaly-api keys create`), bind 127.0.0.1, "
+            "or pass --insecure-no-auth.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     if settings.instance_id is None:
         # The name of this server's hold on series streams: stable across restarts, so a
         # server restarted after a crash resumes its streams at once instead of waiting
@@ -361,6 +396,99 @@ def migrate(
         what = "conflicts" if report.conflict_count else "verification failed"
         typer.echo(f"migrate: {what}; the target is not a copy of the source", err=True)
         raise typer.Exit(code=1)
+
+
+keys_app = typer.Typer(
+    help="API keys: create, list and revoke them in the model store (ANOMALY_DATABASE_URL).",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+DatabaseOption = Annotated[
+    str | None, typer.Option(help="Model store [ANOMALY_DATABASE_URL].", show_default=False)
+]
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A name for the key (who or what uses it).")],
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated scopes: read, predict, write, admin.")
+    ] = "read,predict",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create a key and print it as the last line: it is shown only this once (the store
+    keeps its SHA-256 digest)."""
+    from anomaly_api.auth import check_name, digest, new_key, parse_scopes
+    from anomaly_api.errors import InvalidInput
+
+    try:
+        chosen = parse_scopes(scopes)
+        check_name(name)
+    except InvalidInput as exc:
+        raise typer.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
+    key = new_key()
+    with _key_store(database_url) as store:
+        try:
+            store.create_key(name, digest(key), chosen)
+        except InvalidInput as exc:
+            raise typer.BadParameter(exc.message, param_hint="--name") from None
+    typer.echo(f"created key {name!r} with scopes {','.join(chosen)}; it is not shown again:")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(database_url: DatabaseOption = None) -> None:
+    """Every key's name, scopes, creation time and revocation time (never the key)."""
+    import datetime
+
+    def when(seconds: float | None) -> str:
+        if seconds is None:
+            return "-"
+        return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    with _key_store(database_url) as store:
+        records = store.list_keys()
+    typer.echo(f"{'name':<24} {'scopes':<28} {'created':<21} revoked")
+    for record in records:
+        scopes = ",".join(record.scopes)
+        typer.echo(
+            f"{record.name:<24} {scopes:<28} {when(record.created_at):<21} "
+            f"{when(record.revoked_at)}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="The key's name.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Revoke a key: every server using the store refuses it within a second."""
+    with _key_store(database_url) as store:
+        revoked = store.revoke_key(name)
+    if not revoked:
+        typer.echo(f"keys revoke: no active key named {name!r}", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(f"revoked key {name!r}")
+
+
+@contextlib.contextmanager
+def _key_store(database_url: str | None) -> Iterator[ModelStore]:
+    from anomaly_api.errors import StoreUnavailable
+    from anomaly_api.storage import open_store
+
+    try:
+        store = open_store(database_url or Settings().database_url)
+    except StoreUnavailable as exc:
+        typer.echo(f"keys: {exc.message}", err=True)
+        raise typer.Exit(code=1) from None
+    try:
+        yield store
+    except StoreUnavailable as exc:
+        typer.echo(f"keys: {exc.message}", err=True)
+        raise typer.Exit(code=1) from None
+    finally:
+        store.close()
 
 
 def main() -> None:

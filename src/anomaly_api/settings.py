@@ -38,6 +38,13 @@ class Settings(BaseSettings):
         "server known to be down answers 503 at once).",
     )
     host: str = Field("127.0.0.1", description="Address `anomaly-api serve` binds to.")
+    auth: Literal["required", "off"] | None = Field(
+        None,
+        description="API keys: 'required' (every route but /healthcheck and the docs needs a "
+        "key with the right scope) or 'off'. Unset: off when the service binds a loopback "
+        "address, required otherwise; `serve` refuses to bind another address with auth off "
+        "unless given --insecure-no-auth.",
+    )
     port: int = Field(8000, ge=1, le=65535, description="Port `anomaly-api serve` listens on.")
     workers: int = Field(1, ge=1, le=64, description="Worker processes for `serve`.")
     default_detector: str = Field("zscore", description="Detector used when a fit body names none.")
@@ -111,3 +118,24 @@ class Settings(BaseSettings):
         description="Log a line per request. Off by default: at thousands of predicts a "
         "second it costs more CPU than the predicts, and /metrics counts requests anyway.",
     )
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether requests need an API key: ``auth``, or by default whether ``host`` is
+        anything but a loopback address."""
+        if self.auth is not None:
+            return self.auth == "required"
+        return not is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) reaches only this machine."""
+    import ipaddress
+
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

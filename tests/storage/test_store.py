@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from anomaly_api.detectors import Series
+from anomaly_api.errors import InvalidInput
 from anomaly_api.storage import ModelStore, NewModel, open_store
 from anomaly_api.storage.base import (
     Changes,
@@ -511,3 +512,24 @@ def test_holders_gone_for_a_day_and_holding_nothing_are_forgotten(
         monkeypatch.setattr(module, "FORGET_OWNERS_CHANCE", 1.0)
     store.save_streams("me", 30, [], 10)  # a heartbeat that forgets
     assert owners(store_url) == {"gone-holding", "recent-idle", "me"}
+
+
+def test_api_keys_are_kept_as_digests_and_revoked_for_good(store: ModelStore) -> None:
+    first = store.create_key("ci", "d1", ("read", "predict"))
+    assert first.name == "ci" and first.scopes == ("read", "predict") and first.revoked_at is None
+    store.create_key("admin", "d2", ("admin",))
+    assert sorted(store.active_keys()) == [
+        ("d1", "ci", ("read", "predict")),
+        ("d2", "admin", ("admin",)),
+    ]
+    with pytest.raises(InvalidInput, match="exists"):
+        store.create_key("ci", "d3", ("read",))
+    assert store.revoke_key("ci")
+    assert not store.revoke_key("ci")
+    assert not store.revoke_key("nobody")
+    assert store.active_keys() == [("d2", "admin", ("admin",))]
+    listed = {record.name: record for record in store.list_keys()}
+    assert listed["ci"].revoked_at is not None and listed["admin"].revoked_at is None
+    # A revoked key's name stays taken: the list says who held it.
+    with pytest.raises(InvalidInput, match="exists"):
+        store.create_key("ci", "d4", ("read",))

@@ -19,15 +19,17 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from anomaly_api import __version__, metrics
+from anomaly_api.api.asgi.auth import Authenticate
 from anomaly_api.api.asgi.workers import OwnerRouting, WorkerRouter, claim_slot
 from anomaly_api.api.columnar import BatchRequest, DetectRequest
 from anomaly_api.api.errors import install_error_handlers
 from anomaly_api.api.fast import FastPredict
 from anomaly_api.api.limits import BodySizeLimit
 from anomaly_api.api.metrics_middleware import MetricsMiddleware
-from anomaly_api.api.routes import batch, bulk, detectors, health, models, plot, series
+from anomaly_api.api.routes import batch, bulk, detectors, health, keys, models, plot, series
 from anomaly_api.api.routes import metrics as metrics_route
 from anomaly_api.api.schemas import ErrorResponse, FitRequest, PredictRequest
+from anomaly_api.auth import Keyring
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.settings import Settings
 from anomaly_api.storage import open_store
@@ -45,22 +47,28 @@ Errors are `{"detail": "..."}` with a sentence that names the field or the missi
 """
 
 
-def create_app(settings: Settings | None = None) -> OwnerRouting | FastPredict:
+def create_app(settings: Settings | None = None) -> Authenticate | OwnerRouting | FastPredict:
     """The ASGI app to serve for ``settings`` (read from ``ANOMALY_*`` variables when None):
-    the stack, outermost first: requests about another worker's series passed on to it
-    (:mod:`anomaly_api.api.asgi.workers`, with ``--workers`` above 1), the predict fast
+    the stack, outermost first: API keys and scopes (:mod:`anomaly_api.api.asgi.auth`,
+    when ``settings.auth_required``), requests about another worker's series passed on to
+    it (:mod:`anomaly_api.api.asgi.workers`, with ``--workers`` above 1), the predict fast
     path (:mod:`anomaly_api.api.fast`), then :func:`create_api`'s FastAPI application."""
     settings = settings or Settings()
-    api = create_api(settings)
+    keyring = Keyring() if settings.auth_required else None
+    api = create_api(settings, keyring)
+    inner: OwnerRouting | FastPredict
     if settings.workers == 1:
-        return FastPredict(api)  # one worker owns every series: nothing to pass on
-    return OwnerRouting(
-        FastPredict(api), lambda: api.state._state.get("router"), settings.max_body_bytes
-    )
+        inner = FastPredict(api)  # one worker owns every series: nothing to pass on
+    else:
+        inner = OwnerRouting(
+            FastPredict(api), lambda: api.state._state.get("router"), settings.max_body_bytes
+        )
+    return inner if keyring is None else Authenticate(inner, keyring)
 
 
-def create_api(settings: Settings | None = None) -> FastAPI:
-    """The FastAPI application: every route, its validation, errors and documentation."""
+def create_api(settings: Settings | None = None, keyring: Keyring | None = None) -> FastAPI:
+    """The FastAPI application: every route, its validation, errors and documentation;
+    ``keyring`` (API keys required) is loaded from the store while the app runs."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -95,6 +103,8 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         )
         app.state.registry = registry
         app.state.router = router
+        if keyring is not None:
+            keyring.start(store.active_keys)
         if router is not None:
             await router.serve(FastPredict(app))
         # matplotlib takes about a second to import; do it off the request path, without
@@ -107,6 +117,8 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             gc.set_threshold(*thresholds)
+            if keyring is not None:
+                keyring.stop()
             if router is not None:
                 await router.close()
             registry.close()
@@ -121,6 +133,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.auth_required = keyring is not None
     install_error_handlers(app)
     # batch first: /predict/{id}/batch would otherwise be read as the id "{id}/batch".
     for router in (
@@ -131,6 +144,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         health.router,
         detectors.router,
         plot.router,
+        keys.router,
     ):
         app.include_router(router)
     app.include_router(metrics_route.router)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from anomaly_api.auth import KeyRecord
 from anomaly_api.detectors.series import FloatArray, IntArray, Series
 
 JsonDict = dict[str, Any]
@@ -296,6 +297,23 @@ class ModelStore(Protocol):
 
     def export_stream(self, series_id: str) -> ExportedStream | None:
         """The series' stream as last saved, with all its points (None: no stream)."""
+        ...
+
+    def create_key(self, name: str, key_digest: str, scopes: Sequence[str]) -> KeyRecord:
+        """Store an API key's digest under a new ``name`` (:class:`InvalidInput` when the
+        name was ever used: names stay reserved after a revocation, for the audit)."""
+        ...
+
+    def list_keys(self) -> list[KeyRecord]:
+        """Every key ever created, by name, revoked ones included."""
+        ...
+
+    def revoke_key(self, name: str) -> bool:
+        """Revoke the key ``name``; False when no such active key exists."""
+        ...
+
+    def active_keys(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(digest, name, scopes) of every key not revoked."""
         ...
 
     def ping(self) -> None:

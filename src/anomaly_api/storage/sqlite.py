@@ -38,8 +38,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from anomaly_api.auth import KeyRecord
 from anomaly_api.detectors.series import Series
-from anomaly_api.errors import StoreUnavailable
+from anomaly_api.errors import InvalidInput, StoreUnavailable
 from anomaly_api.storage.base import (
     Changes,
     ModelRecord,
@@ -112,6 +113,12 @@ MIGRATIONS: tuple[tuple[int, str | Callable[[sqlite3.Connection], None]], ...] =
     ),
     (3, STREAM_SCHEMA),
     (4, upgrade_to_chunks),
+    (
+        5,
+        # API keys: only their digests (anomaly_api.auth).
+        "CREATE TABLE api_keys (name TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, "
+        "scopes TEXT NOT NULL, created_at REAL NOT NULL, revoked_at REAL)",
+    ),
 )
 """(``user_version``, SQL or a function of the connection) in order; append, never edit
 an applied one."""
@@ -424,6 +431,39 @@ class SQLiteModelStore(SQLiteStreams):
     def deletion_epoch(self) -> int:
         [(epoch,)] = self._read("SELECT value FROM meta WHERE key = 'deletion_epoch'")
         return int(epoch)
+
+    # -- API keys ---------------------------------------------------------------------
+
+    def create_key(self, name: str, key_digest: str, scopes: Sequence[str]) -> KeyRecord:
+        created_at = time.time()
+        with self._write() as connection:
+            taken = connection.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,))
+            if taken.fetchone() is not None:
+                raise InvalidInput(f"a key named {name!r} exists (or existed)", field="name")
+            connection.execute(
+                "INSERT INTO api_keys (name, digest, scopes, created_at) VALUES (?, ?, ?, ?)",
+                (name, key_digest, ",".join(scopes), created_at),
+            )
+        return KeyRecord(name, tuple(scopes), created_at)
+
+    def list_keys(self) -> list[KeyRecord]:
+        rows = self._read("SELECT name, scopes, created_at, revoked_at FROM api_keys ORDER BY name")
+        return [
+            KeyRecord(name, tuple(scopes.split(",")), at, revoked)
+            for name, scopes, at, revoked in rows
+        ]
+
+    def revoke_key(self, name: str) -> bool:
+        with self._write() as connection:
+            revoked = connection.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                (time.time(), name),
+            ).rowcount
+        return bool(revoked)
+
+    def active_keys(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        rows = self._read("SELECT digest, name, scopes FROM api_keys WHERE revoked_at IS NULL")
+        return [(key_digest, name, tuple(scopes.split(","))) for key_digest, name, scopes in rows]
 
     def ping(self) -> None:
         self._read("SELECT 1")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from anomaly_api.api.asgi.auth import PRINCIPAL
 from anomaly_api.api.deps import RegistryDep
 from anomaly_api.api.errors import RETRY_AFTER_S
 from anomaly_api.api.schemas import HealthResponse
@@ -18,13 +19,20 @@ router = APIRouter(tags=["service"])
     responses={503: {"model": HealthResponse, "description": "The model store is down."}},
     summary="Service health and recent latencies",
 )
-def healthcheck(registry: RegistryDep) -> JSONResponse:
+def healthcheck(registry: RegistryDep, request: Request) -> JSONResponse:
     """`series_trained` is counted in the store (every process agrees). Latencies cover
     the most recent `ANOMALY_LATENCY_WINDOW` fits and predicts of each worker, merged
     over all live workers of the server (`workers` says how many), as is
     `models_cached`. Answers 503 with `status: "unavailable"` when the store does not
-    answer."""
+    answer. With API keys required, callers without a key holding `read` get only
+    `status`."""
     health = HealthResponse.model_validate(registry.health())
+    principal = request.scope.get(PRINCIPAL)
+    if request.app.state.auth_required and (principal is None or "read" not in principal.scopes):
+        # Load balancers need no more; the detail (store, latencies) is for key holders.
+        status = 200 if health.status == "ok" else 503
+        headers = None if status == 200 else {"Retry-After": RETRY_AFTER_S}
+        return JSONResponse({"status": health.status}, status_code=status, headers=headers)
     if health.status == "ok":
         return JSONResponse(health.model_dump(mode="json"))
     return JSONResponse(

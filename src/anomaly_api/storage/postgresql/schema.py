@@ -56,6 +56,19 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     ),
     (3, "streams: observed points, saved contexts, holders; version triggers", STREAM_MIGRATION),
     (4, "observed points packed in chunks, one row per series per save", CHUNK_MIGRATION),
+    (
+        5,
+        "API keys: names, digests and scopes",
+        """
+        CREATE TABLE anomaly_api_keys (
+            name       text COLLATE "C" PRIMARY KEY,
+            digest     text NOT NULL UNIQUE,
+            scopes     text NOT NULL,
+            created_at double precision NOT NULL,
+            revoked_at double precision
+        )
+        """,
+    ),
 )
 """(version, description, SQL) in order; append, never edit an applied one.
 

@@ -42,8 +42,9 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
+from anomaly_api.auth import KeyRecord
 from anomaly_api.detectors.series import Series
-from anomaly_api.errors import StoreUnavailable
+from anomaly_api.errors import InvalidInput, StoreUnavailable
 from anomaly_api.storage.base import (
     Changes,
     ModelRecord,
@@ -392,6 +393,50 @@ class PostgreSQLModelStore(PostgreSQLStreams):
     def deletion_epoch(self) -> int:
         [(epoch,)] = self._read("SELECT value FROM anomaly_meta WHERE key = 'deletion_epoch'")
         return int(epoch)
+
+    # -- API keys ---------------------------------------------------------------------
+
+    def create_key(self, name: str, key_digest: str, scopes: Sequence[str]) -> KeyRecord:
+        created_at = time.time()
+
+        def write(connection: psycopg.Connection[Any]) -> bool:
+            with connection.transaction():
+                row = connection.execute(
+                    "INSERT INTO anomaly_api_keys (name, digest, scopes, created_at)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING name",
+                    (name, key_digest, ",".join(scopes), created_at),
+                ).fetchone()
+            return row is not None
+
+        if not self._run(write, retry=False):
+            raise InvalidInput(f"a key named {name!r} exists (or existed)", field="name")
+        return KeyRecord(name, tuple(scopes), created_at)
+
+    def list_keys(self) -> list[KeyRecord]:
+        rows = self._read(
+            "SELECT name, scopes, created_at, revoked_at FROM anomaly_api_keys ORDER BY name"
+        )
+        return [
+            KeyRecord(name, tuple(scopes.split(",")), at, revoked)
+            for name, scopes, at, revoked in rows
+        ]
+
+    def revoke_key(self, name: str) -> bool:
+        def write(connection: psycopg.Connection[Any]) -> int:
+            with connection.transaction():
+                return connection.execute(
+                    "UPDATE anomaly_api_keys SET revoked_at = %s"
+                    " WHERE name = %s AND revoked_at IS NULL",
+                    (time.time(), name),
+                ).rowcount
+
+        return bool(self._run(write, retry=False))
+
+    def active_keys(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        rows = self._read(
+            "SELECT digest, name, scopes FROM anomaly_api_keys WHERE revoked_at IS NULL"
+        )
+        return [(key_digest, name, tuple(scopes.split(","))) for key_digest, name, scopes in rows]
 
     def ping(self) -> None:
         self._read("SELECT 1")
