@@ -8,7 +8,9 @@ Usage: ``python benchmarks/wrk/compare.py [--rounds 3] [--seconds 10] [--out DIR
    predicts are a live stream (``predict.lua``): every one a second after the one
    before, so each is news the series learns from and saves. In each round: the bare
    app (``bare_asgi.py``: parse with orjson, compare, answer), the service with
-   ``?version=1`` and with latest, each round starting with the next one.
+   ``?version=1`` and with latest, and a second service that requires API keys
+   (``ANOMALY_AUTH=required``; every predict sends a key), each round starting with the
+   next one.
    Reported: median requests/s over the rounds, the service's share of the bare app's,
    p50/p99 latency, errors, and the server's CPU time per request (read from
    ``/proc``; steadier than requests/s when the machine is shared).
@@ -83,12 +85,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def post(port: int, path: str, body: bytes) -> tuple[int, bytes, float]:
+def post(port: int, path: str, body: bytes, key: str | None = None) -> tuple[int, bytes, float]:
     """Status, body and seconds from sending the first byte to reading the last."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     connection.connect()
     started = time.perf_counter()
-    connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    connection.request("POST", path, body=body, headers=headers)
     response = connection.getresponse()
     data = response.read()
     seconds = time.perf_counter() - started
@@ -99,13 +104,12 @@ def post(port: int, path: str, body: bytes) -> tuple[int, bytes, float]:
 _next_start = [1_800_000_000]
 
 
-def wrk(port: int, path: str, seconds: int, pid: int) -> dict[str, Any]:
+def wrk(port: int, path: str, seconds: int, pid: int, key: str | None = None) -> dict[str, Any]:
     """One wrk run against ``path``: rate, latency percentiles, errors, CPU/request. Its
     stream starts after every earlier run's (no run can send 10^8 requests)."""
     _next_start[0] += 100_000_000
-    return run_wrk(
-        f"http://127.0.0.1:{port}{path}", PREDICT_LUA, seconds, pid, (str(_next_start[0]),)
-    )
+    script_args = (str(_next_start[0]),) if key is None else (str(_next_start[0]), key)
+    return run_wrk(f"http://127.0.0.1:{port}{path}", PREDICT_LUA, seconds, pid, script_args)
 
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float:
@@ -130,7 +134,15 @@ def main() -> int:
         "ANOMALY_DATABASE_URL": f"sqlite:///{scratch}/models.db",
         "ANOMALY_LOG_LEVEL": "warning",
     }
-    bare_port, service_port = free_port(), free_port()
+    bare_port, service_port, keyed_port = free_port(), free_port(), free_port()
+    from anomaly_api.auth import digest, new_key
+    from anomaly_api.storage import open_store
+
+    keyed_url = f"sqlite:///{scratch}/keyed.db"
+    key = new_key()
+    keyed_store = open_store(keyed_url)
+    keyed_store.create_key("bench", digest(key), ("predict", "write"))
+    keyed_store.close()
     bare = start(
         [
             str(bin_dir / "uvicorn"),
@@ -157,6 +169,12 @@ def main() -> int:
         service_port,
         "/healthcheck",
     )
+    keyed = start(
+        [str(bin_dir / "anomaly-api"), "serve", "--port", str(keyed_port)],
+        {**env, "ANOMALY_DATABASE_URL": keyed_url, "ANOMALY_AUTH": "required"},
+        keyed_port,
+        "/healthcheck",
+    )
     results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     try:
         from anomaly_api.sample import sample_points
@@ -168,16 +186,20 @@ def main() -> int:
         fit = orjson.dumps({"timestamps": timestamps, "values": values, "retrain": False})
         status, _, _ = post(service_port, "/fit/sample", fit)
         assert status == 200, status
+        assert post(keyed_port, "/fit/sample", fit, key)[0] == 200
+        assert post(keyed_port, "/fit/sample", fit)[0] == 401
         predict = b'{"timestamp": 1691001000, "value": 150.5}'
         for path in ("/predict/sample?version=1", "/predict/sample"):
             assert post(service_port, path, predict)[0] == 200
-        targets = {
-            "bare ASGI + orjson": (bare_port, "/predict/sample", bare.pid),
-            "service, ?version=1": (service_port, "/predict/sample?version=1", service.pid),
-            "service, latest": (service_port, "/predict/sample", service.pid),
+        assert post(keyed_port, "/predict/sample", predict, key)[0] == 200
+        targets: dict[str, tuple[int, str, int, str | None]] = {
+            "bare ASGI + orjson": (bare_port, "/predict/sample", bare.pid, None),
+            "service, ?version=1": (service_port, "/predict/sample?version=1", service.pid, None),
+            "service, latest": (service_port, "/predict/sample", service.pid, None),
+            "service, latest, API key": (keyed_port, "/predict/sample", keyed.pid, key),
         }
-        for port, path, pid in targets.values():
-            wrk(port, path, 2, pid)  # warm-up, discarded
+        for port, path, pid, target_key in targets.values():
+            wrk(port, path, 2, pid, target_key)  # warm-up, discarded
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
         names = list(targets)
         for round_ in range(args.rounds):
@@ -185,12 +207,13 @@ def main() -> int:
             # machine does not always fall on the same one.
             shift = round_ % len(names)
             for name in names[shift:] + names[:shift]:
-                port, path, pid = targets[name]
-                runs[name].append(wrk(port, path, args.seconds, pid))
+                port, path, pid, target_key = targets[name]
+                runs[name].append(wrk(port, path, args.seconds, pid, target_key))
                 print(f"round {round_ + 1}: {name}: {runs[name][-1]}", file=sys.stderr)
         results["predict"] = runs
         results["large"] = large_bodies(args.points, args.repeats, bare_port, service_port)
     finally:
+        stop(keyed)
         stop(service)
         stop(bare)
         shutil.rmtree(scratch, ignore_errors=True)
