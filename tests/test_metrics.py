@@ -108,7 +108,7 @@ def test_unmatched_paths_and_odd_methods_share_bounded_labels(client: TestClient
 def test_a_body_refused_before_routing_is_counted(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'm.db'}", max_body_bytes=1024)
     before = value(REQUESTS, handler="other", method="POST", status="413")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         assert client.post("/fit/s", content=b"x" * 2048).status_code == 413
     assert value(REQUESTS, handler="other", method="POST", status="413") == before + 1
 

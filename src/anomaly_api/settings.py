@@ -7,10 +7,10 @@ database file.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -44,6 +44,18 @@ class Settings(BaseSettings):
         "key with the right scope) or 'off'. Unset: off when the service binds a loopback "
         "address, required otherwise; `serve` refuses to bind another address with auth off "
         "unless given --insecure-no-auth.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names (comma-separated; '*' for any) requests may be addressed to, "
+        "besides the loopback names (localhost, 127.0.0.1, ::1). Empty: with API keys off "
+        "only the loopback names, so a web page cannot reach the service by rebinding its "
+        "own name to 127.0.0.1; with keys required, any.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (comma-separated) whose web pages may call the API from a "
+        "browser (CORS). Empty: none.",
     )
     port: int = Field(8000, ge=1, le=65535, description="Port `anomaly-api serve` listens on.")
     workers: int = Field(1, ge=1, le=64, description="Worker processes for `serve`.")
@@ -118,6 +130,13 @@ class Settings(BaseSettings):
         description="Log a line per request. Off by default: at thousands of predicts a "
         "second it costs more CPU than the predicts, and /metrics counts requests anyway.",
     )
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @property
     def auth_required(self) -> bool:

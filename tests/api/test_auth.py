@@ -44,7 +44,9 @@ def bearer(key: str) -> dict[str, str]:
 def secured(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], str]]:
     url = f"sqlite:///{tmp_path / 'models.db'}"
     keys = make_keys(url)
-    with TestClient(create_app(Settings(database_url=url, auth="required"))) as client:
+    with TestClient(
+        create_app(Settings(database_url=url, auth="required")), base_url="http://127.0.0.1"
+    ) as client:
         fitted = client.post("/fit/s", json=CONTRACT_FIT, headers=bearer(keys["write"]))
         assert fitted.status_code == 200, fitted.text
         yield client, keys, url
@@ -179,7 +181,10 @@ def test_two_replicas_on_postgresql_see_a_revocation_within_a_second(
 ) -> None:
     keys = make_keys(postgresql_url)
     settings = Settings(database_url=postgresql_url, auth="required")
-    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+    with (
+        TestClient(create_app(settings), base_url="http://127.0.0.1") as first,
+        TestClient(create_app(settings), base_url="http://127.0.0.1") as second,
+    ):
         headers = bearer(keys["all"])
         assert first.post("/fit/p", json=CONTRACT_FIT, headers=headers).status_code == 200
         for replica in (first, second):

@@ -234,7 +234,7 @@ def test_oversized_body_is_413(tmp_path: Path) -> None:
 
     settings = Settings(database_url=f"sqlite:///{tmp_path}/m.db", max_body_bytes=2048)
     big = b'{"timestamps": [' + b",".join(b"1691000000" for _ in range(400)) + b'], "values": []}'
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         response = client.post("/fit/s", content=big, headers=JSON)
         assert response.status_code == 413
         assert "ANOMALY_MAX_BODY_BYTES" in response.json()["detail"]

@@ -89,11 +89,17 @@ def test_docs_and_schema(client: TestClient) -> None:
     assert "curl" in fit["description"]
 
 
-def test_curl_without_content_type_still_works(client: TestClient) -> None:
-    """``curl -d`` sends application/x-www-form-urlencoded unless told otherwise."""
+def test_curl_without_a_json_content_type_is_told_to_send_one(client: TestClient) -> None:
+    """``curl -d`` sends application/x-www-form-urlencoded unless told otherwise, as a web
+    page's form would: without an API key that is refused with a message saying what to
+    send (the original service refused it too, with a 422). No Content-Type at all, as
+    scripts send, is JSON."""
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    assert client.post("/fit/sensor_1", content=FIT_BODY, headers=form).status_code == 200
-    response = client.post("/predict/sensor_1", content=PREDICT_BODY, headers=form)
+    refused = client.post("/fit/sensor_1", content=FIT_BODY, headers=form)
+    assert refused.status_code == 415
+    assert "Content-Type: application/json" in refused.json()["detail"]
+    assert client.post("/fit/sensor_1", content=FIT_BODY).status_code == 200
+    response = client.post("/predict/sensor_1", content=PREDICT_BODY)
     assert response.json()["anomaly"] is True
 
 
@@ -106,3 +112,7 @@ def test_readme_curl_lines_use_the_contract_paths() -> None:
     assert bodies, "README has no curl examples"
     for body in bodies:
         json.loads(body)
+    # Without a key, a body is accepted as JSON or with no Content-Type, not as curl's
+    # default form type: every POST in the README says which it sends.
+    for line in re.findall(r"curl -X POST[^\n]*", readme):
+        assert "Content-Type: application/json" in line or "Authorization" in line, line

@@ -57,6 +57,6 @@ def test_a_client_that_goes_away_mid_body_is_not_a_server_error(settings: Settin
         "headers": [],
         "app": api,
     }
-    with TestClient(api):  # runs the lifespan, so the registry exists
+    with TestClient(api, base_url="http://127.0.0.1"):  # runs the lifespan, so the registry exists
         asyncio.run(api(scope, receive, send))
     assert sent[0]["status"] == 499

@@ -55,7 +55,7 @@ def test_latency_windows_are_bounded(tmp_path: Path) -> None:
     from anomaly_api.settings import Settings
 
     settings = Settings(database_url=f"sqlite:///{tmp_path}/m.db", latency_window=10)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         client.post("/fit/s", json=CONTRACT_FIT)
         for _ in range(25):
             client.post("/predict/s", json={"timestamp": "1", "value": 1})
@@ -73,6 +73,6 @@ def test_the_server_collects_young_objects_less_often_while_it_runs(settings: Se
     """The lifespan raises the young generation's threshold (see
     ``YOUNG_GENERATION_THRESHOLD``) and gives the process its own back on shutdown."""
     before = gc.get_threshold()
-    with TestClient(create_app(settings)):
+    with TestClient(create_app(settings), base_url="http://127.0.0.1"):
         assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, *before[1:])
     assert gc.get_threshold() == before

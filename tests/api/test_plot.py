@@ -54,7 +54,7 @@ def test_plot_of_values_near_the_float_limit_is_drawn_scaled(client: TestClient)
 
 def test_plot_without_stored_points_says_why(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path}/m.db", training_points_cap=0)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         client.post("/fit/s", json=CONTRACT_FIT)
         response = client.get("/plot/s")
         assert response.status_code == 422

@@ -23,13 +23,15 @@ from anomaly_api.settings import Settings
 from tests.conftest import CONTRACT_FIT
 
 _database = Path(tempfile.mkdtemp()) / "schemathesis.db"
-app = create_app(Settings(database_url=f"sqlite:///{_database}"))
+# Schemathesis addresses the app as "testserver", which the browser guard refuses unless
+# it is allowed (as a deployment behind a name would be).
+app = create_app(Settings(database_url=f"sqlite:///{_database}", allowed_hosts=["testserver"]))
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def running_app() -> Iterator[None]:
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         client.post("/fit/sensor_1", json=CONTRACT_FIT)
         yield
 

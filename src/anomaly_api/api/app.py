@@ -17,9 +17,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
+from starlette.middleware.cors import CORSMiddleware
 
 from anomaly_api import __version__, metrics
-from anomaly_api.api.asgi.auth import Authenticate
+from anomaly_api.api.asgi.auth import ASGIApp, Authenticate
+from anomaly_api.api.asgi.browsers import BrowserGuard
 from anomaly_api.api.asgi.workers import OwnerRouting, WorkerRouter, claim_slot
 from anomaly_api.api.columnar import BatchRequest, DetectRequest
 from anomaly_api.api.errors import install_error_handlers
@@ -47,23 +49,40 @@ Errors are `{"detail": "..."}` with a sentence that names the field or the missi
 """
 
 
-def create_app(settings: Settings | None = None) -> Authenticate | OwnerRouting | FastPredict:
+def create_app(settings: Settings | None = None) -> ASGIApp:
     """The ASGI app to serve for ``settings`` (read from ``ANOMALY_*`` variables when None):
-    the stack, outermost first: API keys and scopes (:mod:`anomaly_api.api.asgi.auth`,
-    when ``settings.auth_required``), requests about another worker's series passed on to
-    it (:mod:`anomaly_api.api.asgi.workers`, with ``--workers`` above 1), the predict fast
+    the stack, outermost first: CORS (only for ``settings.cors_origins``), the browser
+    guard (host names, simple cross-origin writes: :mod:`anomaly_api.api.asgi.browsers`),
+    API keys and scopes (:mod:`anomaly_api.api.asgi.auth`, when
+    ``settings.auth_required``), requests about another worker's series passed on to it
+    (:mod:`anomaly_api.api.asgi.workers`, with ``--workers`` above 1), the predict fast
     path (:mod:`anomaly_api.api.fast`), then :func:`create_api`'s FastAPI application."""
     settings = settings or Settings()
     keyring = Keyring() if settings.auth_required else None
     api = create_api(settings, keyring)
-    inner: OwnerRouting | FastPredict
+    inner: ASGIApp
     if settings.workers == 1:
         inner = FastPredict(api)  # one worker owns every series: nothing to pass on
     else:
         inner = OwnerRouting(
             FastPredict(api), lambda: api.state._state.get("router"), settings.max_body_bytes
         )
-    return inner if keyring is None else Authenticate(inner, keyring)
+    if keyring is not None:
+        inner = Authenticate(inner, keyring)
+    inner = BrowserGuard(
+        inner,
+        settings.allowed_hosts,
+        any_host=settings.auth_required and not settings.allowed_hosts,
+    )
+    if settings.cors_origins:
+        inner = CORSMiddleware(
+            inner,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Ocp-Apim-Subscription-Key"],
+            max_age=600,
+        )
+    return inner
 
 
 def create_api(settings: Settings | None = None, keyring: Keyring | None = None) -> FastAPI:

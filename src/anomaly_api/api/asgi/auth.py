@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import orjson
-
+from anomaly_api.api.asgi.answers import refuse
 from anomaly_api.auth import Keyring, Principal
 
 Scope = MutableMapping[str, Any]
@@ -69,6 +68,11 @@ class Authenticate:
         self.app = app
         self.keyring = keyring
 
+    @property
+    def state(self) -> Any:
+        """The application's state (registry, settings), as the layers inside give it."""
+        return self.app.state  # type: ignore[attr-defined]
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -106,14 +110,9 @@ class Authenticate:
 
 
 async def _refuse(send: Send, status: int, detail: str) -> None:
-    body = orjson.dumps({"detail": detail})
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
+    headers: tuple[tuple[bytes, bytes], ...] = ()
     if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="anomaly-api"'))
-    if status == 503:
-        headers.append((b"retry-after", b"1"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        headers = ((b"www-authenticate", b'Bearer realm="anomaly-api"'),)
+    elif status == 503:
+        headers = ((b"retry-after", b"1"),)
+    await refuse(send, status, detail, headers)

@@ -90,6 +90,7 @@ async def predict_batch(
 
     ```
     curl -X POST 'localhost:8000/predict/sensor_1/batch?version=1' \\
+      -H 'Content-Type: application/json' \\
       -d '{"timestamps": [1691000300, 1691000360], "values": [12.5, 80.0]}'
     ```
     """
@@ -140,7 +141,8 @@ async def detect(
     answer has one array per field, in the order of the points given.
 
     ```
-    curl -X POST localhost:8000/detect -d '{"timestamps": [1, 2, 3, 4, 5, 6],
+    curl -X POST localhost:8000/detect -H 'Content-Type: application/json' \\
+      -d '{"timestamps": [1, 2, 3, 4, 5, 6],
       "values": [10, 11, 9, 12, 10, 50], "detector": "robust"}'
     ```
     """

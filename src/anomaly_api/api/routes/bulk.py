@@ -129,7 +129,7 @@ async def predict_many(
     same fields, or with the error a single predict of it would have got:
 
     ```
-    curl -X POST localhost:8000/predict -d '[
+    curl -X POST localhost:8000/predict -H 'Content-Type: application/json' -d '[
       {"series_id": "web-1:cpu", "timestamp": 1691000300, "value": 41.5},
       {"series_id": "web-2:cpu", "timestamp": 1691000300, "value": 97.0}]'
     ```
