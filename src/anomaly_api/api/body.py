@@ -45,6 +45,27 @@ def _parse(raw: bytes) -> Any:
         raise InvalidInput("request body is nested too deeply", field="body") from None
 
 
+MAX_FIELD_ERRORS = 10
+"""Field errors an answer lists at most; the rest are counted ("and N more")."""
+
+
+class BoundedValidationError(RequestValidationError):
+    """The first :data:`MAX_FIELD_ERRORS` errors of a validation, and how many there were:
+    a body of a million bad values gets a small answer, built here (in the worker thread
+    that parsed a large body) rather than on the event loop."""
+
+    def __init__(self, errors: list[dict[str, Any]], total: int) -> None:
+        super().__init__(errors)
+        self.total = total
+
+
+def first_errors(exc: ValidationError) -> BoundedValidationError:
+    """``exc``'s first errors, located in the body, without echoing the input."""
+    errors = exc.errors(include_url=False, include_input=False)
+    kept = [{**error, "loc": ("body", *error["loc"])} for error in errors[:MAX_FIELD_ERRORS]]
+    return BoundedValidationError(kept, exc.error_count())
+
+
 def _validate(model: type[ModelT], raw: bytes) -> ModelT:
     data = _parse(raw)
     if not isinstance(data, dict):
@@ -54,9 +75,7 @@ def _validate(model: type[ModelT], raw: bytes) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
-        ) from None
+        raise first_errors(exc) from None
 
 
 def validate_array(model: type[ModelT], raw: bytes) -> ModelT:
@@ -69,9 +88,7 @@ def validate_array(model: type[ModelT], raw: bytes) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
-        ) from None
+        raise first_errors(exc) from None
 
 
 def json_body(model: type[ModelT]) -> Callable[[Request], Awaitable[ModelT]]:
@@ -94,8 +111,10 @@ def _decode(
     for struct in structs:
         try:
             return msgspec.json.decode(raw, type=struct)
-        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-            continue  # a narrower struct stops at the first item it cannot take
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+            # A narrower struct stops at the first item it cannot take; invalid UTF-8 in
+            # a string is left to the model, which names it (a 422, not a 500).
+            continue
     # The model either explains what is wrong, naming the field, or accepts what msgspec
     # cannot hold (integers beyond 64 bits): one behaviour either way.
     return _validate(model, raw)

@@ -7,6 +7,7 @@ missing); the most specific row along the class's MRO wins. Bodies are always
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from typing import Any
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from anomaly_api import errors
+from anomaly_api.api.body import MAX_FIELD_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +55,24 @@ def error_response(status: int, detail: str, **extra: Any) -> JSONResponse:
     Messages quote what the client sent, which may hold lone UTF-16 surrogates (valid in
     JSON escapes, not in UTF-8); they are shown escaped rather than failing to encode.
     """
-    body = json.loads(json.dumps({"detail": detail, **extra}, ensure_ascii=True, default=str))
+    # Cut long strings first: a message may quote megabytes of what was sent.
+    bounded = _shortened({"detail": detail, **extra})
+    body = json.loads(json.dumps(bounded, ensure_ascii=True, default=str))
     return JSONResponse(_printable(body), status_code=status)
+
+
+def _shortened(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        return f"{value[:MAX_TEXT]}... ({len(value) - MAX_TEXT} more characters)"
+    if isinstance(value, dict):
+        return {key: _shortened(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shortened(item) for item in value[:MAX_FIELD_ERRORS]]
+    return value
+
+
+MAX_TEXT = 1000
+"""Characters of any one string in an error body (messages quote what was sent)."""
 
 
 def _printable(value: Any) -> Any:
@@ -96,12 +114,15 @@ def _message(error: dict[str, Any]) -> str:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    errors_seen = exc.errors()
+    total = getattr(exc, "total", len(errors_seen))
     problems = [
-        {"field": _field(tuple(e.get("loc", ()))), "message": _message(e)} for e in exc.errors()
+        {"field": _field(tuple(e.get("loc", ()))), "message": _message(e)}
+        for e in itertools.islice(errors_seen, MAX_FIELD_ERRORS)
     ]
     detail = "; ".join(problem["message"] for problem in problems[:5])
-    if len(problems) > 5:
-        detail += f"; and {len(problems) - 5} more"
+    if total > 5:
+        detail += f"; and {total - 5} more"
     return error_response(422, detail, errors=problems)
 
 

@@ -11,7 +11,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
 from anomaly_api.detectors.incidents import NAMES as INCIDENTS
 from anomaly_api.errors import InvalidParameter
@@ -62,6 +71,7 @@ class FitRequest(BaseModel):
     threshold: float | None = Field(
         None,
         gt=0,
+        strict=True,  # not "0.5" or true: a typo must not become a threshold
         description="How many standard deviations from the mean a point may lie before it is "
         "anomalous (default 3). Shorthand for params.threshold.",
     )
@@ -163,6 +173,19 @@ class PredictRequest(BaseModel):
         "contract) or a number, or an ISO-8601 date-time."
     )
     value: Number = Field(description="The observation: a finite number.")
+
+    _fits = field_validator("value")(lambda value: fits_a_float(value))
+
+
+_LARGEST_FLOAT = 1.7976931348623157e308
+
+
+def fits_a_float(value: int | float) -> int | float:
+    """``value``, refused (a 422 naming the field) when an integer too large to be a
+    float: JSON allows any number of digits."""
+    if isinstance(value, int) and not -_LARGEST_FLOAT <= value <= _LARGEST_FLOAT:
+        raise ValueError("value is an integer beyond the range of a float (about 1.8e308)")
+    return value
 
 
 class PredictResponse(BaseModel):

@@ -13,14 +13,20 @@ import msgspec
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from anomaly_api.api.asgi.workers import PASSED_ON, WorkerRouter, owner_of
 from anomaly_api.api.body import documented_body, validate_array
 from anomaly_api.api.deps import ObserveDep, RegistryDep, parse_version
 from anomaly_api.api.errors import status_for
-from anomaly_api.api.schemas import Number, PredictResponse, TimestampIn, error_responses
+from anomaly_api.api.schemas import (
+    Number,
+    PredictResponse,
+    TimestampIn,
+    error_responses,
+    fits_a_float,
+)
 from anomaly_api.detectors.series import MAX_TIMESTAMP, MIN_TIMESTAMP
 from anomaly_api.errors import AnomalyApiError, InvalidInput
 from anomaly_api.registry import ModelRegistry, Prediction
@@ -38,6 +44,7 @@ class BulkPoint(BaseModel):
     series_id: str = Field(description="The series the point belongs to.")
     timestamp: TimestampIn = Field(description="Unix seconds (number or string) or ISO-8601.")
     value: Number = Field(description="The observation: a finite number.")
+    _fits = field_validator("value")(lambda value: fits_a_float(value))
     version: str | int | None = Field(
         None, description="The version to score with (latest when omitted), as ?version= does."
     )
@@ -107,7 +114,7 @@ def _decode(raw: bytes) -> Points:
     """msgspec for the common case; the pydantic model explains what it refuses."""
     try:
         return _DECODER.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return validate_array(BulkRequest, raw).root
 
 
