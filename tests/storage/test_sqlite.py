@@ -197,3 +197,59 @@ def test_a_commit_by_another_program_is_noticed_within_the_watch_interval(
         assert store.change_marker() != marker
     finally:
         store.close()
+
+
+def test_a_deleted_replaced_or_truncated_file_stops_writes(tmp_path: Path) -> None:
+    """Writes to a file nobody will open again are refused, never acknowledged; a new
+    store is never started silently in its place (issue 12, item 5)."""
+    path = tmp_path / "m.db"
+    store = SQLiteModelStore(path)
+    assert store.create_version(new_model("a")).version == 1
+    store.ping()
+    path.unlink()
+    for attempt in (lambda: store.create_version(new_model("a")), store.ping):
+        with pytest.raises(StoreUnavailable, match="deleted"):
+            attempt()
+    store.close()
+
+    other = tmp_path / "other.db"
+    SQLiteModelStore(other).close()
+    store = SQLiteModelStore(path)  # a new store at the old path: a fresh start, on purpose
+    store.create_version(new_model("a"))
+    other.replace(path)  # another store moved over it
+    with pytest.raises(StoreUnavailable, match="replaced"):
+        store.create_version(new_model("a"))
+    store.close()
+
+    reopened = SQLiteModelStore(path)
+    reopened.create_version(new_model("b"))
+    with open(path, "r+b") as file:  # truncated in place: same inode
+        file.truncate(0)
+    with pytest.raises(StoreUnavailable, match=r"truncated|no longer"):
+        reopened.create_version(new_model("b"))
+    reopened.close()
+
+
+def test_an_empty_file_at_start_is_refused_not_taken_for_a_new_store(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    path.write_bytes(b"")
+    with pytest.raises(StoreUnavailable, match="empty file"):
+        SQLiteModelStore(path)
+
+
+def test_the_healthcheck_says_503_once_the_file_is_gone(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from anomaly_api.api.app import create_app
+    from anomaly_api.settings import Settings
+    from tests.conftest import CONTRACT_FIT
+
+    path = tmp_path / "m.db"
+    with TestClient(
+        create_app(Settings(database_url=f"sqlite:///{path}")), base_url="http://127.0.0.1"
+    ) as client:
+        assert client.post("/fit/s", json=CONTRACT_FIT).json()["version"] == "1"
+        path.unlink()
+        assert client.post("/fit/s", json=CONTRACT_FIT).status_code == 503
+        health = client.get("/healthcheck")
+        assert health.status_code == 503 and health.json()["status"] == "unavailable"

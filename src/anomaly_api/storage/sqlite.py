@@ -31,6 +31,7 @@ import contextlib
 import mmap
 import os
 import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -143,12 +144,21 @@ class SQLiteModelStore(SQLiteStreams):
         self._watched_at = 0.0
         self._data_version = -1
         self._logged = 0
+        self._identity: tuple[int, int, int] | None = None
+        if self.path.exists() and self.path.stat().st_size == 0:
+            # SQLite would take an empty file for a new database: a truncated store would
+            # silently start again at version 1.
+            raise StoreUnavailable(
+                f"SQLite store at {self.path} is an empty file (truncated?); restore it "
+                "from a backup or remove it to start a new store"
+            )
         with self._translate():
             self._watch = self._open_connection()
             try:
                 # Named after the real path, so every name of the file shares it.
                 self._announcements = _Announcements(Path(f"{os.path.realpath(self.path)}-changes"))
                 self._migrate()
+                self._identity = self._read_identity()
             except BaseException:
                 self.close()
                 raise
@@ -202,7 +212,9 @@ class SQLiteModelStore(SQLiteStreams):
     @contextlib.contextmanager
     def _write(self, synchronous: str | None = None) -> Iterator[sqlite3.Connection]:
         """A write transaction holding SQLite's write lock from its first statement;
-        ``synchronous`` (e.g. ``"NORMAL"``: no fsync) for this transaction only."""
+        ``synchronous`` (e.g. ``"NORMAL"``: no fsync) for this transaction only. Refused
+        when the file is no longer the one opened (:meth:`check_identity`)."""
+        self._check_file()
         with self._translate(), self._borrow() as connection:
             if synchronous is not None:
                 connection.execute(f"PRAGMA synchronous = {synchronous}")
@@ -221,6 +233,49 @@ class SQLiteModelStore(SQLiteStreams):
             finally:
                 if synchronous is not None:
                     connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+
+    def _read_identity(self) -> tuple[int, int, int]:
+        """(device, inode, store id) of the open database: the id is a random number
+        written once per store, so a file replaced by another store is noticed too."""
+        with self._borrow() as connection:
+            connection.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)",
+                (secrets.randbits(62) + 1,),
+            )
+            [(store_id,)] = connection.execute(
+                "SELECT value FROM meta WHERE key = 'store_id'"
+            ).fetchall()
+        status = os.stat(self.path)
+        return status.st_dev, status.st_ino, int(store_id)
+
+    def check_identity(self) -> None:
+        """Raise :class:`StoreUnavailable` when the file at ``path`` is no longer the
+        database this store opened (deleted, replaced or truncated): writes would go to
+        a file nobody will open again, or a new store would start numbering at 1."""
+        if self._identity is None:
+            return
+        device, inode, store_id = self._identity
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            raise StoreUnavailable(
+                f"SQLite store at {self.path} was deleted while in use; writes are refused "
+                "until it is restored and the service restarted"
+            ) from None
+        if (status.st_dev, status.st_ino) != (device, inode):
+            raise StoreUnavailable(
+                f"SQLite store at {self.path} was replaced by another file while in use; "
+                "writes are refused until the service is restarted"
+            )
+        if status.st_size == 0:
+            raise StoreUnavailable(
+                f"SQLite store at {self.path} was truncated while in use; writes are refused"
+            )
+        rows = self._read("SELECT value FROM meta WHERE key = 'store_id'")
+        if not rows or int(rows[0][0]) != store_id:
+            raise StoreUnavailable(
+                f"SQLite store at {self.path} is no longer the store that was opened"
+            )
 
     def _migrate(self) -> None:
         with self._write() as connection:
@@ -467,6 +522,23 @@ class SQLiteModelStore(SQLiteStreams):
 
     def ping(self) -> None:
         self._read("SELECT 1")
+        self.check_identity()
+
+    def _check_file(self) -> None:
+        """The cheap part of :meth:`check_identity`, before every write: the path still
+        names the file opened (one ``stat``)."""
+        if self._identity is None:
+            return
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            status = None
+        if (
+            status is None
+            or (status.st_dev, status.st_ino) != self._identity[:2]
+            or not (status.st_size)
+        ):
+            self.check_identity()
 
     # -- copying between stores -----------------------------------------------------------
 
