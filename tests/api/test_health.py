@@ -76,3 +76,8 @@ def test_the_server_collects_young_objects_less_often_while_it_runs(settings: Se
     with TestClient(create_app(settings), base_url="http://127.0.0.1"):
         assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, *before[1:])
     assert gc.get_threshold() == before
+
+
+def test_head_healthcheck_answers_the_status_without_a_body(client: TestClient) -> None:
+    answer = client.head("/healthcheck")
+    assert answer.status_code == 200 and answer.content == b""

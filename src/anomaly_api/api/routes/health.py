@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from anomaly_api.api.asgi.auth import PRINCIPAL
 from anomaly_api.api.deps import RegistryDep
@@ -24,7 +24,8 @@ def healthcheck(registry: RegistryDep, request: Request) -> JSONResponse:
     the most recent `ANOMALY_LATENCY_WINDOW` fits and predicts of each worker, merged
     over all live workers of the server (`workers` says how many), as is
     `models_cached`. Answers 503 with `status: "unavailable"` when the store does not
-    answer. With API keys required, callers without a key holding `read` get only
+    answer. `HEAD` answers the same status without a body (load balancers' probes). With
+    API keys required, callers without a key holding `read` get only
     `status`."""
     health = HealthResponse.model_validate(registry.health())
     principal = request.scope.get(PRINCIPAL)
@@ -38,3 +39,11 @@ def healthcheck(registry: RegistryDep, request: Request) -> JSONResponse:
     return JSONResponse(
         health.model_dump(mode="json"), status_code=503, headers={"Retry-After": RETRY_AFTER_S}
     )
+
+
+@router.head("/healthcheck", include_in_schema=False)
+def healthcheck_probe(registry: RegistryDep, request: Request) -> Response:
+    """`HEAD /healthcheck`: the status of `GET`, no body (load balancers' probes)."""
+    answer = healthcheck(registry, request)
+    headers = {"Retry-After": RETRY_AFTER_S} if answer.status_code == 503 else None
+    return Response(status_code=answer.status_code, headers=headers)
