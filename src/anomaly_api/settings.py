@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         description="How long a request waits for a PostgreSQL connection before a 503 (a "
         "server known to be down answers 503 at once).",
     )
+    database_statement_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="PostgreSQL statements (and waits for locks) longer than this are "
+        "cancelled and answered with 503.",
+    )
     host: str = Field("127.0.0.1", description="Address `anomaly-api serve` binds to.")
     auth: Literal["required", "off"] | None = Field(
         None,

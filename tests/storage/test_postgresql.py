@@ -434,3 +434,21 @@ def test_a_delete_repairs_a_count_an_older_release_left_wrong(postgresql_url: st
         assert [(s.series_id, s.version_count) for s in store.list_series(10)] == [("a", 2)]
     finally:
         store.close()
+
+
+def test_a_statement_longer_than_the_timeout_is_cancelled_as_unavailable(
+    postgresql_url: str,
+) -> None:
+    """A slow statement or a wait for a lock held elsewhere gives up (a 503) instead of
+    holding the request and its connection (issue 12, item 5)."""
+    store = open_store(postgresql_url, statement_timeout_s=0.2)
+    try:
+        assert isinstance(store, PostgreSQLModelStore)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="statement timeout"):
+            store._read("SELECT pg_sleep(5)")
+        assert time.monotonic() - started < 3
+        store.create_version(new_model("s"))  # the pool works on
+        assert store.latest_version("s") == 1
+    finally:
+        store.close()

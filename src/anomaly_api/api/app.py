@@ -104,6 +104,7 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
             busy_timeout_s=settings.store_busy_timeout_s,
             pool_size=settings.database_pool_size,
             connect_timeout_s=settings.database_timeout_s,
+            statement_timeout_s=settings.database_statement_timeout_s,
         )
         registry = ModelRegistry(
             store,

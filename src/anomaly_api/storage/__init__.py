@@ -24,6 +24,7 @@ def open_store(
     durable: bool = True,
     pool_size: int = 10,
     connect_timeout_s: float = 5.0,
+    statement_timeout_s: float = 30.0,
 ) -> ModelStore:
     """Open the store ``database_url`` names.
 
@@ -39,7 +40,11 @@ def open_store(
 
         url = "postgresql://" + database_url.split("://", 1)[1]
         return PostgreSQLModelStore(
-            url, pool_size=pool_size, timeout_s=connect_timeout_s, durable=durable
+            url,
+            pool_size=pool_size,
+            timeout_s=connect_timeout_s,
+            durable=durable,
+            statement_timeout_s=statement_timeout_s,
         )
     if database_url.startswith(SQLITE_PREFIX):
         path = database_url[len(SQLITE_PREFIX) :]

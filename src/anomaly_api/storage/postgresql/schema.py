@@ -86,6 +86,8 @@ def apply_migrations(connection: psycopg.Connection[Any], where: str) -> None:
     newer release migrated."""
     known = max(version for version, _, _ in MIGRATIONS)
     with connection.transaction():
+        # Migrations may rewrite large tables: not bounded by the statement timeout.
+        connection.execute("SET LOCAL statement_timeout = 0")
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         connection.execute(
             "CREATE TABLE IF NOT EXISTS anomaly_schema_migrations ("

@@ -108,10 +108,12 @@ class PostgreSQLModelStore(PostgreSQLStreams):
         pool_size: int = 10,
         timeout_s: float = 5.0,
         durable: bool = True,
+        statement_timeout_s: float = 30.0,
     ) -> None:
         self.url = url
         self.where = describe_url(url)
         self._timeout_s = timeout_s
+        self._statement_timeout_ms = max(1, round(statement_timeout_s * 1000))
         self._durable = durable
         self._connect_kwargs: dict[str, Any] = {
             "autocommit": True,
@@ -161,6 +163,12 @@ class PostgreSQLModelStore(PostgreSQLStreams):
     # -- connections -----------------------------------------------------------------
 
     def _configure(self, connection: psycopg.Connection[Any]) -> None:
+        # A statement (or a wait for a lock) longer than this is cancelled and answered
+        # with a 503, instead of holding a request and a connection indefinitely.
+        connection.execute(
+            "SELECT set_config('statement_timeout', %s, false)",
+            (str(self._statement_timeout_ms),),
+        )
         if self._durable:
             row = connection.execute("SHOW synchronous_commit").fetchone()
             if row is not None and row[0] in {"off", "local"}:
