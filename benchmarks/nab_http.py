@@ -33,6 +33,7 @@ from urllib.parse import quote, urlsplit
 import numpy as np
 import orjson
 
+from anomaly_api.auth import client_headers
 from anomaly_api.bench_server import target_url
 from anomaly_api.evaluate import (
     DetectorResult,
@@ -56,7 +57,8 @@ class Client:
         self.errors = 0
 
     def post(self, path: str, body: bytes) -> dict[str, Any] | None:
-        self.connection.request("POST", path, body, {"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", **client_headers()}
+        self.connection.request("POST", path, body, headers)
         response = self.connection.getresponse()
         data = response.read()
         if response.status != 200:
@@ -67,7 +69,7 @@ class Client:
         return answer
 
     def delete(self, path: str) -> None:
-        self.connection.request("DELETE", path)
+        self.connection.request("DELETE", path, headers=client_headers())
         self.connection.getresponse().read()
 
 

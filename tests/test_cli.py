@@ -89,3 +89,12 @@ def test_serve_refuses_a_network_address_without_keys(monkeypatch: pytest.Monkey
     monkeypatch.setenv("ANOMALY_AUTH", "required")
     result = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--auth", "off"])
     assert result.exit_code == 2 and "refusing" in result.output
+
+
+def test_client_tools_send_the_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from anomaly_api.auth import client_headers
+
+    monkeypatch.delenv("ANOMALY_API_KEY", raising=False)
+    assert client_headers() == {}
+    monkeypatch.setenv("ANOMALY_API_KEY", " adk_secret \n")
+    assert client_headers() == {"Authorization": "Bearer adk_secret"}

@@ -13,6 +13,7 @@ No web or database imports: the HTTP layer is :mod:`anomaly_api.api.asgi.auth`.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import threading
@@ -58,6 +59,17 @@ def digest(key: str | bytes) -> str:
     """The hex SHA-256 digest stored for ``key``."""
     data = key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
     return hashlib.sha256(data).hexdigest()
+
+
+CLIENT_KEY_VARIABLE = "ANOMALY_API_KEY"
+"""The environment variable this package's client tools (``anomaly-api bench``,
+``benchmarks/nab_http.py``) read the key they send from."""
+
+
+def client_headers() -> dict[str, str]:
+    """``Authorization: Bearer KEY`` when :data:`CLIENT_KEY_VARIABLE` holds a key."""
+    key = os.environ.get(CLIENT_KEY_VARIABLE, "").strip()
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def parse_scopes(text: str | Iterable[str]) -> tuple[str, ...]:

@@ -57,6 +57,7 @@ import numpy as np
 import orjson
 from tqdm import tqdm
 
+from anomaly_api.auth import client_headers
 from anomaly_api.sample import sample_points
 
 #: Predicted values are uniform in this range, wider than the sample's [0, 200] so that
@@ -511,6 +512,7 @@ async def client_session(connections: int) -> AsyncIterator[aiohttp.ClientSessio
         connector=connector,
         timeout=REQUEST_TIMEOUT,
         cookie_jar=aiohttp.DummyCookieJar(),
+        headers=client_headers(),  # ANOMALY_API_KEY, for a server that requires keys
     ) as session:
         yield session
 
