@@ -31,6 +31,7 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SIMPLE_TYPES = frozenset(
     {b"text/plain", b"application/x-www-form-urlencoded", b"multipart/form-data"}
 )
+_REMEMBERED_HOSTS = 1024
 _KEY_HEADERS = frozenset({b"authorization", b"ocp-apim-subscription-key"})
 
 
@@ -49,6 +50,19 @@ class BrowserGuard:
         self.app = app
         self.allowed = frozenset(host.strip().lower() for host in allowed_hosts)
         self.any_host = any_host or "*" in self.allowed
+        self._hosts: dict[bytes, bool] = {}
+
+    def _allowed(self, host: bytes) -> bool:
+        """Whether requests to ``host`` are served; remembered per ``Host`` header value
+        (clients send the same few), since parsing an address costs microseconds on
+        every predict."""
+        known = self._hosts.get(host)
+        if known is None:
+            name = host_name(host)
+            known = name in self.allowed or is_loopback(name)
+            if len(self._hosts) < _REMEMBERED_HOSTS:
+                self._hosts[host] = known
+        return known
 
     @property
     def state(self) -> Any:
@@ -69,18 +83,16 @@ class BrowserGuard:
                 content_type = value
             elif name in _KEY_HEADERS:
                 keyed = True
-        if host is not None and not self.any_host:
-            name = host_name(host)
-            if name not in self.allowed and not is_loopback(name):
-                shown = name[:100]
-                await refuse(
-                    send,
-                    400,
-                    f"requests to host {shown!r} are not accepted: only loopback names and "
-                    "ANOMALY_ALLOWED_HOSTS are (with API keys off, a web page could "
-                    "otherwise reach the service by rebinding its own name)",
-                )
-                return
+        if host is not None and not self.any_host and not self._allowed(host):
+            shown = host_name(host)[:100]
+            await refuse(
+                send,
+                400,
+                f"requests to host {shown!r} are not accepted: only loopback names and "
+                "ANOMALY_ALLOWED_HOSTS are (with API keys off, a web page could "
+                "otherwise reach the service by rebinding its own name)",
+            )
+            return
         if (
             not keyed
             and content_type is not None
