@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -309,3 +310,18 @@ def test_scaling_config_is_cut_to_the_sizes_asked_for() -> None:
     assert config.fit_points == (1000,)
     assert (config.requests, config.concurrency) == (7, 3)
     assert ScalingConfig.sized().working_sets == (1, 100, 1_000, 10_000, 100_000)
+
+
+def test_a_stopped_server_leaves_no_process_behind(tmp_path: Path) -> None:
+    """Stopping waits for every process of the server's group, workers included, so
+    the caller can remove the directory they wrote into (a worker that outlived its
+    parent once made the scaling benchmark's cleanup fail with "Directory not empty")."""
+    with ServerProcess(tmp_path / "two.db", log=tmp_path / "server.log", workers=2) as process:
+        group = process.process.pid if process.process else 0
+        assert group
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        pass
+    else:
+        raise AssertionError(f"process group {group} still has members after stop()")

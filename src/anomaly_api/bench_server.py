@@ -149,14 +149,39 @@ class ServerProcess:
     def stop(self) -> None:
         """SIGTERM the server's process group; SIGKILL it if it does not exit in time."""
         process = self.process
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        _wait_for_group_exit(process.pid)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):  # gone, or the id now belongs to others
+        return False
+    return True
+
+
+def _wait_for_group_exit(group: int, timeout_s: float = 10.0) -> None:
+    """Wait until no process of ``group`` is left, SIGKILLing what remains after
+    ``timeout_s``: a worker that outlives the parent for a moment can still be writing
+    files, e.g. into a temporary directory the caller is about to remove."""
+    for kill in (False, True):
+        if kill and _group_alive(group):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not _group_alive(group):
+                return
+            time.sleep(0.02)
 
 
 @contextlib.contextmanager
