@@ -50,7 +50,8 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Run the HTTP service (uvicorn with uvloop and httptools).
+    """Run the HTTP service (uvicorn with uvloop and httptools, with deadlines for slow
+    clients and a connection limit: see anomaly_api/api/protocol.py).
 
     The workers share a run directory, so that /metrics and /healthcheck describe all of
     them: a fresh temporary one, removed on exit, unless PROMETHEUS_MULTIPROC_DIR names
@@ -60,6 +61,8 @@ def serve(
     import tempfile
 
     import uvicorn
+
+    from anomaly_api.api.protocol import GuardedHttpToolsProtocol, connection_limit
 
     if database_url is not None:
         # Workers build their own Settings from the environment, so pass it on there.
@@ -108,7 +111,8 @@ def serve(
             port=port or settings.port,
             workers=workers or settings.workers,
             loop="uvloop",
-            http="httptools",
+            http=GuardedHttpToolsProtocol,
+            limit_concurrency=connection_limit(settings.max_connections),
             log_level=settings.log_level,
             access_log=settings.access_log,
             timeout_graceful_shutdown=10,

@@ -7,13 +7,15 @@ code in one table (and a test checks that no class is left unmapped)::
     ├── InvalidInput             bad request data (a field, a value, a parameter)
     │   ├── InvalidSeriesId      a series id outside the allowed set
     │   ├── InvalidParameter     unknown detector or bad detector parameters
-    │   └── PayloadTooLarge      a request body over the configured limit
+    │   ├── PayloadTooLarge      a request body over the configured limit
+    │   └── TooMuchWork          a request estimated to need more CPU than the budget
     ├── NotFound
     │   ├── SeriesNotFound       no model was ever fitted for the series (or it was deleted)
     │   └── VersionNotFound      the series exists, that version does not
-    └── StoreUnavailable         the model store did not answer
-        └── StreamBusy           another process holds the series' stream and did not
-                                 hand it over in time
+    ├── StoreUnavailable         the model store did not answer
+    │   └── StreamBusy           another process holds the series' stream and did not
+    │                            hand it over in time
+    └── Overloaded               every slot for heavy work is taken and the queue is full
 """
 
 from __future__ import annotations
@@ -95,3 +97,27 @@ class PayloadTooLarge(InvalidInput):
             field="body",
         )
         self.limit = limit
+
+
+class TooMuchWork(InvalidInput):
+    """A request whose estimated CPU time is over ``ANOMALY_MAX_REQUEST_WORK_S``, refused
+    before any of the work starts."""
+
+    def __init__(self, what: str, estimate_s: float, limit_s: float, field: str) -> None:
+        super().__init__(
+            f"{what} needs an estimated {estimate_s:,.1f} s of CPU, over the limit of "
+            f"{limit_s:g} s per request (ANOMALY_MAX_REQUEST_WORK_S): send fewer points, "
+            "or choose cheaper parameters or detector",
+            field=field,
+        )
+        self.estimate_s = estimate_s
+        self.limit_s = limit_s
+
+
+class Overloaded(AnomalyApiError):
+    """Every slot for heavy work (fits, detects, batches, plots) is taken and the queue
+    in front of them is full, or a request waited too long in it."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

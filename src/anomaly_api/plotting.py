@@ -28,6 +28,8 @@ class PlotTitle:
     version: int
     detector: str
     threshold: float | None
+    of_points: int | None = None
+    """When the plot shows only the latest training points: how many there are in all."""
 
 
 def downsample_minmax(
@@ -168,7 +170,12 @@ def plot_figure(series: Series, scores: Scores, title: PlotTitle, max_points: in
             label=f"incident opened ({opened.size})",
         )
     threshold = "" if title.threshold is None else f", threshold {title.threshold:g}"
-    axes.set_title(f"{title.series_id} · version {title.version} · {title.detector}{threshold}")
+    part = ""
+    if title.of_points is not None:
+        part = f" · latest {len(series):,} of {title.of_points:,} training points"
+    axes.set_title(
+        f"{title.series_id} · version {title.version} · {title.detector}{threshold}{part}"
+    )
     axes.set_xlabel("time (UTC)")
     axes.set_ylabel("value" if exponent == 0 else f"value (in units of 1e{exponent})")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")

@@ -7,6 +7,7 @@ database file.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -125,6 +126,52 @@ class Settings(BaseSettings):
     store_busy_timeout_s: float = Field(
         30.0, gt=0, description="How long a write waits for the database lock before a 503."
     )
+    max_request_work_s: float = Field(
+        30.0,
+        gt=0,
+        description="Estimated CPU seconds one request may need (points times its "
+        "detector's cost per point); a fit, detect or batch over it is refused with 413 "
+        "before any work starts, a plot draws the latest training points that fit.",
+    )
+    heavy_jobs: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Heavy requests (fit, detect, batches, plots, bodies over 1 MiB) one "
+        "worker process runs at once; the others wait in a queue. Default: the CPU cores "
+        "divided among the workers, at least 1.",
+    )
+    heavy_queue: int = Field(
+        64,
+        ge=0,
+        description="Heavy requests that may wait for a slot per worker process; beyond "
+        "that they are answered 503 with Retry-After at once.",
+    )
+    heavy_wait_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a heavy request waits in the queue before it is answered 503 "
+        "with Retry-After.",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request's line and headers must arrive within this long of their "
+        "first byte (or of the connection opening), or the client gets 408 and the "
+        "connection is closed (slow clients holding connections).",
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest pause between two parts of a request body before 408 and "
+        "the connection is closed.",
+    )
+    max_connections: int = Field(
+        2000,
+        ge=10,
+        description="Open connections per worker process at most; requests beyond it are "
+        "answered 503 (`serve` also raises the process's open-file limit to fit it).",
+    )
     plot_max_points: int = Field(
         4000, ge=100, description="Points drawn per plot; longer series are downsampled."
     )
@@ -143,6 +190,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @property
+    def heavy_slots(self) -> int:
+        """``heavy_jobs``, or the CPU cores shared among the workers."""
+        if self.heavy_jobs is not None:
+            return self.heavy_jobs
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        return max(1, (cores or os.cpu_count() or 1) // self.workers)
 
     @property
     def auth_required(self) -> bool:

@@ -22,6 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from anomaly_api import __version__, metrics
 from anomaly_api.api.asgi.auth import ASGIApp, Authenticate
 from anomaly_api.api.asgi.browsers import BrowserGuard
+from anomaly_api.api.asgi.heavy import HeavyQueue
 from anomaly_api.api.asgi.workers import OwnerRouting, WorkerRouter, claim_slot
 from anomaly_api.api.columnar import BatchRequest, DetectRequest
 from anomaly_api.api.errors import install_error_handlers
@@ -120,6 +121,7 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
             stream_lease_s=settings.stream_lease_s,
             stream_keep_points=settings.stream_history_points,
             stream_max_pending=settings.stream_max_pending,
+            max_work_s=settings.max_request_work_s,
         )
         app.state.registry = registry
         app.state.router = router
@@ -169,6 +171,12 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
         app.include_router(router)
     app.include_router(metrics_route.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        HeavyQueue,
+        slots=settings.heavy_slots,
+        queue=settings.heavy_queue,
+        wait_s=settings.heavy_wait_s,
+    )
     app.add_middleware(MetricsMiddleware)  # outside the size limit, so a 413 is counted too
     _complete_openapi(app, (FitRequest, PredictRequest, BatchRequest, DetectRequest, ErrorResponse))
     return app

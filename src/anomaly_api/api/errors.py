@@ -33,6 +33,8 @@ STATUS_BY_ERROR: dict[type[errors.AnomalyApiError], int] = {
     errors.VersionNotFound: 404,
     errors.StoreUnavailable: 503,
     errors.StreamBusy: 503,
+    errors.TooMuchWork: 413,
+    errors.Overloaded: 503,
 }
 
 
@@ -137,7 +139,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         extra["errors"] = [{"field": field, "message": exc.message}]
     response = error_response(status, exc.message, **extra)
     if status == 503:
-        response.headers["Retry-After"] = RETRY_AFTER_S
+        retry_after = getattr(exc, "retry_after_s", None)
+        response.headers["Retry-After"] = str(retry_after) if retry_after else RETRY_AFTER_S
     return response
 
 

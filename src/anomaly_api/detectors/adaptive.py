@@ -145,6 +145,8 @@ class AdaptiveDetector(Detector):
     """
 
     name: ClassVar[str] = "adaptive"
+    fit_cost_us: ClassVar[float] = 1.2
+    score_cost_us: ClassVar[float] = 0.5
     description: ClassVar[str] = (
         "Deviation from the recent seasonal level in units of the series' own past "
         "deviations. The best detector on NAB data here."

@@ -149,6 +149,15 @@ class Detector(abc.ABC):
     cooldown_default: ClassVar[int] = 86_400
     """The detector's default ``cooldown_seconds`` (chosen by cross-validation:
     ``benchmarks/cross_validate.py``)."""
+    fit_cost_us: ClassVar[float] = 1.0
+    """Estimated microseconds of one core that fitting costs per training point."""
+    score_cost_us: ClassVar[float] = 1.0
+    """Estimated microseconds of one core that scoring costs per point, in a batch.
+
+    Both are measured on the project's 2-core test machine and rounded up
+    (``benchmarks/work_costs.py`` prints them against what it measures): they are what
+    the service's per-request work budget (``ANOMALY_MAX_REQUEST_WORK_S``) is checked
+    against before any work starts, not promises."""
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         self.params: JsonDict = self.validate_params(params or {})
@@ -180,6 +189,12 @@ class Detector(abc.ABC):
             else parameter.default
             for name, parameter in known.items()
         }
+
+    @classmethod
+    def work_s(cls, params: Mapping[str, Any], fit_points: int, score_points: int) -> float:
+        """Estimated CPU seconds to fit on ``fit_points`` points and score
+        ``score_points`` with ``params`` (validated: defaults filled in)."""
+        return (fit_points * cls.fit_cost_us + score_points * cls.score_cost_us) / 1e6
 
     @classmethod
     def describe(cls) -> JsonDict:

@@ -126,6 +126,8 @@ class HampelDetector(Detector):
     """
 
     name: ClassVar[str] = "hampel"
+    fit_cost_us: ClassVar[float] = 0.3
+    score_cost_us: ClassVar[float] = 0.3
     description: ClassVar[str] = (
         "Rolling median of the recent points ± k calibrated units (the training's "
         "99th-percentile one-step departure): "

@@ -61,6 +61,8 @@ class RobustDetector(Detector):
     """
 
     name: ClassVar[str] = "robust"
+    fit_cost_us: ClassVar[float] = 0.3
+    score_cost_us: ClassVar[float] = 0.1
     description: ClassVar[str] = (
         "Median ± k calibrated units (the training values' 99th-percentile distance from "
         "it): outliers in the training data don't move the median."

@@ -103,6 +103,8 @@ class SeasonalDetector(Detector):
     """
 
     name: ClassVar[str] = "seasonal"
+    fit_cost_us: ClassVar[float] = 1.0
+    score_cost_us: ClassVar[float] = 0.2
     description: ClassVar[str] = (
         "A daily/weekly profile learnt from the timestamps (or a given period) with robust "
         "bands on the residuals; uses the predict timestamp."

@@ -108,6 +108,8 @@ class SpreadDetector(Detector):
     """
 
     name: ClassVar[str] = "spread"
+    fit_cost_us: ClassVar[float] = 0.2
+    score_cost_us: ClassVar[float] = 5.0
     description: ClassVar[str] = (
         "The mean size of the last steps against the training's: variance shifts, a "
         "changed density of spikes, stuck sensors."

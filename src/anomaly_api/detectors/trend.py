@@ -139,6 +139,8 @@ class TrendDetector(Detector):
     """
 
     name: ClassVar[str] = "trend"
+    fit_cost_us: ClassVar[float] = 1.2
+    score_cost_us: ClassVar[float] = 5.0
     description: ClassVar[str] = (
         "The least-squares slope of the last points (daily cycle removed) against the "
         "training windows' slopes: leaks, filling disks, slow drifts."

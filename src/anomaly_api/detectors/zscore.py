@@ -110,6 +110,8 @@ class ZScoreDetector(Detector):
     """
 
     name: ClassVar[str] = "zscore"
+    fit_cost_us: ClassVar[float] = 0.1
+    score_cost_us: ClassVar[float] = 0.3
     description: ClassVar[str] = (
         "Mean ± k standard deviations of the training values (the original model), "
         "two-sided by default; normal points of the stream join the statistics."

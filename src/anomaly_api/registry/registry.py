@@ -30,6 +30,7 @@ from anomaly_api.errors import (
     InvalidInput,
     SeriesNotFound,
     StoreUnavailable,
+    TooMuchWork,
     VersionNotFound,
 )
 from anomaly_api.registry.bulk import Columns, predict_many
@@ -65,11 +66,13 @@ class ModelRegistry:
         stream_keep_points: int = 10_000,
         stream_max_pending: int = 1_000_000,
         stream_takeover_s: float = 2.0,
+        max_work_s: float | None = None,
     ) -> None:
         detector_class(default_detector)  # fail at start-up, not on the first fit
         self.store = store
         self.default_detector = default_detector
         self.training_points_cap = training_points_cap
+        self.max_work_s = max_work_s
         # With ``run_dir`` (the server's shared directory) health describes every worker.
         self.stats = WorkerStats(latency_window, run_dir)
         self.inference_latency = self.stats.inference
@@ -96,6 +99,33 @@ class ModelRegistry:
         if stream_flush_s > 0:
             self.streams.start()
 
+    # -- the work budget -----------------------------------------------------------------
+
+    def check_work(self, model: Detector, fit_points: int, score_points: int, what: str) -> None:
+        """Refuse (:class:`TooMuchWork`, before any of it starts) work on ``model``'s
+        detector and parameters estimated to need more than ``max_work_s`` of CPU."""
+        if self.max_work_s is None:
+            return
+        estimate = type(model).work_s(model.params, int(fit_points), int(score_points))
+        if estimate > self.max_work_s:
+            raise TooMuchWork(
+                f"{what} ({score_points or fit_points:,} points, detector {model.name})",
+                estimate,
+                self.max_work_s,
+                field="values",
+            )
+
+    def affordable_points(self, model: Detector, points: int) -> int:
+        """How many of ``points`` points ``model`` can score within the work budget (at
+        least one)."""
+        if self.max_work_s is None:
+            return points
+        fixed = type(model).work_s(model.params, 0, 0)
+        each = type(model).work_s(model.params, 0, 1) - fixed
+        if each <= 0.0:
+            return points
+        return max(1, min(points, int((self.max_work_s - fixed) / each)))
+
     # -- fitting -------------------------------------------------------------------------
 
     def fit(
@@ -114,6 +144,7 @@ class ModelRegistry:
         check_series_id(series_id)
         model = detector_class(detector or self.default_detector)(params)
         policy = policy_for_fit(model.name, retrain, self.streams.keep_points)
+        self.check_work(model, np.size(values), 0, "this fit")
         series = Series.from_arrays(timestamps, values)
         model.fit(series)
         with self.cache.lock:
@@ -409,6 +440,7 @@ class ModelRegistry:
             )
         while True:
             loaded = self.model(series_id, version)
+            self.check_work(loaded.detector, 0, points.size, "this batch")
             entry = self._live(series_id)
             with entry.lock:
                 if entry.released:
@@ -582,6 +614,7 @@ class ModelRegistry:
         in the order the points were given.
         """
         model = detector_class(detector or self.default_detector)(params)
+        self.check_work(model, np.size(values), np.size(values), "this detect")
         series = Series.from_arrays(timestamps, values)
         model.fit(series)
         scores = model.fitted_scores(series)

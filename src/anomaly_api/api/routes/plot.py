@@ -31,9 +31,17 @@ def _png(registry: ModelRegistry, series_id: str, version: int | None, max_point
             "points (ANOMALY_TRAINING_POINTS_CAP=0), so there is nothing to plot",
             field="version",
         )
+    total = len(series)
+    series = series.tail(registry.affordable_points(loaded.detector, total))
     scores = loaded.detector.fitted_scores(series)
     record = loaded.record
-    title = PlotTitle(series_id, record.version, record.detector, record.params.get("threshold"))
+    title = PlotTitle(
+        series_id,
+        record.version,
+        record.detector,
+        record.params.get("threshold"),
+        of_points=total if len(series) < total else None,
+    )
     return Response(render_plot(series, scores, title, max_points), media_type="image/png")
 
 
@@ -47,7 +55,10 @@ def plot_series(
     series_id: SeriesIdPath, registry: RegistryDep, settings: SettingsDep, version: VersionDep
 ) -> Response:
     """A PNG of the stored training points, the expected value, the normal band and the
-    training points outside it, titled with series, version, detector and threshold."""
+    training points outside it, titled with series, version, detector and threshold.
+    When scoring every stored point would cost more than the per-request work budget
+    (`ANOMALY_MAX_REQUEST_WORK_S`), the latest points that fit it are drawn and the
+    title says how many of how many."""
     return _png(registry, series_id, version, settings.plot_max_points)
 
 
