@@ -11,7 +11,8 @@ descriptors and real clients are refused. Here:
 - while a body is being sent, at most ``body_timeout_s`` may pass without a byte of it
   (as nginx's ``client_body_timeout``): otherwise 408 (when no answer has started) and
   the connection is closed; the application sees the client as gone;
-- the head may hold at most :data:`MAX_HEAD_BYTES` (the request is then answered 400).
+- the head may hold at most :data:`MAX_HEAD_BYTES` (counted per read that does not
+  complete it; the request is then answered 400).
 
 Requests that arrive whole in one read (nearly all) cost no timer at all: one timer per
 connection is scheduled only while a head or a body is incomplete, and moved forward
@@ -40,7 +41,7 @@ def _timeouts() -> tuple[float, float]:
 
 
 class HeadTooLarge(Exception):
-    """Raised from a parser callback: httptools turns it into a parser error (400)."""
+    """A head over :data:`MAX_HEAD_BYTES` that arrived whole in one read."""
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -51,6 +52,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.header_timeout_s, self.body_timeout_s = _timeouts()
         self._in_head = True  # a fresh connection owes a request head
         self._head_bytes = 0
+        self._read_bytes = 0
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -102,12 +104,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self._read_bytes = len(data)
         super().data_received(data)
         if self.transport.is_closing():
             return
         cycle = self.cycle
         if self._in_head:
-            pass  # the head's deadline was set when it began; it does not move
+            # Still no end of head: all of this read was head. Its deadline is set at
+            # the first such read (or when the connection opened) and does not move.
+            if self._deadline is None:
+                self._deadline = self.loop.time() + self.header_timeout_s
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self.send_400_response(f"request head over {MAX_HEAD_BYTES} bytes")
+                return
         elif cycle is not None and cycle.more_body and not cycle.response_complete:
             self._deadline = self.loop.time() + self.body_timeout_s
         else:
@@ -118,26 +128,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         if not self._in_head:  # a new request on a kept-alive connection
             self._in_head = True
-            self._deadline = self.loop.time() + self.header_timeout_s
-        self._head_bytes = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
-        super().on_header(name, value)
-
-    def _count(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise HeadTooLarge(f"request head over {MAX_HEAD_BYTES} bytes")
+            self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
+        if self._head_bytes + self._read_bytes > MAX_HEAD_BYTES and self._head_size() > (
+            MAX_HEAD_BYTES
+        ):
+            raise HeadTooLarge  # httptools makes it a parser error: uvicorn answers 400
         self._in_head = False
         self._deadline = None
         super().on_headers_complete()
+
+    def _head_size(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
 
 FILES_BESIDES_CONNECTIONS = 256
