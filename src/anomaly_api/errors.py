@@ -28,6 +28,11 @@ class AnomalyApiError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def public(self) -> str:
+        """What clients are told: the message, unless it holds the server's internals."""
+        return self.message
+
 
 class InvalidInput(AnomalyApiError):
     """The request data cannot be used; ``field`` names the offending part."""
@@ -73,7 +78,22 @@ class VersionNotFound(NotFound):
 
 
 class StoreUnavailable(AnomalyApiError):
-    """The model store could not be reached or did not answer in time."""
+    """The model store could not be reached or did not answer in time.
+
+    The message names the database file or server and quotes the driver (for the
+    server log); clients are told only :attr:`public`: the message without the place
+    (`` at <where>``) and without what follows its first colon.
+
+    >>> StoreUnavailable("PostgreSQL at db.internal:5432/models is unreachable: timeout").public
+    'the model store is unavailable: PostgreSQL is unreachable (the server log says more)'
+    """
+
+    @property
+    def public(self) -> str:
+        import re
+
+        kind = re.sub(r" at \S+", "", self.message, count=1).split(": ", 1)[0]
+        return f"the model store is unavailable: {kind} (the server log says more)"
 
 
 class StreamBusy(StoreUnavailable):
@@ -86,6 +106,10 @@ class StreamBusy(StoreUnavailable):
             "it over yet; retry shortly"
         )
         self.series_id = series_id
+
+    @property
+    def public(self) -> str:
+        return self.message
 
 
 class PayloadTooLarge(InvalidInput):

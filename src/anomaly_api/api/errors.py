@@ -136,8 +136,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     extra = {}
     field = getattr(exc, "field", None)
     if field:
-        extra["errors"] = [{"field": field, "message": exc.message}]
-    response = error_response(status, exc.message, **extra)
+        extra["errors"] = [{"field": field, "message": exc.public}]
+    response = error_response(status, exc.public, **extra)
     if status == 503:
         retry_after = getattr(exc, "retry_after_s", None)
         response.headers["Retry-After"] = str(retry_after) if retry_after else RETRY_AFTER_S

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -9,6 +10,8 @@ from anomaly_api import __version__
 from anomaly_api.errors import StoreUnavailable
 from anomaly_api.storage.base import ModelStore
 from anomaly_api.telemetry import WorkerStats
+
+_log = logging.getLogger(__name__)
 
 
 def health(store: ModelStore, stats: WorkerStats, started_at: float) -> dict[str, Any]:
@@ -23,7 +26,8 @@ def health(store: ModelStore, stats: WorkerStats, started_at: float) -> dict[str
         store.ping()
         series_trained = store.count_series()
     except StoreUnavailable as exc:
-        store_error = exc.message
+        _log.warning("healthcheck: %s", exc.message)
+        store_error = exc.public
     server = stats.server_view()
     return {
         "series_trained": series_trained,

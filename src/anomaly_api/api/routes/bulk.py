@@ -262,7 +262,7 @@ def _results(
             continue
         errors += 1
         results.append(
-            _failure(point.series_id, point.timestamp, status_for(answer), answer.message)
+            _failure(point.series_id, point.timestamp, status_for(answer), answer.public)
         )
     return results, errors
 
