@@ -437,6 +437,7 @@ def keys_create(
             store.create_key(name, digest(key), chosen)
         except InvalidInput as exc:
             raise typer.BadParameter(exc.message, param_hint="--name") from None
+    _audit("key create", name=name, scopes=list(chosen))
     typer.echo(f"created key {name!r} with scopes {','.join(chosen)}; it is not shown again:")
     typer.echo(key)
 
@@ -473,7 +474,22 @@ def keys_revoke(
     if not revoked:
         typer.echo(f"keys revoke: no active key named {name!r}", err=True)
         raise typer.Exit(code=2)
+    _audit("key revoke", name=name)
     typer.echo(f"revoked key {name!r}")
+
+
+def _audit(action: str, **detail: object) -> None:
+    """An audit line for a key change made here (who: ``cli:`` and the OS user)."""
+    import getpass
+
+    from anomaly_api import audit
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    audit.configure(Settings().audit_log)
+    audit.record(f"cli:{user}", action, None, **detail)
 
 
 @contextlib.contextmanager

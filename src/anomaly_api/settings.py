@@ -153,6 +153,11 @@ class Settings(BaseSettings):
         description="How long a heavy request waits in the queue before it is answered 503 "
         "with Retry-After.",
     )
+    audit_log: str | None = Field(
+        None,
+        description="File the audit log (a JSON line per fit, delete and key change, with "
+        "the key's name) is appended to; unset: standard error, with the server log.",
+    )
     header_timeout_s: float = Field(
         10.0,
         gt=0,

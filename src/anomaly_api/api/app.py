@@ -19,7 +19,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.middleware.cors import CORSMiddleware
 
-from anomaly_api import __version__, metrics
+from anomaly_api import __version__, audit, metrics
+from anomaly_api.api.asgi.audit import AuditLog
 from anomaly_api.api.asgi.auth import ASGIApp, Authenticate
 from anomaly_api.api.asgi.browsers import BrowserGuard
 from anomaly_api.api.asgi.heavy import HeavyQueue
@@ -52,7 +53,8 @@ Errors are `{"detail": "..."}` with a sentence that names the field or the missi
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
     """The ASGI app to serve for ``settings`` (read from ``ANOMALY_*`` variables when None):
-    the stack, outermost first: CORS (only for ``settings.cors_origins``), the browser
+    the stack, outermost first: CORS (only for ``settings.cors_origins``), the audit log
+    of fits, deletes and key changes (:mod:`anomaly_api.api.asgi.audit`), the browser
     guard (host names, simple cross-origin writes: :mod:`anomaly_api.api.asgi.browsers`),
     API keys and scopes (:mod:`anomaly_api.api.asgi.auth`, when
     ``settings.auth_required``), requests about another worker's series passed on to it
@@ -75,6 +77,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         settings.allowed_hosts,
         any_host=settings.auth_required and not settings.allowed_hosts,
     )
+    audit.configure(settings.audit_log)
+    inner = AuditLog(inner)
     if settings.cors_origins:
         inner = CORSMiddleware(
             inner,
