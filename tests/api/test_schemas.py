@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
+from fastapi.testclient import TestClient
 
+from anomaly_api.api.deps import parse_version
 from anomaly_api.api.schemas import PredictResponse, point_json, prediction_json
+from anomaly_api.errors import InvalidInput
 from anomaly_api.registry import ModelRegistry, Prediction
+from anomaly_api.series_ids import check_series_id
 from anomaly_api.storage import open_store
 
 
@@ -62,3 +67,29 @@ def test_the_fast_paths_answer_has_the_same_bytes_as_the_routes(tmp_path: Path) 
                 assert fast == prediction_json(answer)
     finally:
         registry.close()
+
+
+def test_the_schema_documents_the_series_id_and_version_rules(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    parameters = {
+        p["name"]: p["schema"]
+        for p in schema["paths"]["/predict/{series_id}"]["post"]["parameters"]
+    }
+    series = parameters["series_id"]
+    assert (series["minLength"], series["maxLength"]) == (1, 256)
+    for good in ("sensor_1", "eu-west-1:cpu", "température.salon", "温度"):
+        assert re.fullmatch(series["pattern"], good) and check_series_id(good)
+    for bad in ("a/b", "a b", "a?b"):
+        assert not re.fullmatch(series["pattern"], bad)
+    version = parameters["version"]["pattern"]
+    for text in ("1", "17", "007", "latest", "LATEST", ""):
+        assert re.fullmatch(version, text)
+        parse_version(text)
+    for text in ("0", "-1", "1.5", "x"):
+        assert not re.fullmatch(version, text)
+        try:
+            parse_version(text)
+        except InvalidInput:
+            pass
+        else:
+            raise AssertionError(f"{text!r} was accepted")

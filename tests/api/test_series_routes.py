@@ -71,3 +71,24 @@ def test_detectors_are_listed(client: TestClient) -> None:
         "cooldown_seconds",
         "escalation",
     }
+
+
+def test_a_series_versions_come_a_page_at_a_time(client: TestClient) -> None:
+    for _ in range(5):
+        assert client.post("/fit/paged", json=CONTRACT_FIT).status_code == 200
+    seen, after, pages = [], 0, 0
+    while True:
+        answer = client.get(f"/series/paged?limit=2&after={after}").json()
+        assert answer["latest_version"] == "5"
+        seen += [version["version"] for version in answer["versions"]]
+        pages += 1
+        if answer["next_after"] is None:
+            break
+        after = answer["next_after"]
+    assert seen == ["1", "2", "3", "4", "5"] and pages == 3
+    whole = client.get("/series/paged").json()  # the default page holds them all
+    assert [v["version"] for v in whole["versions"]] == seen and whole["next_after"] is None
+    assert client.get("/series/paged?after=5").json()["versions"] == []
+    assert client.get("/series/paged?limit=0").status_code == 422
+    assert client.get("/series/paged?limit=1001").status_code == 422
+    assert client.get("/series/nothing?after=3").status_code == 404

@@ -533,3 +533,13 @@ def test_api_keys_are_kept_as_digests_and_revoked_for_good(store: ModelStore) ->
     # A revoked key's name stays taken: the list says who held it.
     with pytest.raises(InvalidInput, match="exists"):
         store.create_key("ci", "d4", ("read",))
+
+
+def test_versions_are_listed_a_page_at_a_time(store: ModelStore) -> None:
+    for _ in range(7):
+        store.create_version(new_model("s"))
+    store.delete_version("s", 3)
+    pages = [store.list_versions("s", after, 2) for after in (0, 2, 5, 7)]
+    assert [[record.version for record in page] for page in pages] == [[1, 2], [4, 5], [6, 7], []]
+    assert [record.version for record in store.list_versions("s", 4)] == [5, 6, 7]
+    assert store.list_versions("s") == store.list_versions("s", 0, None)

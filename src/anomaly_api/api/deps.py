@@ -8,6 +8,7 @@ from fastapi import Depends, Path, Query, Request
 
 from anomaly_api.errors import InvalidInput
 from anomaly_api.registry import ModelRegistry
+from anomaly_api.series_ids import MAX_SERIES_ID_LENGTH
 from anomaly_api.settings import Settings
 
 # Dependencies are ``async def`` so FastAPI calls them inline: a plain ``def`` dependency
@@ -45,6 +46,9 @@ async def version_query(
             description="Model version as a string such as '17'; omit it (or say 'latest') "
             "for the latest version.",
             examples=["1"],
+            json_schema_extra={
+                "pattern": r"^\s*(0*[1-9][0-9]{0,17}|[Ll][Aa][Tt][Ee][Ss][Tt])?\s*$"
+            },
         ),
     ] = None,
 ) -> int | None:
@@ -74,5 +78,12 @@ SeriesIdPath = Annotated[
         description="The series: 1-256 letters or digits of any script, or _-.:@~ "
         "(no slashes or spaces).",
         examples=["sensor_1"],
+        # Documented, not validated here: the registry checks ids with one rule and
+        # one message for every route. The pattern is Python's (\w: any script).
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": MAX_SERIES_ID_LENGTH,
+            "pattern": r"^[\w.:@~-]+$",
+        },
     ),
 ]

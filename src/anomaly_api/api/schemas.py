@@ -356,11 +356,16 @@ class StreamInfo(BaseModel):
 
 
 class SeriesDetail(BaseModel):
-    """A series, all of its versions (oldest first) and its stream."""
+    """A series, its versions (oldest first, a page at a time) and its stream."""
 
     series_id: str
     latest_version: str
     versions: list[VersionInfo]
+    next_after: str | None = Field(
+        None,
+        description="When more versions follow this page: the last version on it, to pass "
+        "as ?after= for the next page; null on the last page.",
+    )
     stream: StreamInfo | None = Field(
         None, description="The series' stream; null before its first predict."
     )

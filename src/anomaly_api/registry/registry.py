@@ -519,6 +519,23 @@ class ModelRegistry:
             raise SeriesNotFound(series_id)
         return records
 
+    def versions_page(
+        self, series_id: str, after: int, limit: int
+    ) -> tuple[list[ModelRecord], int, bool]:
+        """The series' versions numbered above ``after``, oldest first, at most
+        ``limit``; its latest version; whether more versions follow the page.
+        :class:`SeriesNotFound` when the series has no version at all."""
+        check_series_id(series_id)
+        records = self.store.list_versions(series_id, after, limit + 1)
+        more = len(records) > limit
+        records = records[:limit]
+        if records and not more:
+            return records, records[-1].version, False
+        latest = self.store.latest_version(series_id)
+        if latest is None:
+            raise SeriesNotFound(series_id)
+        return records, latest, more
+
     def stream_info(self, series_id: str) -> dict[str, Any] | None:
         """What the series' stream holds: its last observed timestamp, the points it
         observed, and those not saved yet (held here only); None before its first point."""

@@ -178,8 +178,11 @@ class ModelStore(Protocol):
         """The highest stored version of the series, None when it has none."""
         ...
 
-    def list_versions(self, series_id: str) -> list[ModelRecord]:
-        """Every stored version of the series, oldest first."""
+    def list_versions(
+        self, series_id: str, after: int = 0, limit: int | None = None
+    ) -> list[ModelRecord]:
+        """The stored versions of the series numbered above ``after``, oldest first; at
+        most ``limit`` of them (every one when None)."""
         ...
 
     def list_series(self, limit: int, after: str | None = None) -> list[SeriesSummary]:

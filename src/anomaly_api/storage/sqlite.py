@@ -336,10 +336,13 @@ class SQLiteModelStore(SQLiteStreams):
         )
         return None if latest is None else int(latest)
 
-    def list_versions(self, series_id: str) -> list[ModelRecord]:
+    def list_versions(
+        self, series_id: str, after: int = 0, limit: int | None = None
+    ) -> list[ModelRecord]:
         rows = self._read(
-            f"SELECT {RECORD_COLUMNS} FROM models WHERE series_id = ? ORDER BY version",
-            (series_id,),
+            f"SELECT {RECORD_COLUMNS} FROM models WHERE series_id = ? AND version > ?"
+            " ORDER BY version LIMIT ?",
+            (series_id, after, -1 if limit is None else limit),  # -1: no limit
         )
         return [record_from_row(row) for row in rows]
 

@@ -20,6 +20,11 @@ from anomaly_api.errors import InvalidInput
 
 router = APIRouter(prefix="/series", tags=["series"])
 
+MAX_VERSIONS_PAGE = 1000
+"""Versions per page of ``GET /series/{id}``."""
+MAX_VERSION = 2**63 - 1
+"""Version numbers are 64-bit integers in both stores."""
+
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "Unknown series or version."}
 }
@@ -90,14 +95,30 @@ def delete_version(
     responses=_NOT_FOUND,
     summary="A series and its versions",
 )
-def get_series(series_id: SeriesIdPath, registry: RegistryDep) -> SeriesDetail:
-    """Every stored version of the series, oldest first, and which one is latest."""
-    records = registry.versions(series_id)
+def get_series(
+    series_id: SeriesIdPath,
+    registry: RegistryDep,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_VERSIONS_PAGE, description="Most versions in the answer.")
+    ] = MAX_VERSIONS_PAGE,
+    after: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_VERSION,
+            description="Only versions numbered above this (the previous page's `next_after`).",
+        ),
+    ] = 0,
+) -> SeriesDetail:
+    """The stored versions of the series, oldest first, and which one is latest: up to
+    `limit` (1,000) at a time; `next_after` says where the next page starts."""
+    records, latest, more = registry.versions_page(series_id, after, limit)
     stream = registry.stream_info(series_id)
     return SeriesDetail(
         series_id=series_id,
-        latest_version=str(records[-1].version),
+        latest_version=str(latest),
         versions=[VersionInfo.from_record(record) for record in records],
+        next_after=str(records[-1].version) if more and records else None,
         stream=None if stream is None else StreamInfo(**stream),
     )
 

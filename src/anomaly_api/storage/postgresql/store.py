@@ -298,10 +298,13 @@ class PostgreSQLModelStore(PostgreSQLStreams):
         )
         return None if latest is None else int(latest)
 
-    def list_versions(self, series_id: str) -> list[ModelRecord]:
+    def list_versions(
+        self, series_id: str, after: int = 0, limit: int | None = None
+    ) -> list[ModelRecord]:
         rows = self._read(
-            f"SELECT {RECORD_COLUMNS} FROM anomaly_models WHERE series_id = %s ORDER BY version",
-            (series_id,),
+            f"SELECT {RECORD_COLUMNS} FROM anomaly_models WHERE series_id = %s AND version > %s"
+            " ORDER BY version LIMIT %s",
+            (series_id, after, limit),  # LIMIT NULL: no limit
         )
         return [record_from_row(row) for row in rows]
 
