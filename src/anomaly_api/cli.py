@@ -58,7 +58,6 @@ def serve(
     one (which must then be emptied between runs, or old counters are added in).
     """
     import shutil
-    import tempfile
 
     import uvicorn
 
@@ -97,7 +96,11 @@ def serve(
     if run_dir:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
     else:
-        temporary = tempfile.mkdtemp(prefix="anomaly-api-run-")
+        from anomaly_api.rundir import make_run_dir, remove_stale_run_dirs
+
+        for stale in remove_stale_run_dirs():
+            typer.echo(f"serve: removed {stale}, left by a server that was killed", err=True)
+        temporary = str(make_run_dir())
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = temporary
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
     # handler it found: make that handler an exit, so the clean-up below still runs
