@@ -153,6 +153,13 @@ class Settings(BaseSettings):
         description="How long a heavy request waits in the queue before it is answered 503 "
         "with Retry-After.",
     )
+    quota_fits_per_minute: int = Field(
+        0,
+        ge=0,
+        description="Fits per minute each API key (each client address with keys off) may "
+        "make per worker process, in bursts of up to a minute's worth; beyond it 429 with "
+        "Retry-After. 0: no limit.",
+    )
     audit_log: str | None = Field(
         None,
         description="File the audit log (a JSON line per fit, delete and key change, with "

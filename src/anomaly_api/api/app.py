@@ -24,6 +24,7 @@ from anomaly_api.api.asgi.audit import AuditLog
 from anomaly_api.api.asgi.auth import ASGIApp, Authenticate
 from anomaly_api.api.asgi.browsers import BrowserGuard
 from anomaly_api.api.asgi.heavy import HeavyQueue
+from anomaly_api.api.asgi.quotas import FitQuota
 from anomaly_api.api.asgi.workers import OwnerRouting, WorkerRouter, claim_slot
 from anomaly_api.api.columnar import BatchRequest, DetectRequest
 from anomaly_api.api.errors import install_error_handlers
@@ -57,8 +58,10 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     of fits, deletes and key changes (:mod:`anomaly_api.api.asgi.audit`), the browser
     guard (host names, simple cross-origin writes: :mod:`anomaly_api.api.asgi.browsers`),
     API keys and scopes (:mod:`anomaly_api.api.asgi.auth`, when
-    ``settings.auth_required``), requests about another worker's series passed on to it
-    (:mod:`anomaly_api.api.asgi.workers`, with ``--workers`` above 1), the predict fast
+    ``settings.auth_required``), fits per minute per key
+    (:mod:`anomaly_api.api.asgi.quotas`, when set), requests about another worker's
+    series passed on to it (:mod:`anomaly_api.api.asgi.workers`, with ``--workers``
+    above 1), the predict fast
     path (:mod:`anomaly_api.api.fast`), then :func:`create_api`'s FastAPI application."""
     settings = settings or Settings()
     keyring = Keyring() if settings.auth_required else None
@@ -70,6 +73,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         inner = OwnerRouting(
             FastPredict(api), lambda: api.state._state.get("router"), settings.max_body_bytes
         )
+    if settings.quota_fits_per_minute:
+        inner = FitQuota(inner, settings.quota_fits_per_minute)
     if keyring is not None:
         inner = Authenticate(inner, keyring)
     inner = BrowserGuard(
