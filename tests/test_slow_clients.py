@@ -40,6 +40,22 @@ def _answer(connection: socket.socket) -> bytes:
         chunks.append(chunk)
 
 
+def _response(connection: socket.socket) -> bytes:
+    """One whole response on a kept-alive connection (head and Content-Length body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += connection.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 def _request(path: str, body: bytes = b"", method: str = "POST") -> bytes:
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -94,11 +110,11 @@ def test_kept_alive_connections_may_idle_between_requests(server: ServerProcess)
     body = b'{"timestamps": [1, 2, 3, 4, 5], "values": [1, 2, 3, 2, 1]}'
     with _connect(server) as connection:
         connection.sendall(_request("/fit/kept", body))
-        first = connection.recv(65536)
+        first = _response(connection)
         assert first.startswith(b"HTTP/1.1 200"), first
         time.sleep(1.0)  # longer than the head deadline, shorter than keep-alive (5 s)
         connection.sendall(_request("/healthcheck", method="GET"))
-        second = connection.recv(65536)
+        second = _response(connection)
         assert second.startswith(b"HTTP/1.1 200"), second
 
 

@@ -19,7 +19,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import allow_header_conformance, positive_data_acceptance
 
 from anomaly_api.api.app import create_app
+from anomaly_api.auth import digest, new_key
 from anomaly_api.settings import Settings
+from anomaly_api.storage import open_store
 from tests.conftest import CONTRACT_FIT
 
 _database = Path(tempfile.mkdtemp()) / "schemathesis.db"
@@ -45,3 +47,39 @@ def test_no_server_errors_and_schema_conformance(case: schemathesis.Case[Any]) -
     # path, not of all of them (GET and DELETE /series/{id} are two routes), so that
     # check is left out.
     case.call_and_validate(excluded_checks=[positive_data_acceptance, allow_header_conformance])
+
+
+# The same with API keys required, every request carrying a key with every scope: the
+# key check, the audit log and the /keys routes are in the way of each request.
+_keyed_database = Path(tempfile.mkdtemp()) / "schemathesis-keyed.db"
+_key = new_key()
+_store = open_store(f"sqlite:///{_keyed_database}")
+_store.create_key("schemathesis", digest(_key), ("read", "predict", "write", "admin"))
+_store.close()
+keyed_app = create_app(
+    Settings(
+        database_url=f"sqlite:///{_keyed_database}",
+        allowed_hosts=["testserver"],
+        auth="required",
+    )
+)
+keyed_schema = schemathesis.openapi.from_asgi("/openapi.json", keyed_app)
+KEY_HEADERS = {"Authorization": f"Bearer {_key}"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def running_keyed_app() -> Iterator[None]:
+    with TestClient(keyed_app, base_url="http://127.0.0.1") as client:
+        client.post("/fit/sensor_1", json=CONTRACT_FIT, headers=KEY_HEADERS)
+        yield
+
+
+@keyed_schema.parametrize()
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+def test_with_a_key_no_server_errors_and_schema_conformance(
+    case: schemathesis.Case[Any],
+) -> None:
+    case.call_and_validate(
+        headers=KEY_HEADERS,
+        excluded_checks=[positive_data_acceptance, allow_header_conformance],
+    )
