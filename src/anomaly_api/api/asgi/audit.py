@@ -8,9 +8,8 @@ what that check left in the scope.
 
 from __future__ import annotations
 
-from typing import Any
-
 from anomaly_api.api.asgi.auth import PRINCIPAL, ASGIApp, Message, Receive, Scope, Send
+from anomaly_api.api.asgi.layer import Layer
 from anomaly_api.audit import record
 
 _MAX_PATH = 300
@@ -32,16 +31,11 @@ def action_of(method: str, path: str) -> str | None:
     return None
 
 
-class AuditLog:
+class AuditLog(Layer):
     """Write an audit line (:func:`record`) when each audited request is answered."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-
-    @property
-    def state(self) -> Any:
-        """The application's state, as the layers inside give it."""
-        return self.app.state  # type: ignore[attr-defined]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         action = action_of(scope["method"], scope["path"]) if scope["type"] == "http" else None

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from anomaly_api.api.asgi.answers import refuse
+from anomaly_api.api.asgi.layer import Layer
 from anomaly_api.auth import Keyring, Principal
 
 Scope = MutableMapping[str, Any]
@@ -61,17 +62,12 @@ def credential(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     return subscription
 
 
-class Authenticate:
+class Authenticate(Layer):
     """Refuse requests without a key holding the scope their route needs."""
 
     def __init__(self, app: ASGIApp, keyring: Keyring) -> None:
         self.app = app
         self.keyring = keyring
-
-    @property
-    def state(self) -> Any:
-        """The application's state (registry, settings), as the layers inside give it."""
-        return self.app.state  # type: ignore[attr-defined]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -21,10 +21,9 @@ No CORS headers are sent unless ``ANOMALY_CORS_ORIGINS`` lists origins.
 
 from __future__ import annotations
 
-from typing import Any
-
 from anomaly_api.api.asgi.answers import refuse
 from anomaly_api.api.asgi.auth import ASGIApp, Receive, Scope, Send
+from anomaly_api.api.asgi.layer import Layer
 from anomaly_api.settings import is_loopback
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -43,7 +42,7 @@ def host_name(host: bytes) -> str:
     return text.rpartition(":")[0] if text.count(":") == 1 else text
 
 
-class BrowserGuard:
+class BrowserGuard(Layer):
     """Refuse rebound host names and simple cross-origin requests that change state."""
 
     def __init__(self, app: ASGIApp, allowed_hosts: list[str], any_host: bool) -> None:
@@ -63,11 +62,6 @@ class BrowserGuard:
             if len(self._hosts) < _REMEMBERED_HOSTS:
                 self._hosts[host] = known
         return known
-
-    @property
-    def state(self) -> Any:
-        """The application's state (registry, settings), as the layers inside give it."""
-        return self.app.state  # type: ignore[attr-defined]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
 from anomaly_api.api.asgi.answers import refuse
 from anomaly_api.api.asgi.auth import PRINCIPAL, ASGIApp, Receive, Scope, Send
+from anomaly_api.api.asgi.layer import Layer
 
 _MAX_BUCKETS = 100_000  # distinct keys or addresses remembered (full buckets are dropped)
 
 
-class FitQuota:
+class FitQuota(Layer):
     """Refuse ``POST /fit/...`` beyond ``per_minute`` per key with 429."""
 
     def __init__(self, app: ASGIApp, per_minute: int) -> None:
@@ -29,11 +29,6 @@ class FitQuota:
         self.per_minute = float(per_minute)
         self.rate = per_minute / 60.0
         self._buckets: dict[str, tuple[float, float]] = {}  # who -> (tokens, as of when)
-
-    @property
-    def state(self) -> Any:
-        """The application's state, as the layers inside give it."""
-        return self.app.state  # type: ignore[attr-defined]
 
     def take(self, who: str, now: float | None = None) -> float:
         """Take one fit from ``who``'s bucket: 0 when allowed, else the seconds until

@@ -41,6 +41,8 @@ from typing import Any
 
 import orjson
 
+from anomaly_api.api.asgi.layer import Layer
+
 _log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
@@ -252,14 +254,9 @@ def routed_series(method: str, path: str) -> str | None:
     return None
 
 
-class OwnerRouting:
+class OwnerRouting(Layer):
     """The outermost ASGI layer with several workers: requests about a series that
     another worker owns are passed to it (see the module docstring)."""
-
-    @property
-    def state(self) -> Any:
-        """The application's state (its registry and settings), as on the app itself."""
-        return self.app.state  # type: ignore[attr-defined]
 
     def __init__(
         self, app: ASGIApp, router: Callable[[], WorkerRouter | None], max_bytes: int
