@@ -399,7 +399,12 @@ def run_scaling(
             with ServerProcess(
                 database,
                 log=workdir / f"server-{cache_size}.log",
-                env={"ANOMALY_MODEL_CACHE_SIZE": str(cache_size)},
+                env={
+                    "ANOMALY_MODEL_CACHE_SIZE": str(cache_size),
+                    # fits of up to max_fit_points are measured, not the request limits
+                    "ANOMALY_MAX_POINTS_PER_REQUEST": str(max(800_000, *config.fit_points)),
+                    "ANOMALY_MAX_REQUEST_WORK_S": "3600",
+                },
             ) as server:
                 points, per_model = run_async(
                     _measure_predicts(server, cache_size, config, progress)

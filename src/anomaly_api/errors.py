@@ -8,6 +8,7 @@ code in one table (and a test checks that no class is left unmapped)::
     │   ├── InvalidSeriesId      a series id outside the allowed set
     │   ├── InvalidParameter     unknown detector or bad detector parameters
     │   ├── PayloadTooLarge      a request body over the configured limit
+    │   ├── TooManyValues        a request body with more points than the configured limit
     │   └── TooMuchWork          a request estimated to need more CPU than the budget
     ├── NotFound
     │   ├── SeriesNotFound       no model was ever fitted for the series (or it was deleted)
@@ -118,6 +119,19 @@ class PayloadTooLarge(InvalidInput):
     def __init__(self, limit: int) -> None:
         super().__init__(
             f"request body is larger than the limit of {limit} bytes (ANOMALY_MAX_BODY_BYTES)",
+            field="body",
+        )
+        self.limit = limit
+
+
+class TooManyValues(InvalidInput):
+    """A request body holding more values than ``ANOMALY_MAX_POINTS_PER_REQUEST`` allows,
+    refused before it is parsed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"request body holds more than {limit:,} points (ANOMALY_MAX_POINTS_PER_REQUEST): "
+            "send them in several requests",
             field="body",
         )
         self.limit = limit

@@ -115,3 +115,25 @@ def test_the_plot_title_says_how_many_points_it_shows() -> None:
     assert "latest 500 of 20,000 training points" in figure.axes[0].get_title()
     plain = plot_figure(series, detector.fitted_scores(series), PlotTitle("s", 1, "zscore", 3.0))
     assert "latest" not in plain.axes[0].get_title()
+
+
+def test_a_batch_is_estimated_as_the_live_path_costs() -> None:
+    params = DETECTORS["zscore"].validate_params({})
+    stream = DETECTORS["zscore"].stream_work_s(params, 100_000)
+    assert stream > 10 * DETECTORS["zscore"].work_s(params, 0, 100_000)
+    assert stream > 2.0  # measured: 27 us a point on the live path, 2.7 s
+
+
+@pytest.mark.parametrize("route", ["/fit/many", "/detect", "/predict/many/batch", "/predict"])
+def test_a_body_with_too_many_values_is_refused_before_parsing(tmp_path: Path, route: str) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'm.db'}", max_points_per_request=1000)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        if route == "/predict":
+            body: object = [{"series_id": "s", "timestamp": i, "value": 1.0} for i in range(5000)]
+        else:
+            body = _body(20_000)
+        response = client.post(route, json=body)
+        assert response.status_code == 413
+        assert "ANOMALY_MAX_POINTS_PER_REQUEST" in response.json()["detail"]
+        # at the limit, accepted
+        assert client.post("/fit/many", json=_body(1000)).status_code == 200

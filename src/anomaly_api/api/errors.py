@@ -34,6 +34,7 @@ STATUS_BY_ERROR: dict[type[errors.AnomalyApiError], int] = {
     errors.StoreUnavailable: 503,
     errors.StreamBusy: 503,
     errors.TooMuchWork: 413,
+    errors.TooManyValues: 413,
     errors.Overloaded: 503,
 }
 

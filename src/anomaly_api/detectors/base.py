@@ -190,11 +190,21 @@ class Detector(abc.ABC):
             for name, parameter in known.items()
         }
 
+    stream_cost_us: ClassVar[float] = 40.0
+    """Estimated microseconds of one core per point scored one after another on the live
+    path (a batch predict), on top of :attr:`score_cost_us`: the stream's bookkeeping
+    (history, incidents, retrain checks). Measured 7 to 27 us a point (cusum: 61)."""
+
     @classmethod
     def work_s(cls, params: Mapping[str, Any], fit_points: int, score_points: int) -> float:
         """Estimated CPU seconds to fit on ``fit_points`` points and score
         ``score_points`` with ``params`` (validated: defaults filled in)."""
         return (fit_points * cls.fit_cost_us + score_points * cls.score_cost_us) / 1e6
+
+    @classmethod
+    def stream_work_s(cls, params: Mapping[str, Any], points: int) -> float:
+        """Estimated CPU seconds to score ``points`` one after another on the live path."""
+        return cls.work_s(params, 0, points) + points * cls.stream_cost_us / 1e6
 
     @classmethod
     def describe(cls) -> JsonDict:

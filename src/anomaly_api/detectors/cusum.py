@@ -86,6 +86,7 @@ class CusumDetector(Detector):
     name: ClassVar[str] = "cusum"
     fit_cost_us: ClassVar[float] = 1.0
     score_cost_us: ClassVar[float] = 3.0
+    stream_cost_us: ClassVar[float] = 70.0
     description: ClassVar[str] = (
         "Page's CUSUM of the residuals from the seasonal profile: level shifts too small "
         "for a band, found by accumulating the evidence."

@@ -101,12 +101,23 @@ class ModelRegistry:
 
     # -- the work budget -----------------------------------------------------------------
 
-    def check_work(self, model: Detector, fit_points: int, score_points: int, what: str) -> None:
+    def check_work(
+        self,
+        model: Detector,
+        fit_points: int,
+        score_points: int,
+        what: str,
+        stream: bool = False,
+    ) -> None:
         """Refuse (:class:`TooMuchWork`, before any of it starts) work on ``model``'s
-        detector and parameters estimated to need more than ``max_work_s`` of CPU."""
+        detector and parameters estimated to need more than ``max_work_s`` of CPU;
+        ``stream``: the points are scored one after another on the live path."""
         if self.max_work_s is None:
             return
-        estimate = type(model).work_s(model.params, int(fit_points), int(score_points))
+        if stream:
+            estimate = type(model).stream_work_s(model.params, int(score_points))
+        else:
+            estimate = type(model).work_s(model.params, int(fit_points), int(score_points))
         if estimate > self.max_work_s:
             raise TooMuchWork(
                 f"{what} ({score_points or fit_points:,} points, detector {model.name})",
@@ -440,7 +451,7 @@ class ModelRegistry:
             )
         while True:
             loaded = self.model(series_id, version)
-            self.check_work(loaded.detector, 0, points.size, "this batch")
+            self.check_work(loaded.detector, 0, points.size, "this batch", stream=True)
             entry = self._live(series_id)
             with entry.lock:
                 if entry.released:

@@ -17,7 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from anomaly_api.api.asgi.workers import PASSED_ON, WorkerRouter, owner_of
-from anomaly_api.api.body import documented_body, validate_array
+from anomaly_api.api.body import (
+    check_value_count,
+    documented_body,
+    max_points_of,
+    validate_array,
+)
 from anomaly_api.api.deps import ObserveDep, RegistryDep, parse_version
 from anomaly_api.api.errors import status_for
 from anomaly_api.api.schemas import (
@@ -107,6 +112,7 @@ async def bulk_body(request: Request) -> Points:
     raw = await request.body()
     if not raw.strip():
         raise InvalidInput("request body is empty: expected a JSON array of points", field="body")
+    check_value_count(raw, max_points_of(request))
     return await run_in_threadpool(_decode, raw)
 
 
