@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -253,3 +254,38 @@ def test_the_healthcheck_says_503_once_the_file_is_gone(tmp_path: Path) -> None:
         assert client.post("/fit/s", json=CONTRACT_FIT).status_code == 503
         health = client.get("/healthcheck")
         assert health.status_code == 503 and health.json()["status"] == "unavailable"
+
+
+def _open_at_once(path: str, barrier: Any, errors: Any) -> None:
+    from anomaly_api.storage import open_store
+
+    barrier.wait()
+    try:
+        open_store(f"sqlite:///{path}").close()
+    except Exception as exc:  # reported to the parent
+        errors.put(repr(exc))
+
+
+def test_processes_creating_the_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """Workers starting together on a new store: none may see the file while it is still
+    empty (it once refused it as a truncated store and its worker failed to start)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(3):
+        path = tmp_path / f"new-{attempt}.db"
+        barrier, errors = context.Barrier(6), context.Queue()
+        processes = [
+            context.Process(target=_open_at_once, args=(str(path), barrier, errors))
+            for _ in range(6)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(60)
+        found = []
+        while not errors.empty():
+            found.append(errors.get())
+        assert found == [], found
+        assert all(process.exitcode == 0 for process in processes)
+        assert not list(tmp_path.glob(".*.new"))  # no creation leftovers

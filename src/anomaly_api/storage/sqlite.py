@@ -35,6 +35,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,31 @@ an applied one."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
+def _create_file(path: Path) -> None:
+    """Create a new, empty database at ``path`` in one step, so that the path never names
+    an empty file (which another process, starting at the same moment, would refuse as
+    a truncated store): a SQLite header in WAL mode (4 KiB, no tables yet) is written
+    beside it and linked into place. When another process links its own first, that
+    one is used."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.new")
+    try:
+        connection = sqlite3.connect(temporary)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+        finally:
+            connection.close()
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process made it first
+        except OSError:  # a file system without hard links
+            if not path.exists():
+                os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+
+
 class SQLiteModelStore(SQLiteStreams):
     """A :class:`~anomaly_api.storage.base.ModelStore` in one SQLite file."""
 
@@ -145,7 +171,9 @@ class SQLiteModelStore(SQLiteStreams):
         self._data_version = -1
         self._logged = 0
         self._identity: tuple[int, int, int] | None = None
-        if self.path.exists() and self.path.stat().st_size == 0:
+        if not self.path.exists():
+            _create_file(self.path)
+        elif self.path.stat().st_size == 0:
             # SQLite would take an empty file for a new database: a truncated store would
             # silently start again at version 1.
             raise StoreUnavailable(
