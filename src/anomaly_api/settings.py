@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(
         10_000, ge=1, description="Fitted models kept in memory per worker process (LRU)."
     )
+    model_cache_bytes: int = Field(
+        1 << 30,
+        ge=1 << 20,
+        description="Estimated bytes of fitted models kept in memory per worker process: "
+        "the least recently used beyond it are dropped, as beyond ANOMALY_MODEL_CACHE_SIZE "
+        "(a model of four weeks of 5-minute points with a weekly profile holds ~20 KiB, a "
+        "pattern model ~250 KiB). The latest-model and version maps each keep to it.",
+    )
     training_points_cap: int = Field(
         100_000,
         ge=0,

@@ -111,7 +111,7 @@ def test_a_points_policy_fits_the_next_version_on_the_history_window(
     history_t = np.concatenate([train_t, times[:100]])
     history_v = np.concatenate([train_v, values[:100]])
     expected = detector_class("hampel")().fit(Series(history_t[-200:], history_v[-200:]))
-    assert registry.model("s", 3).record.state == expected.state()
+    assert registry.model("s", 3).detector.state() == expected.state()
     assert versions[2].first_timestamp == int(history_t[-200])
     assert versions[2].last_timestamp == int(times[99])
 

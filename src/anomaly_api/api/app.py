@@ -120,6 +120,7 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
             store,
             default_detector=settings.default_detector,
             model_cache_size=settings.model_cache_size,
+            model_cache_bytes=settings.model_cache_bytes,
             training_points_cap=settings.training_points_cap,
             latency_window=settings.latency_window,
             run_dir=metrics.run_dir(),

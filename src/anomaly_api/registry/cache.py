@@ -31,12 +31,14 @@ from __future__ import annotations
 import gc
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from anomaly_api import metrics
 from anomaly_api.detectors import Detector, ZScoreDetector, detector_class
 from anomaly_api.errors import SeriesNotFound, StoreUnavailable, VersionNotFound
 from anomaly_api.registry.lru import LRU
 from anomaly_api.registry.retrain import RetrainPolicy, retrain_marks
+from anomaly_api.registry.sizes import model_bytes
 from anomaly_api.storage.base import ModelRecord, ModelStore
 from anomaly_api.telemetry import WorkerStats
 
@@ -59,6 +61,7 @@ class LoadedModel:
         "detector",
         "detector_name",
         "direction",
+        "nbytes",
         "policy",
         "record",
         "series_id",
@@ -69,8 +72,12 @@ class LoadedModel:
     )
 
     def __init__(self, record: ModelRecord, detector: Detector) -> None:
-        self.record = record
+        # The detector was built from the record's state: the cache does not keep the
+        # state a second time (as JSON values it took 64 KiB of a weekly model's 82).
+        self.record = replace(record, state={}) if record.state else record
         self.detector = detector
+        self.nbytes = model_bytes(detector)
+        """Estimated memory the cached model holds (:mod:`~anomaly_api.registry.sizes`)."""
         self.series_id = record.series_id
         self.version = record.version
         self.version_text = str(record.version)  # the wire's model_version
@@ -91,6 +98,10 @@ class LoadedModel:
         marks (:func:`retrain_marks`) and the version."""
 
 
+def _weight(model: LoadedModel) -> int:
+    return model.nbytes
+
+
 class ModelCache:
     """Fitted models of many series held in memory (LRU), kept fresh by the store's
     change marker (see the module docstring)."""
@@ -101,6 +112,7 @@ class ModelCache:
         stats: WorkerStats,
         *,
         size: int = 10_000,
+        max_bytes: int | None = None,
         freeze_models: bool = False,
         on_dropped: Callable[[frozenset[str]], object] = lambda series_ids: None,
         on_unsure: Callable[[], object] = lambda: None,
@@ -112,11 +124,11 @@ class ModelCache:
         """Told when the store could not say what changed."""
         self.stats = stats
         self.lock = threading.Lock()
-        self.models: LRU[tuple[str, int], LoadedModel] = LRU(size)
+        self.models: LRU[tuple[str, int], LoadedModel] = LRU(size, max_bytes, _weight)
         # Each series' latest model, so that a predict of latest is one lookup: at 10^5
         # series the second lookup (through the version) cost ~10% of a cached predict.
         # A model can be in both maps; the pair holds at most twice ``size``.
-        self.latest: LRU[str, LoadedModel] = LRU(size)
+        self.latest: LRU[str, LoadedModel] = LRU(size, max_bytes, _weight)
         self.generation = 0
         self._freeze_models = freeze_models
         self._inserted_since_freeze = 0

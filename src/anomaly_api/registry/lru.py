@@ -9,7 +9,8 @@ one ``dict`` lookup and one ``move_to_end``, both in C.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -28,15 +29,53 @@ class LRU(OrderedDict[K, V]):
     ['a', 'c']
     """
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(
+        self,
+        maxsize: int,
+        max_bytes: int | None = None,
+        weigh: Callable[[V], int] | None = None,
+    ) -> None:
         super().__init__()
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        """With ``weigh``: the most bytes the entries may weigh together (the newest entry
+        stays even when it alone weighs more)."""
+        self._weigh = weigh
+        self._weights: dict[K, int] = {}
+        self.bytes = 0
+        """What the entries weigh together (0 without ``weigh``)."""
 
     def __setitem__(self, key: K, value: V) -> None:
         super().__setitem__(key, value)
         self.move_to_end(key)
+        if self._weigh is not None:
+            weight = self._weigh(value)
+            self.bytes += weight - self._weights.get(key, 0)
+            self._weights[key] = weight
+            if self.max_bytes is not None:
+                while self.bytes > self.max_bytes and len(self) > 1:
+                    self.popitem(last=False)
         while len(self) > self.maxsize:
             self.popitem(last=False)
+
+    # OrderedDict's C methods do not call an overridden __delitem__: each keeps count.
+    def popitem(self, last: bool = True) -> tuple[K, V]:
+        key, value = super().popitem(last)
+        self.bytes -= self._weights.pop(key, 0)
+        return key, value
+
+    def pop(self, key: K, *default: Any) -> Any:
+        self.bytes -= self._weights.pop(key, 0)
+        return super().pop(key, *default)
+
+    def __delitem__(self, key: K) -> None:
+        super().__delitem__(key)
+        self.bytes -= self._weights.pop(key, 0)
+
+    def clear(self) -> None:
+        super().clear()
+        self._weights.clear()
+        self.bytes = 0
 
     def get(self, key: K, default: V | None = None) -> V | None:  # type: ignore[override]
         # OrderedDict.get named directly: super() costs as much as the lookup itself.

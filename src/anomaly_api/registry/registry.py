@@ -67,6 +67,7 @@ class ModelRegistry:
         stream_max_pending: int = 1_000_000,
         stream_takeover_s: float = 2.0,
         max_work_s: float | None = None,
+        model_cache_bytes: int | None = None,
     ) -> None:
         detector_class(default_detector)  # fail at start-up, not on the first fit
         self.store = store
@@ -92,6 +93,7 @@ class ModelRegistry:
             store,
             self.stats,
             size=model_cache_size,
+            max_bytes=model_cache_bytes,
             freeze_models=freeze_models,
             on_dropped=self.streams.forget,
             on_unsure=self.streams.unsure,
