@@ -55,6 +55,7 @@ def test_settings_come_from_anomaly_variables(monkeypatch: pytest.MonkeyPatch) -
 
 def test_keys_create_list_and_revoke(tmp_path: Path) -> None:
     from anomaly_api.auth import digest
+    from anomaly_api.quotas import NO_LIMITS
     from anomaly_api.storage import open_store
 
     url = f"sqlite:///{tmp_path / 'keys.db'}"
@@ -66,7 +67,7 @@ def test_keys_create_list_and_revoke(tmp_path: Path) -> None:
     assert key.startswith("adk_") and len(key) > 40
     store = open_store(url)
     try:
-        assert store.active_keys() == [(digest(key), "ci", ("read", "predict"))]
+        assert store.active_keys() == [(digest(key), "ci", ("read", "predict"), NO_LIMITS)]
     finally:
         store.close()
     assert key not in runner.invoke(app, ["keys", "list", "--database-url", url]).output
@@ -78,8 +79,32 @@ def test_keys_create_list_and_revoke(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown scope" in bad.output
     assert runner.invoke(app, ["keys", "revoke", "ci", "--database-url", url]).exit_code == 0
     listed = runner.invoke(app, ["keys", "list", "--database-url", url]).output
-    assert "ci" in listed and "Z" in listed.splitlines()[1].split()[-1]
+    assert "ci" in listed and "Z" in listed.splitlines()[1].split()[3]
     assert runner.invoke(app, ["keys", "revoke", "ci", "--database-url", url]).exit_code == 2
+
+
+def test_keys_create_with_limits_and_list_their_usage(tmp_path: Path) -> None:
+    from anomaly_api.quotas import Limits
+    from anomaly_api.storage import open_store
+
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    created = runner.invoke(
+        app,
+        ["keys", "create", "--name", "tenant", "--scopes", "write", "--max-series", "10",
+         "--retention-days", "7.5", "--database-url", url],
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    store = open_store(url)
+    try:
+        assert store.list_keys()[0].limits == Limits(10, None, 7.5)
+    finally:
+        store.close()
+    row = runner.invoke(app, ["keys", "list", "--database-url", url]).output.splitlines()[1]
+    assert row.split()[-5:] == ["0", "0", "10", "-", "7.5"]  # series, points, limits
+    negative = runner.invoke(
+        app, ["keys", "create", "--name", "x", "--max-points", "-1", "--database-url", url]
+    )
+    assert negative.exit_code == 2 and "--max-points" in negative.output
 
 
 def test_serve_refuses_a_network_address_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:

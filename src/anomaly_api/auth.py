@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from anomaly_api.errors import InvalidInput
+from anomaly_api.quotas import NO_LIMITS, Limits
 
 SCOPES = ("read", "predict", "write", "admin")
 """``read``: listings, plots, versions, metrics, detectors. ``predict``: every scoring
@@ -40,14 +41,16 @@ class KeyRecord:
     scopes: tuple[str, ...]
     created_at: float
     revoked_at: float | None = None
+    limits: Limits = NO_LIMITS
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a request comes from: the key's name and scopes."""
+    """Who a request comes from: the key's name, scopes and own limits."""
 
     name: str
     scopes: frozenset[str]
+    limits: Limits = NO_LIMITS
 
 
 def new_key() -> str:
@@ -103,7 +106,7 @@ class Keyring:
 
     def __init__(self) -> None:
         self._keys: dict[str, Principal] = {}
-        self._load: Callable[[], list[tuple[str, str, tuple[str, ...]]]] | None = None
+        self._load: Callable[[], list[tuple[str, str, tuple[str, ...], Limits]]] | None = None
         self._loaded_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,7 +117,7 @@ class Keyring:
         loaded_at = self._loaded_at
         return loaded_at is not None and time.monotonic() - loaded_at < 30 * REFRESH_S + 5
 
-    def start(self, load: Callable[[], list[tuple[str, str, tuple[str, ...]]]]) -> None:
+    def start(self, load: Callable[[], list[tuple[str, str, tuple[str, ...], Limits]]]) -> None:
         """Load the keys now (a store that is down leaves the keyring unloaded: every key
         is refused with 503 until it answers) and keep reloading them."""
         self._load = load
@@ -137,7 +140,8 @@ class Keyring:
         except Exception:
             return
         self._keys = {
-            row_digest: Principal(name, frozenset(scopes)) for row_digest, name, scopes in rows
+            row_digest: Principal(name, frozenset(scopes), limits)
+            for row_digest, name, scopes, limits in rows
         }
         self._loaded_at = time.monotonic()
 

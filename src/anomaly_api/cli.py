@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -422,32 +423,65 @@ def keys_create(
     scopes: Annotated[
         str, typer.Option(help="Comma-separated scopes: read, predict, write, admin.")
     ] = "read,predict",
+    max_series: Annotated[
+        int | None,
+        typer.Option(
+            help="Series this key's fits may hold (0: no limit) [default: ANOMALY_QUOTA_SERIES]",
+            show_default=False,
+        ),
+    ] = None,
+    max_points: Annotated[
+        int | None,
+        typer.Option(
+            help="Training points its stored versions may hold (0: no limit) "
+            "[default: ANOMALY_QUOTA_POINTS]",
+            show_default=False,
+        ),
+    ] = None,
+    retention_days: Annotated[
+        float | None,
+        typer.Option(
+            help="Days its versions are kept, each series' latest excepted (0: until "
+            "deleted) [default: ANOMALY_RETENTION_DAYS]",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Create a key and print it as the last line: it is shown only this once (the store
     keeps its SHA-256 digest)."""
     from anomaly_api.auth import check_name, digest, new_key, parse_scopes
     from anomaly_api.errors import InvalidInput
+    from anomaly_api.quotas import Limits
 
     try:
         chosen = parse_scopes(scopes)
         check_name(name)
+        limits = Limits(max_series, max_points, retention_days)
     except InvalidInput as exc:
-        raise typer.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
+        raise typer.BadParameter(
+            exc.message, param_hint=f"--{(exc.field or '').replace('_', '-')}"
+        ) from None
     key = new_key()
     with _key_store(database_url) as store:
         try:
-            store.create_key(name, digest(key), chosen)
+            store.create_key(name, digest(key), chosen, limits)
         except InvalidInput as exc:
             raise typer.BadParameter(exc.message, param_hint="--name") from None
-    _audit("key create", name=name, scopes=list(chosen))
+    _audit(
+        "key create",
+        name=name,
+        scopes=list(chosen),
+        **{k: v for k, v in dataclasses.asdict(limits).items() if v is not None},
+    )
     typer.echo(f"created key {name!r} with scopes {','.join(chosen)}; it is not shown again:")
     typer.echo(key)
 
 
 @keys_app.command("list")
 def keys_list(database_url: DatabaseOption = None) -> None:
-    """Every key's name, scopes, creation time and revocation time (never the key)."""
+    """Every key's name, scopes, creation and revocation times, what its versions hold
+    (series, points) and its own limits ("-": the server's default), never the key."""
     import datetime
 
     def when(seconds: float | None) -> str:
@@ -455,14 +489,24 @@ def keys_list(database_url: DatabaseOption = None) -> None:
             return "-"
         return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+    def limit(value: float | None) -> str:
+        return "-" if value is None else f"{value:g}"
+
     with _key_store(database_url) as store:
         records = store.list_keys()
-    typer.echo(f"{'name':<24} {'scopes':<28} {'created':<21} revoked")
-    for record in records:
+        usages = [store.usage(record.name) for record in records]
+    typer.echo(
+        f"{'name':<24} {'scopes':<28} {'created':<21} {'revoked':<21} "
+        f"{'series':>8} {'points':>12}  max-series max-points retention-days"
+    )
+    for record, usage in zip(records, usages, strict=True):
         scopes = ",".join(record.scopes)
+        limits = record.limits
         typer.echo(
             f"{record.name:<24} {scopes:<28} {when(record.created_at):<21} "
-            f"{when(record.revoked_at)}"
+            f"{when(record.revoked_at):<21} {usage.series:>8} {usage.points:>12}  "
+            f"{limit(limits.max_series):<10} {limit(limits.max_points):<10} "
+            f"{limit(limits.retention_days)}"
         )
 
 

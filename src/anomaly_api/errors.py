@@ -16,7 +16,8 @@ code in one table (and a test checks that no class is left unmapped)::
     ├── StoreUnavailable         the model store did not answer
     │   └── StreamBusy           another process holds the series' stream and did not
     │                            hand it over in time
-    └── Overloaded               every slot for heavy work is taken and the queue is full
+    ├── Overloaded               every slot for heavy work is taken and the queue is full
+    └── QuotaExceeded            a fit would take its key over its series or points quota
 """
 
 from __future__ import annotations
@@ -155,6 +156,15 @@ class TooMuchWork(InvalidInput):
 class Overloaded(AnomalyApiError):
     """Every slot for heavy work (fits, detects, batches, plots) is taken and the queue
     in front of them is full, or a request waited too long in it."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class QuotaExceeded(AnomalyApiError):
+    """A fit would take its API key (or the anonymous clients) over the quota of series
+    or stored training points (:mod:`anomaly_api.quotas`); nothing was written."""
 
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)

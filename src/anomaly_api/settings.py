@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from anomaly_api.quotas import Limits
+
 
 class Settings(BaseSettings):
     """Service configuration; every field can be set as ``ANOMALY_<NAME>``."""
@@ -175,6 +177,25 @@ class Settings(BaseSettings):
         "make per worker process, in bursts of up to a minute's worth; beyond it 429 with "
         "Retry-After. 0: no limit.",
     )
+    quota_series: int = Field(
+        0,
+        ge=0,
+        description="Series each API key may hold (fitted a stored version of), unless the "
+        "key has its own `--max-series`; a fit of one more is answered 429. With keys off, "
+        "all fits together. 0: no limit.",
+    )
+    quota_points: int = Field(
+        0,
+        ge=0,
+        description="Training points each API key's stored versions may hold, unless the "
+        "key has its own `--max-points`; a fit beyond it is answered 429. 0: no limit.",
+    )
+    retention_days: float = Field(
+        0.0,
+        ge=0,
+        description="Versions older than this many days are deleted, except each series' "
+        "latest, unless the key has its own `--retention-days`. 0: kept until deleted.",
+    )
     audit_log: str | None = Field(
         None,
         description="File the audit log (a JSON line per fit, delete and key change, with "
@@ -225,6 +246,11 @@ class Settings(BaseSettings):
             return self.heavy_jobs
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
         return max(1, (cores or os.cpu_count() or 1) // self.workers)
+
+    @property
+    def default_limits(self) -> Limits:
+        """The quotas and retention of every key without its own (and of anonymous fits)."""
+        return Limits(self.quota_series, self.quota_points, self.retention_days)
 
     @property
     def auth_required(self) -> bool:

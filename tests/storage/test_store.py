@@ -15,7 +15,8 @@ import psycopg
 import pytest
 
 from anomaly_api.detectors import Series
-from anomaly_api.errors import InvalidInput
+from anomaly_api.errors import InvalidInput, QuotaExceeded
+from anomaly_api.quotas import NO_LIMITS, Limits, Quota, Usage
 from anomaly_api.storage import ModelStore, NewModel, open_store
 from anomaly_api.storage.base import (
     Changes,
@@ -519,20 +520,109 @@ def test_api_keys_are_kept_as_digests_and_revoked_for_good(store: ModelStore) ->
     assert first.name == "ci" and first.scopes == ("read", "predict") and first.revoked_at is None
     store.create_key("admin", "d2", ("admin",))
     assert sorted(store.active_keys()) == [
-        ("d1", "ci", ("read", "predict")),
-        ("d2", "admin", ("admin",)),
+        ("d1", "ci", ("read", "predict"), NO_LIMITS),
+        ("d2", "admin", ("admin",), NO_LIMITS),
     ]
     with pytest.raises(InvalidInput, match="exists"):
         store.create_key("ci", "d3", ("read",))
     assert store.revoke_key("ci")
     assert not store.revoke_key("ci")
     assert not store.revoke_key("nobody")
-    assert store.active_keys() == [("d2", "admin", ("admin",))]
+    assert store.active_keys() == [("d2", "admin", ("admin",), NO_LIMITS)]
     listed = {record.name: record for record in store.list_keys()}
     assert listed["ci"].revoked_at is not None and listed["admin"].revoked_at is None
     # A revoked key's name stays taken: the list says who held it.
     with pytest.raises(InvalidInput, match="exists"):
         store.create_key("ci", "d4", ("read",))
+
+
+def test_keys_keep_their_own_limits(store: ModelStore) -> None:
+    limits = Limits(max_series=3, max_points=None, retention_days=0.5)
+    assert store.create_key("tenant", "d1", ("write",), limits).limits == limits
+    assert store.active_keys() == [("d1", "tenant", ("write",), limits)]
+    assert store.list_keys()[0].limits == limits
+
+
+def owned(series_id: str, owner: str | None, points: int = 10, **quota: int) -> NewModel:
+    model = dataclasses.replace(new_model(series_id, points), created_by=owner)
+    return dataclasses.replace(model, quota=Quota(owner, **quota)) if quota else model
+
+
+def test_versions_remember_who_fitted_them_and_usage_counts_them(store: ModelStore) -> None:
+    created = store.create_version(owned("a", "k1", points=10))
+    assert created.created_by == "k1"
+    store.create_version(owned("a", "k1", points=20))
+    store.create_version(owned("b", "k1", points=5))
+    store.create_version(owned("b", "k2", points=7))
+    store.create_version(owned("c", None, points=3))
+    assert store.get_model("a", 1) == created
+    assert [r.created_by for r in store.list_versions("b")] == ["k1", "k2"]
+    assert store.usage("k1", "a") == Usage(series=2, points=35, holds_series=True)
+    assert store.usage("k1", "c") == Usage(series=2, points=35, holds_series=False)
+    assert store.usage("k2") == Usage(series=1, points=7, holds_series=False)
+    assert store.usage(None, "c") == Usage(series=1, points=3, holds_series=True)
+    assert store.usage("nobody") == Usage(0, 0, False)
+    store.delete_series("a")
+    assert store.usage("k1") == Usage(series=1, points=5, holds_series=False)
+
+
+def test_a_fit_over_its_keys_quota_is_refused_and_writes_nothing(store: ModelStore) -> None:
+    store.create_version(owned("a", "k", points=10, max_series=2, max_points=50))
+    store.create_version(owned("b", "k", points=10, max_series=2, max_points=50))
+    with pytest.raises(QuotaExceeded, match="holds 2 series") as refused:
+        store.create_version(owned("c", "k", points=10, max_series=2, max_points=50))
+    assert refused.value.retry_after_s > 0
+    assert store.latest_version("c") is None
+    # A series the key holds takes new versions, up to the points quota.
+    assert store.create_version(owned("a", "k", points=30, max_series=2)).version == 2
+    with pytest.raises(QuotaExceeded, match="training points"):
+        store.create_version(owned("a", "k", points=1, max_points=50))
+    assert store.latest_version("a") == 2
+    # Another key's quota is its own; and no quota, no check.
+    assert store.create_version(owned("c", "other", points=10, max_series=1)).version == 1
+    assert store.create_version(owned("c", "k", points=10)).version == 2
+
+
+def test_concurrent_fits_of_one_key_cannot_overshoot_its_quota(store: ModelStore) -> None:
+    outcomes: list[str] = []
+
+    def fit(index: int) -> None:
+        try:
+            store.create_version(owned(f"s{index}", "k", points=10, max_series=5))
+            outcomes.append("stored")
+        except QuotaExceeded:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=fit, args=(index,)) for index in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes).count("stored") == 5
+    assert store.usage("k").series == 5
+
+
+def test_expired_versions_go_but_each_series_keeps_its_latest(store: ModelStore) -> None:
+    for _ in range(3):
+        store.create_version(owned("a", "k"))
+    store.create_version(owned("b", "k"))
+    store.create_version(owned("a", "other"))  # now the latest of "a", not "k"'s
+    store.create_version(owned("c", None))
+    store.create_version(owned("c", None))
+    marker = store.change_marker()
+    position = store.change_position()
+    assert store.expire_versions("k", time.time() - 3600) == 0  # nothing that old
+    assert store.expire_versions("k", time.time() + 1) == 3  # a1-a3; b1 is b's latest
+    assert [r.version for r in store.list_versions("a")] == [4]
+    assert [r.version for r in store.list_versions("b")] == [1]
+    assert store.change_marker() != marker
+    changes = store.changes_since(position)
+    assert changes is not None and "a" in changes[1].deleted
+    assert store.expire_versions(None, time.time() + 1, limit=5) == 1
+    assert [r.version for r in store.list_versions("c")] == [2]
+    assert store.count_series() == 3
+    # A new version after an expiry still takes the next number.
+    assert store.create_version(owned("a", "k")).version == 5
 
 
 def test_versions_are_listed_a_page_at_a_time(store: ModelStore) -> None:

@@ -36,6 +36,7 @@ from anomaly_api.api.routes import metrics as metrics_route
 from anomaly_api.api.schemas import ErrorResponse, FitRequest, PredictRequest
 from anomaly_api.auth import Keyring
 from anomaly_api.registry import ModelRegistry
+from anomaly_api.registry.retention import RetentionSweep
 from anomaly_api.settings import Settings
 from anomaly_api.storage import open_store
 
@@ -137,6 +138,8 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
         app.state.router = router
         if keyring is not None:
             keyring.start(store.active_keys)
+        retention = RetentionSweep(store, settings.default_limits)
+        retention.start()
         if router is not None:
             await router.serve(FastPredict(app))
         # matplotlib takes about a second to import; do it off the request path, without
@@ -149,6 +152,7 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
             yield
         finally:
             gc.set_threshold(*thresholds)
+            retention.stop()
             if keyring is not None:
                 keyring.stop()
             if router is not None:

@@ -6,7 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
+from anomaly_api.api.asgi.auth import PRINCIPAL
+from anomaly_api.auth import Principal
 from anomaly_api.errors import InvalidInput
+from anomaly_api.quotas import NO_LIMITS, Quota
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.series_ids import MAX_SERIES_ID_LENGTH
 from anomaly_api.settings import Settings
@@ -23,6 +26,16 @@ async def get_registry(request: Request) -> ModelRegistry:
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+async def get_quota(request: Request) -> Quota:
+    """Whose request this is (the API key's name; None: anonymous) and what its fits may
+    store: the key's own limits over the server's defaults."""
+    settings: Settings = request.app.state.settings
+    principal: Principal | None = request.scope.get(PRINCIPAL)
+    if principal is None:
+        return Quota.of(None, NO_LIMITS, settings.default_limits)
+    return Quota.of(principal.name, principal.limits, settings.default_limits)
 
 
 def parse_version(version: str | None) -> int | None:
@@ -68,6 +81,7 @@ async def observe_query(
     return observe
 
 
+QuotaDep = Annotated[Quota, Depends(get_quota)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 ObserveDep = Annotated[bool, Depends(observe_query)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

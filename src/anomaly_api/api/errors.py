@@ -36,6 +36,7 @@ STATUS_BY_ERROR: dict[type[errors.AnomalyApiError], int] = {
     errors.TooMuchWork: 413,
     errors.TooManyValues: 413,
     errors.Overloaded: 503,
+    errors.QuotaExceeded: 429,
 }
 
 
@@ -139,7 +140,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     if field:
         extra["errors"] = [{"field": field, "message": exc.public}]
     response = error_response(status, exc.public, **extra)
-    if status == 503:
+    if status in (429, 503):
         retry_after = getattr(exc, "retry_after_s", None)
         response.headers["Retry-After"] = str(retry_after) if retry_after else RETRY_AFTER_S
     return response

@@ -325,6 +325,11 @@ class VersionInfo(BaseModel):
     retrain: dict[str, Any] | None = Field(
         None, description="The retrain policy from this version on (null: none)."
     )
+    created_by: str | None = Field(
+        None,
+        description="The API key whose fit this is (a retrain: the key of the version "
+        "retrained); null: anonymous.",
+    )
 
     @classmethod
     def from_record(cls, record: ModelRecord) -> VersionInfo:
@@ -339,6 +344,7 @@ class VersionInfo(BaseModel):
             created_at=_iso(record.created_at),
             trigger=record.trigger,
             retrain=record.retrain,
+            created_by=record.created_by,
         )
 
 
@@ -448,6 +454,7 @@ _ERROR_DESCRIPTIONS = {
     404: "Unknown series or version.",
     413: "Body over ANOMALY_MAX_BODY_BYTES.",
     422: "Invalid input; the message names the field.",
+    429: "Over the API key's quota of series or stored points (Retry-After: when to retry).",
     503: "The model store is unavailable.",
 }
 

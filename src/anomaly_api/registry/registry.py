@@ -33,6 +33,7 @@ from anomaly_api.errors import (
     TooMuchWork,
     VersionNotFound,
 )
+from anomaly_api.quotas import Quota
 from anomaly_api.registry.bulk import Columns, predict_many
 from anomaly_api.registry.cache import LoadedModel, ModelCache
 from anomaly_api.registry.health import health
@@ -149,10 +150,12 @@ class ModelRegistry:
         detector: str | None = None,
         params: Mapping[str, Any] | None = None,
         retrain: Any = None,
+        quota: Quota | None = None,
     ) -> ModelRecord:
         """Validate, fit and store the next version of ``series_id``. ``retrain`` is the
         fit body's policy (see :mod:`~anomaly_api.registry.retrain`): None for the
-        detector's default, False for none."""
+        detector's default, False for none. ``quota``: whose fit this is and what it may
+        store (None: anonymous, no limits)."""
         started = time.perf_counter()
         check_series_id(series_id)
         model = detector_class(detector or self.default_detector)(params)
@@ -173,6 +176,8 @@ class ModelRegistry:
                 last_timestamp=int(series.timestamps[-1]),
                 training=series.tail(self.training_points_cap),
                 retrain=None if policy is None else policy.to_json(),
+                created_by=None if quota is None else quota.owner,
+                quota=quota,
             )
         )
         self.cache.add_fitted(LoadedModel(record, model), deletions_seen)
@@ -257,6 +262,9 @@ class ModelRegistry:
                 trigger="retrain",
                 retrain=record.retrain,
                 prune=policy.retention(),
+                # The key that fitted the series pays for its retrains; they are not
+                # refused (the retrain policy's retention bounds how many stay).
+                created_by=record.created_by,
             )
         )
         newer = LoadedModel(stored, model)

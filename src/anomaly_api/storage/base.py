@@ -20,8 +20,11 @@ from typing import Any, Protocol
 
 from anomaly_api.auth import KeyRecord
 from anomaly_api.detectors.series import FloatArray, IntArray, Series
+from anomaly_api.quotas import NO_LIMITS, Limits, Quota, Usage
 
 JsonDict = dict[str, Any]
+ActiveKey = tuple[str, str, tuple[str, ...], Limits]
+"""What the keyring loads of a key: digest, name, scopes, limits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,12 @@ class NewModel:
     """The series' retrain policy from this version on (None: none)."""
     prune: Retention | None = None
     """After storing, delete the series' automatic versions this rule does not keep."""
+    created_by: str | None = None
+    """The API key whose fit this is (for a retrain, the key of the version retrained);
+    None: anonymous."""
+    quota: Quota | None = None
+    """Refuse (:class:`~anomaly_api.errors.QuotaExceeded`) in the same transaction when
+    storing this would take ``created_by`` over its quota."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,7 @@ class ModelRecord:
     """Unix seconds (UTC) when the version was committed."""
     trigger: str = "client"
     retrain: JsonDict | None = None
+    created_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +177,18 @@ class ModelStore(Protocol):
     """A short name for health reports: ``"sqlite"``, ``"postgresql"``."""
 
     def create_version(self, model: NewModel) -> ModelRecord:
-        """Store ``model`` as the next version of its series, atomically, and durably."""
+        """Store ``model`` as the next version of its series, atomically, and durably;
+        first check its quota, if it has one, in the same transaction."""
+        ...
+
+    def usage(self, owner: str | None, series_id: str | None = None) -> Usage:
+        """What ``owner``'s versions hold: series, stored training points, and whether
+        ``series_id`` is among them."""
+        ...
+
+    def expire_versions(self, owner: str | None, before: float, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` versions of ``owner`` created before ``before`` (Unix
+        seconds) that are not the latest of their series; return how many."""
         ...
 
     def get_model(self, series_id: str, version: int | None = None) -> ModelRecord | None:
@@ -302,9 +323,12 @@ class ModelStore(Protocol):
         """The series' stream as last saved, with all its points (None: no stream)."""
         ...
 
-    def create_key(self, name: str, key_digest: str, scopes: Sequence[str]) -> KeyRecord:
-        """Store an API key's digest under a new ``name`` (:class:`InvalidInput` when the
-        name was ever used: names stay reserved after a revocation, for the audit)."""
+    def create_key(
+        self, name: str, key_digest: str, scopes: Sequence[str], limits: Limits = NO_LIMITS
+    ) -> KeyRecord:
+        """Store an API key's digest under a new ``name`` with its own ``limits``
+        (:class:`InvalidInput` when the name was ever used: names stay reserved after a
+        revocation, for the audit)."""
         ...
 
     def list_keys(self) -> list[KeyRecord]:
@@ -315,8 +339,8 @@ class ModelStore(Protocol):
         """Revoke the key ``name``; False when no such active key exists."""
         ...
 
-    def active_keys(self) -> list[tuple[str, str, tuple[str, ...]]]:
-        """(digest, name, scopes) of every key not revoked."""
+    def active_keys(self) -> list[ActiveKey]:
+        """(digest, name, scopes, limits) of every key not revoked."""
         ...
 
     def ping(self) -> None:

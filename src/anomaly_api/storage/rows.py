@@ -1,6 +1,6 @@
 """Rows of the models table and the records they stand for, the same on every backend.
 
-Both stores keep a model version in the same fourteen columns (:data:`RECORD_COLUMNS`,
+Both stores keep a model version in the same fifteen columns (:data:`RECORD_COLUMNS`,
 then the two training blobs) and count versions per series the same way; only the SQL
 dialect around them differs. These functions are the one translation between rows and
 :mod:`anomaly_api.storage.base` records. New rows are written in the order of
@@ -24,7 +24,7 @@ from anomaly_api.storage.codec import (
 
 RECORD_COLUMNS = (
     "series_id, version, detector, params, state, points_used, points_stored, "
-    "first_timestamp, last_timestamp, created_at, fit_trigger, retrain"
+    "first_timestamp, last_timestamp, created_at, fit_trigger, retrain, created_by"
 )
 """What :func:`record_from_row` reads, in order; ``training_timestamps, training_values``
 follow for :func:`stored_from_row`."""
@@ -47,12 +47,13 @@ def record_from_row(row: Sequence[Any]) -> ModelRecord:
         created_at=float(row[9]),
         trigger=row[10],
         retrain=None if row[11] is None else json.loads(row[11]),
+        created_by=row[12],
     )
 
 
 def stored_from_row(row: Sequence[Any]) -> StoredVersion:
     """A row of :data:`RECORD_COLUMNS` and the two training blobs."""
-    training = Series(decode_timestamps(bytes(row[12])), decode_values(bytes(row[13])))
+    training = Series(decode_timestamps(bytes(row[13])), decode_values(bytes(row[14])))
     return StoredVersion(record_from_row(row), training)
 
 
@@ -88,6 +89,7 @@ def new_row(
         created_at,
         model.trigger,
         _json_or_none(model.retrain),
+        model.created_by,
         *(blobs or training_blobs(model.training)),
     )
 
@@ -111,6 +113,7 @@ def created_record(model: NewModel, version: int, created_at: float) -> ModelRec
         created_at=created_at,
         trigger=model.trigger,
         retrain=model.retrain,
+        created_by=model.created_by,
     )
 
 
@@ -131,6 +134,7 @@ def copied_row(stored: StoredVersion) -> tuple[Any, ...]:
         record.created_at,
         record.trigger,
         _json_or_none(record.retrain),
+        record.created_by,
         *training_blobs(stored.training),
     )
 

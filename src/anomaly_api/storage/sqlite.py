@@ -42,8 +42,10 @@ from typing import Any
 
 from anomaly_api.auth import KeyRecord
 from anomaly_api.detectors.series import Series
-from anomaly_api.errors import InvalidInput, StoreUnavailable
+from anomaly_api.errors import InvalidInput, QuotaExceeded, StoreUnavailable
+from anomaly_api.quotas import NO_LIMITS, Limits, Usage, check
 from anomaly_api.storage.base import (
+    ActiveKey,
     Changes,
     ModelRecord,
     NewModel,
@@ -73,7 +75,7 @@ MAX_IDLE_CONNECTIONS = 8
 WATCH_INTERVAL_S = 1.0
 """How stale the change marker may be for commits made without this store's announcement."""
 
-_INSERT_MODEL = f"INSERT INTO models ({INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 14)})"
+_INSERT_MODEL = f"INSERT INTO models ({INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 15)})"
 
 CHANGES_KEPT = 100_000
 """Rows of the change log kept; a registry further behind forgets everything it cached."""
@@ -120,6 +122,16 @@ MIGRATIONS: tuple[tuple[int, str | Callable[[sqlite3.Connection], None]], ...] =
         # API keys: only their digests (anomaly_api.auth).
         "CREATE TABLE api_keys (name TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, "
         "scopes TEXT NOT NULL, created_at REAL NOT NULL, revoked_at REAL)",
+    ),
+    (
+        6,
+        # Who fitted each version, and each key's own quotas (anomaly_api.quotas). The
+        # index answers a key's usage from the index alone.
+        "ALTER TABLE models ADD COLUMN created_by TEXT;"
+        "CREATE INDEX models_by_owner ON models (created_by, series_id, points_stored);"
+        "ALTER TABLE api_keys ADD COLUMN max_series INTEGER;"
+        "ALTER TABLE api_keys ADD COLUMN max_points INTEGER;"
+        "ALTER TABLE api_keys ADD COLUMN retention_days REAL",
     ),
 )
 """(``user_version``, SQL or a function of the connection) in order; append, never edit
@@ -329,6 +341,8 @@ class SQLiteModelStore(SQLiteStreams):
     def create_version(self, model: NewModel) -> ModelRecord:
         blobs = training_blobs(model.training)  # encoded before the write lock is taken
         with self._write() as connection:
+            if model.quota is not None and model.quota.limited:
+                self._check_quota(connection, model)
             (version,) = connection.execute(
                 "INSERT INTO series (series_id, last_version) VALUES (?, 1) "
                 "ON CONFLICT (series_id) DO UPDATE SET last_version = last_version + 1 "
@@ -343,6 +357,54 @@ class SQLiteModelStore(SQLiteStreams):
                 self._prune(connection, model.series_id, int(version), model.prune, created_at)
         self._announcements.announce()
         return created_record(model, int(version), created_at)
+
+    @staticmethod
+    def _usage(connection: sqlite3.Connection, owner: str | None, series_id: str) -> Usage:
+        series, points, holds = connection.execute(
+            "SELECT COUNT(DISTINCT series_id), COALESCE(SUM(points_stored), 0),"
+            " COALESCE(MAX(series_id = ?), 0) FROM models WHERE created_by IS ?",
+            (series_id, owner),
+        ).fetchone()
+        return Usage(int(series), int(points), bool(holds))
+
+    def _check_quota(self, connection: sqlite3.Connection, model: NewModel) -> None:
+        """Under the write lock: refuse ``model`` when it takes its owner over quota."""
+        assert model.quota is not None
+        usage = self._usage(connection, model.created_by, model.series_id)
+        try:
+            check(model.quota, usage, len(model.training), None, time.time())
+        except QuotaExceeded:
+            # Refused: say when retention frees room (one more query, only now).
+            (oldest,) = connection.execute(
+                "SELECT MIN(created_at) FROM models m WHERE created_by IS ? AND version < "
+                "(SELECT MAX(version) FROM models l WHERE l.series_id = m.series_id)",
+                (model.created_by,),
+            ).fetchone()
+            check(model.quota, usage, len(model.training), oldest, time.time())
+            raise
+
+    def usage(self, owner: str | None, series_id: str | None = None) -> Usage:
+        with self._borrow() as connection, self._translate():
+            return self._usage(connection, owner, "" if series_id is None else series_id)
+
+    def expire_versions(self, owner: str | None, before: float, limit: int = 10_000) -> int:
+        with self._write() as connection:
+            rows = connection.execute(
+                "SELECT series_id, version FROM models m WHERE created_by IS ?"
+                " AND created_at < ? AND version <"
+                " (SELECT MAX(version) FROM models l WHERE l.series_id = m.series_id) LIMIT ?",
+                (owner, before, limit),
+            ).fetchall()
+            if rows:
+                connection.executemany(
+                    "DELETE FROM models WHERE series_id = ? AND version = ?", rows
+                )
+                self._bump_deletion_epoch(connection)
+                for series_id in sorted({row[0] for row in rows}):
+                    self._log_change(connection, "delete", series_id)
+        if rows:
+            self._announcements.announce()
+        return len(rows)
 
     def get_model(self, series_id: str, version: int | None = None) -> ModelRecord | None:
         if version is None:
@@ -520,23 +582,37 @@ class SQLiteModelStore(SQLiteStreams):
 
     # -- API keys ---------------------------------------------------------------------
 
-    def create_key(self, name: str, key_digest: str, scopes: Sequence[str]) -> KeyRecord:
+    def create_key(
+        self, name: str, key_digest: str, scopes: Sequence[str], limits: Limits = NO_LIMITS
+    ) -> KeyRecord:
         created_at = time.time()
         with self._write() as connection:
             taken = connection.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,))
             if taken.fetchone() is not None:
                 raise InvalidInput(f"a key named {name!r} exists (or existed)", field="name")
             connection.execute(
-                "INSERT INTO api_keys (name, digest, scopes, created_at) VALUES (?, ?, ?, ?)",
-                (name, key_digest, ",".join(scopes), created_at),
+                "INSERT INTO api_keys (name, digest, scopes, created_at, max_series, max_points,"
+                " retention_days) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    key_digest,
+                    ",".join(scopes),
+                    created_at,
+                    limits.max_series,
+                    limits.max_points,
+                    limits.retention_days,
+                ),
             )
-        return KeyRecord(name, tuple(scopes), created_at)
+        return KeyRecord(name, tuple(scopes), created_at, limits=limits)
 
     def list_keys(self) -> list[KeyRecord]:
-        rows = self._read("SELECT name, scopes, created_at, revoked_at FROM api_keys ORDER BY name")
+        rows = self._read(
+            "SELECT name, scopes, created_at, revoked_at, max_series, max_points, retention_days"
+            " FROM api_keys ORDER BY name"
+        )
         return [
-            KeyRecord(name, tuple(scopes.split(",")), at, revoked)
-            for name, scopes, at, revoked in rows
+            KeyRecord(name, tuple(scopes.split(",")), at, revoked, Limits(*limits))
+            for name, scopes, at, revoked, *limits in rows
         ]
 
     def revoke_key(self, name: str) -> bool:
@@ -547,9 +623,15 @@ class SQLiteModelStore(SQLiteStreams):
             ).rowcount
         return bool(revoked)
 
-    def active_keys(self) -> list[tuple[str, str, tuple[str, ...]]]:
-        rows = self._read("SELECT digest, name, scopes FROM api_keys WHERE revoked_at IS NULL")
-        return [(key_digest, name, tuple(scopes.split(","))) for key_digest, name, scopes in rows]
+    def active_keys(self) -> list[ActiveKey]:
+        rows = self._read(
+            "SELECT digest, name, scopes, max_series, max_points, retention_days"
+            " FROM api_keys WHERE revoked_at IS NULL"
+        )
+        return [
+            (key_digest, name, tuple(scopes.split(",")), Limits(*limits))
+            for key_digest, name, scopes, *limits in rows
+        ]
 
     def ping(self) -> None:
         self._read("SELECT 1")

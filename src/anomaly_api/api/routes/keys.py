@@ -15,6 +15,7 @@ from anomaly_api.api.deps import RegistryDep
 from anomaly_api.api.schemas import ErrorResponse, error_responses
 from anomaly_api.auth import KeyRecord, check_name, digest, new_key, parse_scopes
 from anomaly_api.errors import NotFound
+from anomaly_api.quotas import Limits
 
 router = APIRouter(prefix="/keys", tags=["keys"])
 _OFF: dict[int | str, dict[str, Any]] = {
@@ -25,7 +26,25 @@ _OFF: dict[int | str, dict[str, Any]] = {
 }
 
 
-class KeyInfo(BaseModel):
+class KeyLimits(BaseModel):
+    max_series: int | None = Field(
+        None, ge=0, description="Series its fits may hold; null: ANOMALY_QUOTA_SERIES, 0: none."
+    )
+    max_points: int | None = Field(
+        None,
+        ge=0,
+        description="Training points its versions may hold; null: ANOMALY_QUOTA_POINTS.",
+    )
+    retention_days: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Days its versions are kept (each series' latest excepted); null: "
+        "ANOMALY_RETENTION_DAYS, 0: until deleted.",
+    )
+
+
+class KeyInfo(KeyLimits):
     name: str
     scopes: list[str]
     created_at: float = Field(description="Unix seconds (UTC).")
@@ -36,7 +55,7 @@ class NewKey(KeyInfo):
     key: str = Field(description="The key itself: shown in this answer only.")
 
 
-class KeyRequest(BaseModel):
+class KeyRequest(KeyLimits):
     name: str = Field(description="1 to 64 letters, digits, '.', '_' or '-'.")
     scopes: list[str] = Field(description="Of read, predict, write, admin.")
 
@@ -47,6 +66,9 @@ def _info(record: KeyRecord) -> KeyInfo:
         scopes=list(record.scopes),
         created_at=record.created_at,
         revoked_at=record.revoked_at,
+        max_series=record.limits.max_series,
+        max_points=record.limits.max_points,
+        retention_days=record.limits.retention_days,
     )
 
 
@@ -84,7 +106,8 @@ def create_key(
     name = check_name(body.name)
     scopes = parse_scopes(body.scopes)
     key = new_key()
-    record = registry.store.create_key(name, digest(key), scopes)
+    limits = Limits(body.max_series, body.max_points, body.retention_days)
+    record = registry.store.create_key(name, digest(key), scopes, limits)
     answer = NewKey(**_info(record).model_dump(), key=key)
     return JSONResponse(answer.model_dump(mode="json"), status_code=201)
 

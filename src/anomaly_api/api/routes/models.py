@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from anomaly_api.api.body import documented_body, fast_body, json_body
 from anomaly_api.api.columnar import FitBody, IntFitBody, timestamps_array, values_array
-from anomaly_api.api.deps import ObserveDep, RegistryDep, SeriesIdPath, VersionDep
+from anomaly_api.api.deps import ObserveDep, QuotaDep, RegistryDep, SeriesIdPath, VersionDep
 from anomaly_api.api.schemas import (
     FitRequest,
     FitResponse,
@@ -27,7 +27,7 @@ router = APIRouter(tags=["models"])
 @router.post(
     "/fit/{series_id:series}",
     response_model=FitResponse,
-    responses=error_responses(413, 422, 503),
+    responses=error_responses(413, 422, 429, 503),
     summary="Train a new model version for a series",
     openapi_extra=documented_body(FitRequest),
 )
@@ -35,6 +35,7 @@ def fit(
     series_id: SeriesIdPath,
     body: Annotated[FitBody | FitRequest, Depends(fast_body((IntFitBody, FitBody), FitRequest))],
     registry: RegistryDep,
+    quota: QuotaDep,
 ) -> FitResponse:
     """Fit the detector on the points and store the result as the series' next version
     (1, 2, 3 …, never reused). The version is durable once this returns 200.
@@ -52,6 +53,7 @@ def fit(
         detector=body.detector,
         params=body.detector_params(),
         retrain=body.retrain,
+        quota=quota,
     )
     return FitResponse.from_record(record)
 

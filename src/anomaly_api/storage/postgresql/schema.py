@@ -69,6 +69,18 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         )
         """,
     ),
+    (
+        6,
+        "who fitted each version; each key's own quotas and retention",
+        """
+        ALTER TABLE anomaly_models ADD COLUMN created_by text COLLATE "C";
+        CREATE INDEX anomaly_models_by_owner
+            ON anomaly_models (created_by, series_id) INCLUDE (points_stored);
+        ALTER TABLE anomaly_api_keys ADD COLUMN max_series bigint;
+        ALTER TABLE anomaly_api_keys ADD COLUMN max_points bigint;
+        ALTER TABLE anomaly_api_keys ADD COLUMN retention_days double precision
+        """,
+    ),
 )
 """(version, description, SQL) in order; append, never edit an applied one.
 

@@ -44,8 +44,10 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from anomaly_api.auth import KeyRecord
 from anomaly_api.detectors.series import Series
-from anomaly_api.errors import InvalidInput, StoreUnavailable
+from anomaly_api.errors import InvalidInput, QuotaExceeded, StoreUnavailable
+from anomaly_api.quotas import NO_LIMITS, Limits, Usage, check
 from anomaly_api.storage.base import (
+    ActiveKey,
     Changes,
     ModelRecord,
     NewModel,
@@ -81,7 +83,7 @@ from anomaly_api.storage.rows import (
     summary_from_row,
 )
 
-_INSERT_MODEL = f"INSERT INTO anomaly_models ({INSERT_COLUMNS}) VALUES ({', '.join(['%s'] * 14)})"
+_INSERT_MODEL = f"INSERT INTO anomaly_models ({INSERT_COLUMNS}) VALUES ({', '.join(['%s'] * 15)})"
 
 T = TypeVar("T")
 
@@ -240,6 +242,8 @@ class PostgreSQLModelStore(PostgreSQLStreams):
 
         def write(connection: psycopg.Connection[Any]) -> tuple[int, int]:
             with connection.transaction():
+                if model.quota is not None and model.quota.limited:
+                    _check_quota(connection, model)
                 # One statement: bump the counter (its row lock queues concurrent fits of
                 # the series), store the model, and count the series in when it is its
                 # only version.
@@ -253,7 +257,7 @@ class PostgreSQLModelStore(PostgreSQLStreams):
                     "  WHERE key = 'series_with_versions'"
                     "  AND (SELECT versions FROM counter) = 1)"
                     f" INSERT INTO anomaly_models ({INSERT_COLUMNS})"
-                    " SELECT %s, last_version, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+                    " SELECT %s, last_version, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
                     " FROM counter RETURNING version",
                     (model.series_id, model.series_id, *values),
                 ).fetchone()
@@ -274,6 +278,30 @@ class PostgreSQLModelStore(PostgreSQLStreams):
         if pruned:
             self._committed("delete", model.series_id)
         return created_record(model, version, created_at)
+
+    def usage(self, owner: str | None, series_id: str | None = None) -> Usage:
+        return self._run(lambda connection: _usage(connection, owner, series_id or ""))
+
+    def expire_versions(self, owner: str | None, before: float, limit: int = 10_000) -> int:
+        rows = self._read(
+            "SELECT series_id, array_agg(version) FROM (SELECT series_id, version"
+            " FROM anomaly_models m WHERE " + _OWNER + " AND created_at < %s AND version <"
+            " (SELECT MAX(version) FROM anomaly_models l WHERE l.series_id = m.series_id)"
+            " LIMIT %s) doomed GROUP BY series_id ORDER BY series_id",
+            (owner, before, limit),
+        )
+        # Series by series, each as a delete of those versions (counts and notices kept
+        # as a delete keeps them); the latest version is never among them.
+        return sum(
+            self._delete(
+                series_id,
+                " AND version = ANY(%s) AND version <"
+                " (SELECT MAX(version) FROM anomaly_models WHERE series_id = %s)",
+                list(versions),
+                series_id,
+            )
+            for series_id, versions in rows
+        )
 
     def get_model(self, series_id: str, version: int | None = None) -> ModelRecord | None:
         if version is None:
@@ -407,29 +435,41 @@ class PostgreSQLModelStore(PostgreSQLStreams):
 
     # -- API keys ---------------------------------------------------------------------
 
-    def create_key(self, name: str, key_digest: str, scopes: Sequence[str]) -> KeyRecord:
+    def create_key(
+        self, name: str, key_digest: str, scopes: Sequence[str], limits: Limits = NO_LIMITS
+    ) -> KeyRecord:
         created_at = time.time()
 
         def write(connection: psycopg.Connection[Any]) -> bool:
             with connection.transaction():
                 row = connection.execute(
-                    "INSERT INTO anomaly_api_keys (name, digest, scopes, created_at)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING name",
-                    (name, key_digest, ",".join(scopes), created_at),
+                    "INSERT INTO anomaly_api_keys (name, digest, scopes, created_at, max_series,"
+                    " max_points, retention_days) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (name) DO NOTHING RETURNING name",
+                    (
+                        name,
+                        key_digest,
+                        ",".join(scopes),
+                        created_at,
+                        limits.max_series,
+                        limits.max_points,
+                        limits.retention_days,
+                    ),
                 ).fetchone()
             return row is not None
 
         if not self._run(write, retry=False):
             raise InvalidInput(f"a key named {name!r} exists (or existed)", field="name")
-        return KeyRecord(name, tuple(scopes), created_at)
+        return KeyRecord(name, tuple(scopes), created_at, limits=limits)
 
     def list_keys(self) -> list[KeyRecord]:
         rows = self._read(
-            "SELECT name, scopes, created_at, revoked_at FROM anomaly_api_keys ORDER BY name"
+            "SELECT name, scopes, created_at, revoked_at, max_series, max_points, retention_days"
+            " FROM anomaly_api_keys ORDER BY name"
         )
         return [
-            KeyRecord(name, tuple(scopes.split(",")), at, revoked)
-            for name, scopes, at, revoked in rows
+            KeyRecord(name, tuple(scopes.split(",")), at, revoked, Limits(*limits))
+            for name, scopes, at, revoked, *limits in rows
         ]
 
     def revoke_key(self, name: str) -> bool:
@@ -443,11 +483,15 @@ class PostgreSQLModelStore(PostgreSQLStreams):
 
         return bool(self._run(write, retry=False))
 
-    def active_keys(self) -> list[tuple[str, str, tuple[str, ...]]]:
+    def active_keys(self) -> list[ActiveKey]:
         rows = self._read(
-            "SELECT digest, name, scopes FROM anomaly_api_keys WHERE revoked_at IS NULL"
+            "SELECT digest, name, scopes, max_series, max_points, retention_days"
+            " FROM anomaly_api_keys WHERE revoked_at IS NULL"
         )
-        return [(key_digest, name, tuple(scopes.split(","))) for key_digest, name, scopes in rows]
+        return [
+            (key_digest, name, tuple(scopes.split(",")), Limits(*limits))
+            for key_digest, name, scopes, *limits in rows
+        ]
 
     def ping(self) -> None:
         self._read("SELECT 1")
@@ -531,6 +575,45 @@ class PostgreSQLModelStore(PostgreSQLStreams):
     def close(self) -> None:
         self._listener.close()
         self._pool.close()
+
+
+_OWNER = "created_by IS NOT DISTINCT FROM %s"
+"""Matches a key's versions, or the anonymous ones for None. (``IS NOT DISTINCT FROM``
+cannot use an index, so the usage query spells the two cases out.)"""
+_QUOTA_LOCK = "anomaly-quota:"
+
+
+def _usage(connection: psycopg.Connection[Any], owner: str | None, series_id: str) -> Usage:
+    row = connection.execute(
+        "SELECT COUNT(DISTINCT series_id), COALESCE(SUM(points_stored), 0),"
+        " COALESCE(BOOL_OR(series_id = %s), false) FROM anomaly_models WHERE "
+        + ("created_by IS NULL" if owner is None else "created_by = %s"),
+        (series_id,) if owner is None else (series_id, owner),
+    ).fetchone()
+    assert row is not None
+    return Usage(int(row[0]), int(row[1]), bool(row[2]))
+
+
+def _check_quota(connection: psycopg.Connection[Any], model: NewModel) -> None:
+    """In the fit's transaction: refuse ``model`` when it takes its owner over quota.
+    A lock per owner (held to the commit) queues the owner's concurrent fits, on every
+    replica, so two cannot both pass on the same usage."""
+    assert model.quota is not None
+    connection.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+        (_QUOTA_LOCK + (model.created_by or ""),),
+    )
+    usage = _usage(connection, model.created_by, model.series_id)
+    try:
+        check(model.quota, usage, len(model.training), None, time.time())
+    except QuotaExceeded:
+        row = connection.execute(
+            "SELECT MIN(created_at) FROM anomaly_models m WHERE " + _OWNER + " AND version <"
+            " (SELECT MAX(version) FROM anomaly_models l WHERE l.series_id = m.series_id)",
+            (model.created_by,),
+        ).fetchone()
+        check(model.quota, usage, len(model.training), None if row is None else row[0], time.time())
+        raise
 
 
 def _fits_integer(version: int) -> bool:
