@@ -127,6 +127,52 @@ def test_listings_counts_and_deletes_agree_on_every_replica(
     assert call(servers[1].url + "/fit/s1", "POST", CONTRACT_FIT)[1]["version"] == "2"
 
 
+def test_once_a_delete_is_answered_no_replica_serves_what_it_deleted(
+    replicas: Callable[[int], list[Server]],
+) -> None:
+    first, second = replicas(2)
+    count = 40
+    for index in range(count):
+        for _ in range(2):
+            assert call(f"{first.url}/fit/d{index}", "POST", CONTRACT_FIT)[0] == 200
+        # The other replica holds version 1 and the latest in its cache.
+        assert call(f"{second.url}/predict/d{index}?version=1", "POST", POINT)[0] == 200
+        assert call(f"{second.url}/predict/d{index}", "POST", POINT)[0] == 200
+    # Keep the other replica busy (its listener thread must compete for the CPU).
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            call(f"{second.url}/predict/busy?observe=false", "POST", POINT)
+
+    assert call(f"{first.url}/fit/busy", "POST", CONTRACT_FIT)[0] == 200
+    loaders = [threading.Thread(target=load) for _ in range(6)]
+    for thread in loaders:
+        thread.start()
+    served = []
+    try:
+        served = _delete_and_ask_elsewhere(first, second, count)
+    finally:
+        stop.set()
+        for thread in loaders:
+            thread.join()
+    assert served == []
+
+
+def _delete_and_ask_elsewhere(first: Server, second: Server, count: int) -> list[Any]:
+    served = []
+    for index in range(count):
+        assert call(f"{first.url}/series/d{index}/versions/1", "DELETE")[0] == 200
+        status = call(f"{second.url}/predict/d{index}?version=1", "POST", POINT)[0]
+        if status != 404:
+            served.append((f"d{index} version 1", status))
+        assert call(f"{first.url}/series/d{index}", "DELETE")[0] == 200
+        status = call(f"{second.url}/predict/d{index}", "POST", POINT)[0]
+        if status != 404:
+            served.append((f"d{index}", status))
+    return served
+
+
 def test_a_replica_killed_mid_load_loses_no_acknowledged_fit(
     replicas: Callable[[int], list[Server]],
 ) -> None:

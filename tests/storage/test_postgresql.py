@@ -344,11 +344,11 @@ def test_the_listener_survives_any_failure_and_counts_it_as_a_change(
         record = store._changes.record
         failures: list[str] = []
 
-        def fail_once(kind: str | None, series_id: str | None = None) -> None:
+        def fail_once(kind: str | None, series_id: str | None = None, heard: bool = False) -> None:
             if not failures:
                 failures.append("raised")
                 raise RuntimeError("not a driver error")
-            record(kind, series_id)
+            record(kind, series_id, heard)
 
         store._changes.record = fail_once  # type: ignore[method-assign]
         marker = store.change_marker()
@@ -452,3 +452,14 @@ def test_a_statement_longer_than_the_timeout_is_cancelled_as_unavailable(
         assert store.latest_version("s") == 1
     finally:
         store.close()
+
+
+def test_the_change_log_tells_when_a_notification_came_back() -> None:
+    changes = ChangeLog()
+    changes.record("delete", "a")  # this process's own record: not heard
+    assert not changes.wait_heard("delete", "a", 0, timeout=0.01)
+    position = changes.count
+    threading.Timer(0.05, changes.record, ("delete", "a", True)).start()
+    assert changes.wait_heard("delete", "a", position, timeout=5)
+    assert not changes.wait_heard("delete", "a", changes.count, timeout=0.01)  # an older one
+    assert not changes.wait_heard("drop", "a", position, timeout=0.01)

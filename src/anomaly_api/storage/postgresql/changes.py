@@ -27,6 +27,8 @@ DELETE_PREFIX = "delete "
 DROP_PREFIX = "drop "
 CHANGE_LOG_SIZE = 10_000
 """Changes remembered per process; a registry further behind forgets every "latest"."""
+HEARD_KEPT = 1_000
+"""Notifications remembered for :meth:`ChangeLog.wait_heard`."""
 
 
 def first_line(error: BaseException) -> str:
@@ -55,14 +57,32 @@ class ChangeLog:
     def __init__(self) -> None:
         self.count = 0
         self._entries: deque[tuple[int, str | None, str | None]] = deque(maxlen=CHANGE_LOG_SIZE)
+        self._heard: deque[tuple[int, str | None, str | None]] = deque(maxlen=HEARD_KEPT)
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
 
-    def record(self, kind: str | None, series_id: str | None = None) -> None:
+    def record(self, kind: str | None, series_id: str | None = None, heard: bool = False) -> None:
         """Log a ``"fit"``, ``"delete"`` or ``"drop"`` of ``series_id``; None: anything may
-        have changed."""
+        have changed. ``heard``: it came as a notification (what every replica gets)."""
         with self._lock:
             self._entries.append((self.count + 1, kind, series_id))
             self.count += 1  # published after the entry, so changes_since sees it
+            if heard:
+                self._heard.append((self.count, kind, series_id))
+                self._arrived.notify_all()
+
+    def wait_heard(self, kind: str, series_id: str, after: int, timeout: float) -> bool:
+        """Wait until a notification of ``kind`` for ``series_id`` arrives that was logged
+        after position ``after``; False when none came within ``timeout`` seconds."""
+
+        def arrived() -> bool:
+            return any(
+                number > after and (entry_kind, entry_series) == (kind, series_id)
+                for number, entry_kind, entry_series in reversed(self._heard)
+            )
+
+        with self._lock:
+            return self._arrived.wait_for(arrived, timeout)
 
     def changes_since(self, marker: int) -> tuple[int, Changes] | None:
         """The count now and the series fitted and deleted after ``marker``; None when
@@ -133,7 +153,8 @@ class ChangeListener:
                             if notification.channel == STREAM_CHANNEL:
                                 self.on_release(notification.payload)
                             else:
-                                self._changes.record(*_parse_change(notification.payload))
+                                kind, series_id = _parse_change(notification.payload)
+                                self._changes.record(kind, series_id, heard=True)
                         if connection.closed or connection.broken:
                             raise psycopg.OperationalError("the connection was closed")
             except Exception as exc:

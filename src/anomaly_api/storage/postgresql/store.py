@@ -86,6 +86,12 @@ from anomaly_api.storage.rows import (
 _INSERT_MODEL = f"INSERT INTO anomaly_models ({INSERT_COLUMNS}) VALUES ({', '.join(['%s'] * 15)})"
 
 T = TypeVar("T")
+DELETE_HEARD_S = 1.0
+"""How long a delete waits for its own notification to come back (a listener that is
+reconnecting meanwhile makes every replica forget everything anyway)."""
+DELETE_SETTLE_S = 0.05
+"""And then how long more, for the other replicas' listeners to handle theirs: they get
+the notification when this process does, and need a moment of CPU to act on it."""
 
 
 def describe_url(url: str) -> str:
@@ -299,6 +305,7 @@ class PostgreSQLModelStore(PostgreSQLStreams):
                 " (SELECT MAX(version) FROM anomaly_models WHERE series_id = %s)",
                 list(versions),
                 series_id,
+                settle=False,  # nobody waits for retention to answer
             )
             for series_id, versions in rows
         )
@@ -375,8 +382,13 @@ class PostgreSQLModelStore(PostgreSQLStreams):
             return False
         return bool(self._delete(series_id, " AND version = %s", version))
 
-    def _delete(self, series_id: str, condition: str, *values: Any) -> int:
+    def _delete(self, series_id: str, condition: str, *values: Any, settle: bool = True) -> int:
+        """Delete the series' versions matching ``condition`` (all: drop the series).
+        ``settle``: return only once the delete's notification came back to this process,
+        and :data:`DELETE_SETTLE_S` more, so that the other replicas, which get it at the
+        same moment, have stopped serving the versions by the time the client hears."""
         kind = "delete" if condition else "drop"
+        position = self._changes.count
 
         def write(connection: psycopg.Connection[Any]) -> int:
             with connection.transaction():
@@ -417,6 +429,8 @@ class PostgreSQLModelStore(PostgreSQLStreams):
         deleted = self._run(write, retry=False)
         if deleted:
             self._committed(kind, series_id)
+            if settle and self._changes.wait_heard(kind, series_id, position, DELETE_HEARD_S):
+                time.sleep(DELETE_SETTLE_S)
         return deleted
 
     def change_marker(self) -> int:
