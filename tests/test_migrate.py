@@ -30,6 +30,7 @@ from anomaly_api.migrate import (
     migrate,
     progress_bars,
 )
+from anomaly_api.quotas import Limits
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.storage import ModelStore, SQLiteModelStore, StoredVersion, open_store
 from tests.postgres import with_schema
@@ -163,6 +164,43 @@ def test_a_second_run_copies_nothing_and_succeeds(
     assert again.ok
     assert (again.copied, again.already_present, again.counters_raised) == (0, 6, 0)
     assert_identical(source, target)
+
+
+def test_api_keys_arrive_with_their_limits_and_revocations(
+    stores: tuple[ModelStore, ModelStore],
+) -> None:
+    source, target = stores
+    fill(source)
+    source.create_key("ingest", "d-ingest", ("write", "predict"), Limits(5, None, 30.0))
+    source.create_key("old", "d-old", ("read",))
+    source.revoke_key("old")
+    source.create_key("later", "d-later", ("read",))
+    report = migrate(source, target)
+    assert report.ok and (report.keys, report.keys_copied) == (3, 3)
+    assert target.export_keys() == source.export_keys()
+    assert sorted(name for _, name, _, _ in target.active_keys()) == ["ingest", "later"]
+    # Revoked in the source after the copy: a second run revokes it in the target.
+    source.revoke_key("later")
+    again = migrate(source, target)
+    assert again.ok and again.keys_copied == 1
+    assert [name for _, name, _, _ in target.active_keys()] == ["ingest"]
+    assert "API keys: 3 (1 copied or revoked" in format_report(again)
+
+
+def test_a_key_name_the_target_holds_with_another_key_is_a_conflict(
+    stores: tuple[ModelStore, ModelStore],
+) -> None:
+    source, target = stores
+    fill(source)
+    source.create_key("ingest", "d-source", ("write",))
+    target.create_key("ingest", "d-target", ("read",))
+    report = migrate(source, target)
+    assert not report.ok and report.copied == 0
+    assert [str(item) for item in report.conflicts] == [
+        "'API key ingest': the target holds another key so named"
+    ]
+    assert target.count_series() == 0
+    assert [record.scopes for record, _ in target.export_keys()] == [("read",)]
 
 
 def test_a_migrated_model_predicts_exactly_as_before(

@@ -31,6 +31,10 @@ of the target taken for the copy: a stream the target holds already is left alon
 it is the source's (a repeated run) and reported as a problem when it is not, since
 overwriting it could throw away what a live server observed.
 
+API keys (their digests, scopes, limits and revocations) are copied too; a key name the
+target holds with another digest is a conflict like a version. A key revoked in the
+source is revoked in the target.
+
 The source should not be written to meanwhile (stop the service or point it at the
 target first): a version fitted after the copy read its series would be missing, and
 verification would say so.
@@ -133,6 +137,10 @@ class MigrationReport:
     """Series with a live stream in the source."""
     streams_copied: int = 0
     """Streams written into the target by this run (the others it held already)."""
+    keys: int = 0
+    """API keys in the source (revoked ones included)."""
+    keys_copied: int = 0
+    """Keys inserted into the target, or revoked there, by this run."""
 
     @property
     def ok(self) -> bool:
@@ -165,6 +173,11 @@ def migrate(
     )
 
     conflicts = find_conflicts(source, target, source_counters.keys() & target_counters.keys())
+    source_keys = source.export_keys()
+    held_keys = dict((record.name, digest) for record, digest in target.export_keys())
+    for record, digest in source_keys:
+        if held_keys.get(record.name, digest) != digest:
+            conflicts.add(f"API key {record.name}", None, "the target holds another key so named")
     if conflicts.count:
         return MigrationReport(
             series=source.count_series(),
@@ -192,6 +205,9 @@ def migrate(
     if source_counters:
         target.import_versions([], source_counters)
 
+    # Keys before streams: a server started on the target as soon as the versions are
+    # there must not refuse every client for want of keys.
+    keys_copied = target.import_keys(source_keys)
     streams, streams_copied, refused = copy_streams(source, target)
     problems = verify(source, target, batch_size=batch_size, progress=progress, total=versions)
     for series_id, detail in refused:
@@ -207,6 +223,8 @@ def migrate(
         problem_count=problems.count,
         streams=streams,
         streams_copied=streams_copied,
+        keys=len(source_keys),
+        keys_copied=keys_copied,
     )
 
 
@@ -540,8 +558,8 @@ def format_report(report: MigrationReport) -> str:
     """A few lines for people: the numbers, then what went wrong, if anything."""
     if report.conflict_count:
         lines = [
-            f"conflict: the target holds {report.conflict_count} version(s) with other "
-            "content under the source's numbers; nothing was written",
+            f"conflict: the target holds {report.conflict_count} version(s) or API key(s) "
+            "with other content under the source's numbers or names; nothing was written",
             *(f"  {item}" for item in report.conflicts),
         ]
         if report.conflict_count > len(report.conflicts):
@@ -553,6 +571,7 @@ def format_report(report: MigrationReport) -> str:
         f"counters: {report.counters} ({report.counters_raised} raised)",
         f"live streams: {report.streams} ({report.streams_copied} copied, "
         f"{report.streams - report.streams_copied} already present or left alone)",
+        f"API keys: {report.keys} ({report.keys_copied} copied or revoked in the target)",
     ]
     if report.problem_count:
         lines.append(f"verification FAILED: {report.problem_count} problem(s)")

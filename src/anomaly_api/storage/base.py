@@ -339,6 +339,17 @@ class ModelStore(Protocol):
         """Revoke the key ``name``; False when no such active key exists."""
         ...
 
+    def export_keys(self) -> list[tuple[KeyRecord, str]]:
+        """Every key with its digest, by name (for ``anomaly-api migrate``)."""
+        ...
+
+    def import_keys(self, keys: Sequence[tuple[KeyRecord, str]]) -> int:
+        """Store copied keys the store lacks (by name) as they are, and revoke those it
+        holds that are revoked in ``keys``, in one transaction; return how many keys were
+        inserted or revoked. A name held with another digest is left alone (the caller
+        checks for such conflicts first)."""
+        ...
+
     def active_keys(self) -> list[ActiveKey]:
         """(digest, name, scopes, limits) of every key not revoked."""
         ...

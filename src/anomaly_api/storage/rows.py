@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from anomaly_api.auth import KeyRecord
 from anomaly_api.detectors.series import Series
 from anomaly_api.storage.base import ModelRecord, NewModel, SeriesSummary, StoredVersion
 from anomaly_api.storage.codec import (
@@ -148,3 +149,17 @@ def counter_floors(
         key = stored.record.series_id
         floors[key] = max(floors.get(key, 0), stored.record.version)
     return floors
+
+
+def key_row(record: KeyRecord) -> tuple[Any, ...]:
+    """A copied key's columns after its name and digest: scopes, created_at, revoked_at,
+    max_series, max_points, retention_days."""
+    limits = record.limits
+    return (
+        ",".join(record.scopes),
+        record.created_at,
+        record.revoked_at,
+        limits.max_series,
+        limits.max_points,
+        limits.retention_days,
+    )

@@ -63,6 +63,7 @@ from anomaly_api.storage.rows import (
     copied_row,
     counter_floors,
     created_record,
+    key_row,
     new_row,
     record_from_row,
     stored_from_row,
@@ -622,6 +623,39 @@ class SQLiteModelStore(SQLiteStreams):
                 (time.time(), name),
             ).rowcount
         return bool(revoked)
+
+    def export_keys(self) -> list[tuple[KeyRecord, str]]:
+        rows = self._read(
+            "SELECT name, scopes, created_at, revoked_at, max_series, max_points, retention_days,"
+            " digest FROM api_keys ORDER BY name"
+        )
+        return [
+            (KeyRecord(name, tuple(scopes.split(",")), at, revoked, Limits(*limits)), key_digest)
+            for name, scopes, at, revoked, *limits, key_digest in rows
+        ]
+
+    def import_keys(self, keys: Sequence[tuple[KeyRecord, str]]) -> int:
+        changed = 0
+        with self._write() as connection:
+            for record, key_digest in keys:
+                held = connection.execute(
+                    "SELECT digest, revoked_at FROM api_keys WHERE name = ?", (record.name,)
+                ).fetchone()
+                if held is None:
+                    connection.execute(
+                        "INSERT INTO api_keys (name, digest, scopes, created_at, revoked_at,"
+                        " max_series, max_points, retention_days)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (record.name, key_digest, *key_row(record)),
+                    )
+                    changed += 1
+                elif held[0] == key_digest and held[1] is None and record.revoked_at is not None:
+                    connection.execute(
+                        "UPDATE api_keys SET revoked_at = ? WHERE name = ?",
+                        (record.revoked_at, record.name),
+                    )
+                    changed += 1
+        return changed
 
     def active_keys(self) -> list[ActiveKey]:
         rows = self._read(

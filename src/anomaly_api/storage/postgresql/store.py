@@ -77,6 +77,7 @@ from anomaly_api.storage.rows import (
     copied_row,
     counter_floors,
     created_record,
+    key_row,
     new_row,
     record_from_row,
     stored_from_row,
@@ -496,6 +497,38 @@ class PostgreSQLModelStore(PostgreSQLStreams):
                 ).rowcount
 
         return bool(self._run(write, retry=False))
+
+    def export_keys(self) -> list[tuple[KeyRecord, str]]:
+        rows = self._read(
+            "SELECT name, scopes, created_at, revoked_at, max_series, max_points, retention_days,"
+            " digest FROM anomaly_api_keys ORDER BY name"
+        )
+        return [
+            (KeyRecord(name, tuple(scopes.split(",")), at, revoked, Limits(*limits)), key_digest)
+            for name, scopes, at, revoked, *limits, key_digest in rows
+        ]
+
+    def import_keys(self, keys: Sequence[tuple[KeyRecord, str]]) -> int:
+        def write(connection: psycopg.Connection[Any]) -> int:
+            changed = 0
+            with connection.transaction():
+                for record, key_digest in keys:
+                    inserted = connection.execute(
+                        "INSERT INTO anomaly_api_keys (name, digest, scopes, created_at,"
+                        " revoked_at, max_series, max_points, retention_days)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        (record.name, key_digest, *key_row(record)),
+                    ).rowcount
+                    if not inserted and record.revoked_at is not None:
+                        inserted = connection.execute(
+                            "UPDATE anomaly_api_keys SET revoked_at = %s WHERE name = %s"
+                            " AND digest = %s AND revoked_at IS NULL",
+                            (record.revoked_at, record.name, key_digest),
+                        ).rowcount
+                    changed += max(inserted, 0)
+            return changed
+
+        return self._run(write, retry=False)
 
     def active_keys(self) -> list[ActiveKey]:
         rows = self._read(
