@@ -8,6 +8,7 @@ code in one table (and a test checks that no class is left unmapped)::
     │   ├── InvalidSeriesId      a series id outside the allowed set
     │   ├── InvalidParameter     unknown detector or bad detector parameters
     │   ├── PayloadTooLarge      a request body over the configured limit
+    │   │   └── BodyTooLarge     a body over what its route takes (a point, a key)
     │   ├── TooManyValues        a request body with more points than the configured limit
     │   └── TooMuchWork          a request estimated to need more CPU than the budget
     ├── NotFound
@@ -120,6 +121,19 @@ class PayloadTooLarge(InvalidInput):
     def __init__(self, limit: int) -> None:
         super().__init__(
             f"request body is larger than the limit of {limit} bytes (ANOMALY_MAX_BODY_BYTES)",
+            field="body",
+        )
+        self.limit = limit
+
+
+class BodyTooLarge(PayloadTooLarge):
+    """A body larger than its route takes: one point or one key is a small object."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        InvalidInput.__init__(
+            self,
+            f"request body is {size:,} bytes; this route takes one small JSON object of at "
+            f"most {limit // 1024} KiB",
             field="body",
         )
         self.limit = limit

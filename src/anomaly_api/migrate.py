@@ -174,7 +174,7 @@ def migrate(
 
     conflicts = find_conflicts(source, target, source_counters.keys() & target_counters.keys())
     source_keys = source.export_keys()
-    held_keys = dict((record.name, digest) for record, digest in target.export_keys())
+    held_keys = {record.name: digest for record, digest in target.export_keys()}
     for record, digest in source_keys:
         if held_keys.get(record.name, digest) != digest:
             conflicts.add(f"API key {record.name}", None, "the target holds another key so named")

@@ -8,6 +8,8 @@ decoded with the msgspec structs below, which accept exactly what the pydantic m
 accept. When msgspec refuses a body, the pydantic model reads it instead: either it
 finds the same fault and explains it with the usual message naming the field, or it
 accepts what msgspec could not (integers beyond 64 bits), so clients see one behaviour.
+Bodies over 1 MiB are decoded a field at a time and their faults answered from msgspec's
+error alone (:data:`anomaly_api.api.body.BIG_BODY_BYTES` says why).
 
 Answers are columnar: one array per field, written by orjson from the numpy arrays.
 Writing a million float64 numbers as JSON takes about as long as parsing them, so
@@ -22,7 +24,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, FailFast, Field
 from starlette.responses import Response
 
 from anomaly_api.api.schemas import FitRequest, Number, TimestampIn, merge_params
@@ -111,11 +113,11 @@ class BatchRequest(BaseModel):
         }
     )
 
-    timestamps: list[TimestampIn] = Field(
+    timestamps: Annotated[list[TimestampIn], FailFast()] = Field(
         description="When each value was observed: Unix seconds (numbers or numeric strings) "
         "or ISO-8601 date-times, one per value. Scored in the order given.",
     )
-    values: list[Number] = Field(
+    values: Annotated[list[Number], FailFast()] = Field(
         description="The observations: finite numbers, as many as timestamps.",
     )
 

@@ -28,6 +28,7 @@ STATUS_BY_ERROR: dict[type[errors.AnomalyApiError], int] = {
     errors.InvalidSeriesId: 422,
     errors.InvalidParameter: 422,
     errors.PayloadTooLarge: 413,
+    errors.BodyTooLarge: 413,
     errors.NotFound: 404,
     errors.SeriesNotFound: 404,
     errors.VersionNotFound: 404,

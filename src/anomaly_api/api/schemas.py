@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
+    FailFast,
     Field,
     StrictBool,
     StrictFloat,
@@ -59,12 +60,14 @@ class FitRequest(BaseModel):
         }
     )
 
-    timestamps: list[TimestampIn] = Field(
+    # FailFast: a list stops at its first bad item. Validating each of a million bad
+    # values built a million errors (384 MB for a 4 MB body) to answer ten of them.
+    timestamps: Annotated[list[TimestampIn], FailFast()] = Field(
         description="Unix seconds (integers), one per value. Numeric strings and ISO-8601 "
         "date-times are accepted too. Any order: points are sorted by time; repeated "
         "timestamps are kept as separate observations.",
     )
-    values: list[Number] = Field(
+    values: Annotated[list[Number], FailFast()] = Field(
         description="The observations: finite numbers (NaN, infinity and null are rejected), "
         "as many as timestamps, at least as many as the detector needs (5 for zscore).",
     )

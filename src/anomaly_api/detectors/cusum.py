@@ -16,7 +16,7 @@ from anomaly_api.detectors.bands import (
     tail_unit,
 )
 from anomaly_api.detectors.base import Context, Detector
-from anomaly_api.detectors.params import DIRECTION, JsonDict, Parameter
+from anomaly_api.detectors.params import DIRECTION, MAX_THRESHOLD, JsonDict, Parameter
 from anomaly_api.detectors.seasonal import PERIOD, SeasonalDetector
 from anomaly_api.detectors.series import FloatArray, Series
 from anomaly_api.errors import InvalidInput
@@ -106,6 +106,7 @@ class CusumDetector(Detector):
             "The cumulative sum, in calibrated sigmas, that is an alarm (h).",
             minimum=0.0,
             exclusive_minimum=True,
+            maximum=MAX_THRESHOLD,
         ),
         DIRECTION,
         PERIOD,

@@ -86,6 +86,10 @@ class Parameter:
         return described
 
 
+MAX_THRESHOLD = 1000.0
+"""The widest band any detector takes, in its units of spread: beyond it no point of real
+data is ever anomalous, so a larger threshold can only be a mistake (or a way to silence
+a series' alerts) and is refused."""
 THRESHOLD = Parameter(
     "threshold",
     float,
@@ -94,6 +98,7 @@ THRESHOLD = Parameter(
     "before it is anomalous (k in mean ± k·std).",
     minimum=0.0,
     exclusive_minimum=True,
+    maximum=MAX_THRESHOLD,
 )
 DIRECTION = Parameter(
     "direction",
@@ -142,4 +147,5 @@ CALIBRATED_THRESHOLD = Parameter(
     "default) of the training residuals' absolute values.",
     minimum=0.0,
     exclusive_minimum=True,
+    maximum=MAX_THRESHOLD,
 )

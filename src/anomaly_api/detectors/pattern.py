@@ -20,7 +20,7 @@ from anomaly_api.detectors.bands import (
     side_units,
 )
 from anomaly_api.detectors.base import Context, Detector
-from anomaly_api.detectors.params import DIRECTIONS, JsonDict, Parameter
+from anomaly_api.detectors.params import DIRECTIONS, MAX_THRESHOLD, JsonDict, Parameter
 from anomaly_api.detectors.series import FloatArray, Series
 from anomaly_api.errors import InvalidInput
 
@@ -141,6 +141,7 @@ class PatternDetector(Detector):
             "percentile of their distances above it).",
             minimum=0.0,
             exclusive_minimum=True,
+            maximum=MAX_THRESHOLD,
         ),
         Parameter(
             "window",

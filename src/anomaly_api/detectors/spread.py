@@ -22,6 +22,7 @@ from anomaly_api.detectors.bands import (
 from anomaly_api.detectors.base import Context, Detector
 from anomaly_api.detectors.params import (
     DIRECTIONS,
+    MAX_THRESHOLD,
     JsonDict,
     Parameter,
 )
@@ -131,6 +132,7 @@ class SpreadDetector(Detector):
             "falls below it).",
             minimum=0.0,
             exclusive_minimum=True,
+            maximum=MAX_THRESHOLD,
         ),
         Parameter(
             "window",

@@ -13,14 +13,17 @@ import msgspec
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+from pydantic import BaseModel, ConfigDict, FailFast, Field, RootModel, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from anomaly_api.api.asgi.workers import PASSED_ON, WorkerRouter, owner_of
 from anomaly_api.api.body import (
+    BIG_BODY_BYTES,
+    DECODE_ERRORS,
     check_value_count,
     documented_body,
     max_points_of,
+    msgspec_error,
     validate_array,
 )
 from anomaly_api.api.deps import ObserveDep, RegistryDep, parse_version
@@ -55,7 +58,7 @@ class BulkPoint(BaseModel):
     )
 
 
-class BulkRequest(RootModel[list[BulkPoint]]):
+class BulkRequest(RootModel[Annotated[list[BulkPoint], FailFast()]]):
     """Points of any series, answered in the order given."""
 
     model_config = ConfigDict(
@@ -117,10 +120,13 @@ async def bulk_body(request: Request) -> Points:
 
 
 def _decode(raw: bytes) -> Points:
-    """msgspec for the common case; the pydantic model explains what it refuses."""
+    """msgspec for the common case; the pydantic model explains what it refuses, unless
+    the body is large: then msgspec's own error is the answer (see BIG_BODY_BYTES)."""
     try:
         return _DECODER.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+    except DECODE_ERRORS as exc:
+        if len(raw) > BIG_BODY_BYTES:
+            raise msgspec_error(exc) from None
         return validate_array(BulkRequest, raw).root
 
 
