@@ -19,8 +19,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# Azure's 3.0.0b5 SDK (API v1.1-preview.1) beside 3.0.0b6 (same module name), for the
+# tests that drive the service with each published client (tests/api/azure/).
+AZURE_B5 := $(VENV)/azure-sdk-3.0.0b5
+
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -rf $(AZURE_B5)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(AZURE_B5) azure-ai-anomalydetector==3.0.0b5
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -2,7 +2,8 @@
 
 No framework, no validation, no model lookup: read the body, parse it with orjson,
 compare the value with a fixed band, answer with orjson. A body with ``values`` (a fit
-body) is parsed and acknowledged: the yardstick for large bodies. The issue measures the
+body) or ``series`` (an Azure detect body) is parsed and acknowledged: the yardstick for
+large bodies. The issue measures the
 service's predict against this app, on the same machine, in the same run.
 """
 
@@ -36,6 +37,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if "value" in document:  # a predict: parse and compare
         value = float(document["value"])
         answer = orjson.dumps({"anomaly": value > UPPER or value < LOWER, "model_version": "1"})
+    elif "series" in document:  # an Azure detect body: accept it
+        answer = orjson.dumps({"accepted": len(document["series"])})
     else:  # a fit body: accept it
         answer = orjson.dumps({"accepted": len(document["values"])})
     await send(

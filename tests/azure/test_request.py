@@ -102,3 +102,27 @@ def test_change_point_defaults_follow_the_granularity() -> None:
         {"series": [{"value": v} for v in range(100)], "granularity": "none"}, "changepoint"
     )
     assert hourly.window == 49  # 100 by default, at most under half the points
+
+
+def test_the_common_timestamp_form_is_read_exactly_as_any_other() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from anomaly_api.azure.request import _microseconds, _plain_stamps
+
+    rng = np.random.default_rng(11)
+    moments = [
+        datetime(1, 1, 1, tzinfo=UTC) + timedelta(seconds=int(s))
+        for s in rng.integers(0, 315_537_897_599, 2000)
+    ]
+    texts = [moment.isoformat().replace("+00:00", "Z") for moment in moments]
+    texts[:4] = ["1970-01-01T00:00:00Z", "2000-02-29T23:59:59Z", "1900-03-01T00:00:00Z",
+                 "9999-12-31T23:59:59Z"]  # fmt: skip
+    fast = _plain_stamps(texts)
+    assert fast is not None
+    assert fast.tolist() == [_microseconds(text) for text in texts]
+    # Anything else is left to the general reader, which names what is wrong.
+    for odd in ("2023-02-29T00:00:00Z", "2018-03-01T24:00:00Z", "2018-03-01 00:00:00Z"):
+        assert _plain_stamps([odd]) is None
+    assert _plain_stamps(["2018-03-01T00:00:00.000Z"]) is None
+    _code({"series": [{"timestamp": "2023-02-29T00:00:00Z", "value": 1}] * 12,
+           "granularity": "daily"})  # fmt: skip

@@ -26,15 +26,29 @@ from anomaly_api.api.asgi.browsers import BrowserGuard
 from anomaly_api.api.asgi.heavy import HeavyQueue
 from anomaly_api.api.asgi.quotas import FitQuota
 from anomaly_api.api.asgi.workers import OwnerRouting, WorkerRouter, claim_slot
+from anomaly_api.api.azure import routes as azure_routes
+from anomaly_api.api.azure.surface import AzureSurface
 from anomaly_api.api.columnar import BatchRequest, DetectRequest
 from anomaly_api.api.errors import install_error_handlers
 from anomaly_api.api.fast import FastPredict
 from anomaly_api.api.limits import BodySizeLimit
 from anomaly_api.api.metrics_middleware import MetricsMiddleware
-from anomaly_api.api.routes import batch, bulk, detectors, health, keys, models, plot, series
+from anomaly_api.api.routes import (
+    batch,
+    bulk,
+    changepoints,
+    detectors,
+    health,
+    keys,
+    models,
+    plot,
+    series,
+)
 from anomaly_api.api.routes import metrics as metrics_route
+from anomaly_api.api.routes.changepoints import ChangePointRequest
 from anomaly_api.api.schemas import ErrorResponse, FitRequest, PredictRequest
 from anomaly_api.auth import Keyring
+from anomaly_api.azure.errors import AzureRequestError
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.registry.retention import RetentionSweep
 from anomaly_api.settings import Settings
@@ -63,7 +77,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     (:mod:`anomaly_api.api.asgi.quotas`, when set), requests about another worker's
     series passed on to it (:mod:`anomaly_api.api.asgi.workers`, with ``--workers``
     above 1), the predict fast
-    path (:mod:`anomaly_api.api.fast`), then :func:`create_api`'s FastAPI application."""
+    path (:mod:`anomaly_api.api.fast`), then :func:`create_api`'s FastAPI application; all
+    of it inside the Azure surface (:mod:`anomaly_api.api.azure.surface`), which gives
+    Azure's paths their canonical form and their errors Azure's shape."""
     settings = settings or Settings()
     keyring = Keyring() if settings.auth_required else None
     api = create_api(settings, keyring)
@@ -93,7 +109,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             allow_headers=["Authorization", "Content-Type", "Ocp-Apim-Subscription-Key"],
             max_age=600,
         )
-    return inner
+    return AzureSurface(inner)  # outermost: every layer sees Azure's canonical paths
 
 
 def create_api(settings: Settings | None = None, keyring: Keyring | None = None) -> FastAPI:
@@ -171,6 +187,7 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
     app.state.settings = settings
     app.state.auth_required = keyring is not None
     install_error_handlers(app)
+    app.add_exception_handler(AzureRequestError, azure_routes.azure_error)
     # batch first: /predict/{id}/batch would otherwise be read as the id "{id}/batch".
     for router in (
         batch.router,
@@ -181,6 +198,8 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
         detectors.router,
         plot.router,
         keys.router,
+        changepoints.router,
+        azure_routes.router,
     ):
         app.include_router(router)
     app.include_router(metrics_route.router)
@@ -192,7 +211,17 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
         wait_s=settings.heavy_wait_s,
     )
     app.add_middleware(MetricsMiddleware)  # outside the size limit, so a 413 is counted too
-    _complete_openapi(app, (FitRequest, PredictRequest, BatchRequest, DetectRequest, ErrorResponse))
+    _complete_openapi(
+        app,
+        (
+            FitRequest,
+            PredictRequest,
+            BatchRequest,
+            DetectRequest,
+            ChangePointRequest,
+            ErrorResponse,
+        ),
+    )
     return app
 
 

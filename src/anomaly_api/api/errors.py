@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 
 from anomaly_api import errors
 from anomaly_api.api.body import MAX_FIELD_ERRORS
+from anomaly_api.azure.errors import AzureRequestError
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ STATUS_BY_ERROR: dict[type[errors.AnomalyApiError], int] = {
     errors.TooManyValues: 413,
     errors.Overloaded: 503,
     errors.QuotaExceeded: 429,
+    AzureRequestError: 400,
 }
 
 

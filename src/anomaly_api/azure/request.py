@@ -11,12 +11,15 @@ fields are ignored.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import numpy as np
+import orjson
 
 from anomaly_api.azure.errors import AzureRequestError
 from anomaly_api.azure.grid import GRANULARITIES, IMPUTE_MODES, grid_slots
@@ -42,6 +45,30 @@ CHANGEPOINT_WINDOW = {
 }
 """Azure's default ``stableTrendWindow`` per granularity."""
 _MALFORMED = "'timestamp' or 'value' is malformed in 'series' Field."
+
+
+class _FastPoint(msgspec.Struct, gc=False):
+    value: float
+    timestamp: str | None = None
+
+
+class _FastBody(msgspec.Struct):
+    """The common body: numbers for values, strings (or nothing) for timestamps."""
+
+    series: list[_FastPoint]
+    granularity: Any = msgspec.UNSET
+    customInterval: Any = msgspec.UNSET  # noqa: N815 (Azure's names)
+    period: Any = msgspec.UNSET
+    maxAnomalyRatio: Any = msgspec.UNSET  # noqa: N815
+    sensitivity: Any = msgspec.UNSET
+    imputeMode: Any = msgspec.UNSET  # noqa: N815
+    imputeFixedValue: Any = msgspec.UNSET  # noqa: N815
+    stableTrendWindow: Any = msgspec.UNSET  # noqa: N815
+    threshold: Any = msgspec.UNSET
+
+
+_FAST = msgspec.json.Decoder(_FastBody)
+_OPTIONS = [name for name in _FastBody.__struct_fields__ if name != "series"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +115,47 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def parse_request(body: Any, operation: str) -> AzureRequest:
+def parse_json(raw: bytes, operation: str) -> AzureRequest:
+    """A request body as ``operation`` reads it. The common case (every value a JSON
+    number, every timestamp a string) is decoded by msgspec straight into typed points;
+    anything else is parsed as JSON and checked item by item, which names the fault."""
+    try:
+        fast = _FAST.decode(raw)
+    except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+        return parse_request(read_json(raw), operation)
+    options = {
+        name: getattr(fast, name) for name in _OPTIONS if getattr(fast, name) is not msgspec.UNSET
+    }
+    points = fast.series
+    values = np.array([point.value for point in points], dtype=np.float64)
+    stamps = [point.timestamp for point in points]
+    return parse_request({**options, "series": points}, operation, (values, stamps))
+
+
+def read_json(raw: bytes) -> Any:
+    """A body as JSON (``NaN`` and ``Infinity`` tokens too, which the checks then name)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        if not raw.strip():
+            raise _fail("InvalidJsonFormat", "Invalid Json Format, input data is Empty.") from None
+        raise _fail(
+            "InvalidJsonFormat", "Invalid Json Format, the body is not valid JSON."
+        ) from None
+
+
+def parse_request(
+    body: Any,
+    operation: str,
+    points: tuple[FloatArray, list[str | None]] | None = None,
+) -> AzureRequest:
     """``body`` (parsed JSON) as ``operation`` (``entire``, ``last``, ``changepoint``)
-    reads it, or the :class:`AzureRequestError` Azure would have answered."""
+    reads it, or the :class:`AzureRequestError` Azure would have answered. ``points``:
+    the values and timestamps of ``body["series"]``, when already decoded."""
     if not isinstance(body, dict) or not body:
         raise _fail("InvalidJsonFormat", "Invalid Json Format, input data is Empty.")
     options = {key: value for key, value in body.items() if value is not None}
@@ -165,7 +230,12 @@ def parse_request(body: Any, operation: str) -> AzureRequest:
                 "series' length.",
             )
         window = given_window
-    values, stamps = _points(series, granularity != "none")
+    timed = granularity != "none"
+    if points is None:
+        values, stamps = _points(series, timed)
+    else:
+        values, stamps = points[0], (_stamps(points[1]) if timed else None)
+        _check(values, stamps)
     slots = None if stamps is None else grid_slots(stamps, granularity, interval)
     if period is not None and period > 0 and values.size < 2 * period + 1:
         raise _fail(
@@ -191,14 +261,12 @@ def _points(series: list[Any], timed: bool) -> tuple[FloatArray, IntArray | None
     """The values (and, when ``timed``, the timestamps in Unix microseconds) of the
     points, checked in Azure's order."""
     values = np.empty(len(series))
-    stamps = np.empty(len(series), dtype=np.int64) if timed else None
-    missing = False
+    texts: list[Any] = []
     for index, point in enumerate(series):
         if not isinstance(point, dict):
             raise _fail("BadArgument", _MALFORMED)
         value = point.get("value")
         if value is None:
-            missing = True
             values[index] = math.nan
         elif isinstance(value, bool):
             raise _fail("BadArgument", _MALFORMED)
@@ -211,14 +279,20 @@ def _points(series: list[Any], timed: bool) -> tuple[FloatArray, IntArray | None
                 raise _fail("BadArgument", _MALFORMED) from None
         else:
             raise _fail("BadArgument", _MALFORMED)
-        if stamps is not None:
-            stamps[index] = _microseconds(point.get("timestamp"))
-    magnitude = np.abs(values)
-    if np.any(magnitude > MAX_MAGNITUDE):
+        if timed:
+            texts.append(point.get("timestamp"))
+    stamps = _stamps(texts) if timed else None
+    _check(values, stamps)
+    return values, stamps
+
+
+def _check(values: FloatArray, stamps: IntArray | None) -> None:
+    """Azure's checks of the values (magnitude, none) and timestamps (order, repeats)."""
+    if np.any(np.abs(values) > MAX_MAGNITUDE):
         raise _fail(
             "InvalidSeries", "The magnitude of data in 'value' in 'series' filed is too large."
         )
-    if missing or np.any(np.isnan(values)):
+    if np.any(np.isnan(values)):
         raise _fail("BadArgument", "The 'series' field cannot have none values.")
     if stamps is not None:
         steps = np.diff(stamps)
@@ -229,7 +303,53 @@ def _points(series: list[Any], timed: bool) -> tuple[FloatArray, IntArray | None
             )
         if np.any(steps == 0):
             raise _fail("InvalidSeries", "The 'series' field cannot have duplicated timestamp.")
-    return values, stamps
+
+
+_PLAIN = np.frombuffer(b"0000-00-00T00:00:00Z", dtype=np.uint8)
+_DIGITS = np.array([c not in b"-T:Z" for c in b"0000-00-00T00:00:00Z"])
+_DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334])
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _stamps(texts: list[Any]) -> IntArray:
+    """Unix microseconds of ISO-8601 timestamps: the common ``2018-03-01T00:00:00Z`` form
+    read column-wise by numpy, any other by :func:`_microseconds`."""
+    fast = _plain_stamps(texts)
+    if fast is not None:
+        return fast
+    return np.fromiter((_microseconds(text) for text in texts), dtype=np.int64, count=len(texts))
+
+
+def _plain_stamps(texts: list[Any]) -> IntArray | None:
+    """Every timestamp in the form ``YYYY-MM-DDTHH:MM:SSZ``, valid; None otherwise."""
+    try:
+        blob = "".join(texts).encode("ascii")
+    except (TypeError, UnicodeEncodeError):
+        return None
+    if len(blob) != 20 * len(texts):
+        return None
+    table = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 20)
+    digits = table[:, _DIGITS].astype(np.int64) - 48
+    if np.any(table[:, ~_DIGITS] != _PLAIN[~_DIGITS]) or np.any((digits < 0) | (digits > 9)):
+        return None
+    year = digits[:, 0] * 1000 + digits[:, 1] * 100 + digits[:, 2] * 10 + digits[:, 3]
+    month = digits[:, 4] * 10 + digits[:, 5]
+    day = digits[:, 6] * 10 + digits[:, 7]
+    hour, minute, second = (digits[:, 8 + 2 * i] * 10 + digits[:, 9 + 2 * i] for i in range(3))
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    if np.any((month < 1) | (month > 12) | (year < 1)):
+        return None
+    longest = _DAYS_IN_MONTH[month] + ((month == 2) & leap)
+    if np.any((day < 1) | (day > longest) | (hour > 23) | (minute > 59) | (second > 59)):
+        return None
+    before = year - 1
+    days = (
+        before * 365 + before // 4 - before // 100 + before // 400
+        + _DAYS_BEFORE_MONTH[month] + ((month > 2) & leap) + day - 1
+        - 719_162  # days from 0001-01-01 to 1970-01-01
+    )  # fmt: skip
+    seconds = days * 86_400 + hour * 3_600 + minute * 60 + second
+    return np.asarray(seconds * 1_000_000, dtype=np.int64)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

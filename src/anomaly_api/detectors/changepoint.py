@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import bottleneck as bn
 import numpy as np
 
 from anomaly_api.detectors.series import FloatArray
@@ -96,16 +97,14 @@ def change_points(values: FloatArray, window: int, threshold: float) -> ChangePo
 
 
 def _local_peaks(confidence: FloatArray, window: int, threshold: float) -> np.ndarray:
-    """Points at or above ``threshold`` that are the first maximum within ``window`` points
-    on either side."""
+    """Points at or above ``threshold`` more confident than the ``window - 1`` points
+    before them and at least as confident as the ``window - 1`` after (the first of a tie)."""
     n = confidence.size
-    flags = np.zeros(n, dtype=bool)
-    for found in np.flatnonzero(confidence >= threshold):
-        index = int(found)
-        low, high = max(0, index - window + 1), min(n, index + window)
-        neighbourhood = confidence[low:high]
-        if confidence[index] >= neighbourhood.max() and not np.any(
-            neighbourhood[: index - low] == confidence[index]
-        ):
-            flags[index] = True
-    return flags
+    span = window - 1
+    padded = np.concatenate([np.full(span, -1.0), confidence, np.full(span, -1.0)])
+    trailing = bn.move_max(padded, span, min_count=1)  # trailing[j]: max of padded[j-span+1..j]
+    before = trailing[span - 1 : span - 1 + n]  # max of the span points before each
+    after = trailing[2 * span : 2 * span + n]  # max of the span points after each
+    return np.asarray(
+        (confidence >= threshold) & (confidence > before) & (confidence >= after), dtype=bool
+    )

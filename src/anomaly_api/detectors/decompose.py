@@ -47,10 +47,11 @@ def detect_period(values: FloatArray) -> int:
     top = (n - 1) // 2
     if top < 2:
         return 0
-    x = np.arange(n, dtype=np.float64)
-    slope, intercept = np.polyfit(x, values, 1)
-    residual = values - (slope * x + intercept)
-    residual = residual - residual.mean()
+    # The least-squares line, in closed form (x = 0, 1, ..., n - 1).
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    centred = values - values.mean()
+    slope = float(np.dot(x, centred)) / (n * (n * n - 1) / 12.0)
+    residual = centred - slope * x
     energy = float(np.dot(residual, residual))
     spread = float(np.sum((values - values.mean()) ** 2))
     if not math.isfinite(energy) or spread == 0.0 or energy <= 1e-12 * spread:
@@ -61,22 +62,26 @@ def detect_period(values: FloatArray) -> int:
     if not np.any(usable):
         return 0
     strongest = int(frequencies[usable][np.argmax(power[usable])])
-    size = 1 << (2 * n - 1).bit_length()
-    spectrum = np.fft.rfft(residual, size)
-    # Each lag's products averaged over the pairs it has (the unbiased estimate): the
-    # biased one shrinks with the lag and prefers a period's shorter neighbours.
-    products = np.fft.irfft(spectrum * np.conj(spectrum), size)[: top + 2]
-    acf = products / (n - np.arange(top + 2)) * (n / energy)
+    denominators = n - np.arange(top + 2)
+
+    def acf(lag: int) -> float:
+        """The autocorrelation at ``lag``: each lag's products averaged over the pairs it
+        has (the unbiased estimate: the biased one shrinks with the lag and prefers a
+        period's shorter neighbours). Only the lags the climb visits are computed."""
+        if not 2 <= lag <= top:
+            return -2.0
+        products = float(np.dot(residual[:-lag], residual[lag:]))
+        return products / float(denominators[lag]) * (n / energy)
+
     lag = min(max(round(n / strongest), 2), top)
+    here = acf(lag)
     while True:  # climb the autocorrelation's hill to its top
-        better = max(
-            (lag - 1, lag + 1), key=lambda other: acf[other] if 2 <= other <= top else -2.0
-        )
-        if not (2 <= better <= top) or acf[better] <= acf[lag]:
+        below, above = acf(lag - 1), acf(lag + 1)
+        if max(below, above) <= here:
             break
-        lag = better
+        lag, here = (lag - 1, below) if below > above else (lag + 1, above)
     bound = NormalDist().inv_cdf(1.0 - 0.05 / (top - 1)) / math.sqrt(n)
-    return lag if acf[lag] > bound else 0
+    return lag if here > bound else 0
 
 
 def centred_median(values: FloatArray, window: int) -> FloatArray:
@@ -95,7 +100,7 @@ def centred_mean(values: FloatArray, period: int) -> FloatArray:
     """The classical decomposition's trend: each point's mean over one period centred on
     it (for an even period, ``period + 1`` points with the two ends weighted a half: the
     "2 x period" moving average), which removes a seasonal pattern of that period exactly;
-    exactly; within half a period of either end, the level of the nearest full window."""
+    within half a period of either end, the level of the nearest full window."""
     n = values.size
     half = period // 2
     sums = np.concatenate([[0.0], np.cumsum(values)])
@@ -126,7 +131,10 @@ def seasonal_profile(detrended: FloatArray, period: int) -> FloatArray:
     """The median of each phase of ``period``, centred on zero (zeros without a period)."""
     if period < 2:
         return np.zeros(max(period, 1))
-    phases = np.array([np.median(detrended[phase::period]) for phase in range(period)])
+    cycles = -(-detrended.size // period)
+    table = np.full(cycles * period, np.nan)
+    table[: detrended.size] = detrended
+    phases = bn.nanmedian(table.reshape(cycles, period), axis=0)  # one pass for every phase
     return np.asarray(phases - phases.mean(), dtype=np.float64)
 
 

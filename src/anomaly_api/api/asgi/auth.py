@@ -5,7 +5,8 @@ A key is sent as ``Authorization: Bearer KEY`` or ``Ocp-Apim-Subscription-Key: K
 (what Azure Anomaly Detector's clients send). Which scope a route needs
 (:func:`required_scope`): ``/healthcheck`` and the API documentation are open (the
 healthcheck shows its detail only to a key with ``read``); ``/keys`` needs ``admin``;
-reads need ``read``; scoring (``POST /predict...``, ``POST /detect``) needs ``predict``;
+reads need ``read``; scoring (``POST /predict...``, ``POST /detect``, ``POST
+/changepoints``, Azure's ``POST /anomalydetector/...``) needs ``predict``;
 every other request (fits, deletes) needs ``write``. Refusals are small JSON bodies in
 the service's error shape: 401 for a missing, unknown or revoked key (with
 ``WWW-Authenticate: Bearer``), 403 naming the missing scope, 503 when the keys could not
@@ -44,7 +45,9 @@ def required_scope(method: str, path: str) -> str | None:
         return "admin"
     if method in ("GET", "HEAD"):
         return "read"
-    if method == "POST" and (path.startswith("/predict") or path == "/detect"):
+    if method == "POST" and (
+        path.startswith(("/predict", "/anomalydetector/")) or path in ("/detect", "/changepoints")
+    ):
         return "predict"
     return "write"
 

@@ -33,7 +33,9 @@ def is_heavy(scope: Scope, large_body: int = LARGE_BODY) -> bool:
         return path == "/plot" or path.startswith(("/plot/", "/series/"))
     if method != "POST":
         return False
-    if path.startswith("/fit/") or path == "/detect" or path.endswith("/batch"):
+    if path.startswith(("/fit/", "/anomalydetector/")) or path.endswith("/batch"):
+        return True
+    if path in ("/detect", "/changepoints"):
         return True
     for name, value in scope["headers"]:
         if name == b"content-length":
