@@ -449,6 +449,32 @@ def test_saved_points_read_back_in_order_newest_kept(store: ModelStore) -> None:
     assert timestamps.tolist() == [9000 + 60 * i for i in range(40, 100)]
 
 
+def test_scored_points_page_through_a_window_with_every_field(store: ModelStore) -> None:
+    store.create_version(new_model("s"))
+    state = store.acquire_stream("s", "me", lease_s=30)
+    assert state is not None
+    saved: list[StreamPoint] = [
+        (60 * i, float(i), 1 + i // 400, i / 1000, i % 7 == 0, i + 0.5, None if i % 2 else i - 1.0, i + 2.0)
+        for i in range(1000)
+    ]  # fmt: skip
+    for start in range(0, 1000, 100):  # ten saves: ten chunks
+        assert (
+            store.save_streams(
+                "me", 30, [update(state, saved[start : start + 100], start + 100)], 10_000
+            )
+            == set()
+        )
+    assert store.scored_points("s", -1, 10**12, 10_000) == saved
+    page = store.scored_points("s", 60 * 149, 60 * 400, 120)
+    assert page == saved[150:270]
+    rest = store.scored_points("s", page[-1][0], 60 * 400, 120)
+    assert rest == saved[270:390]
+    anomalies = store.scored_points("s", -1, 10**12, 50, anomalies_only=True)
+    assert anomalies == [point for point in saved if point[4]][:50]
+    assert store.scored_points("s", 60 * 999, 10**12, 10) == []
+    assert store.scored_points("missing", -1, 10**12, 10) == []
+
+
 def test_a_deleted_series_loses_its_stream_and_its_holder_is_refused(store: ModelStore) -> None:
     store.create_version(new_model("s"))
     store.create_version(new_model("s"))

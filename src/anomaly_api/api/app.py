@@ -39,6 +39,7 @@ from anomaly_api.api.routes import (
     changepoints,
     detectors,
     health,
+    history,
     keys,
     models,
     plot,
@@ -193,6 +194,7 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
         batch.router,
         bulk.router,
         models.router,
+        history.router,  # before series: /series/{id} would take "{id}/points" as an id
         series.router,
         health.router,
         detectors.router,

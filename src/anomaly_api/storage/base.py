@@ -311,6 +311,19 @@ class ModelStore(Protocol):
         ``before``), oldest first; the newest ``limit`` of them when there are more."""
         ...
 
+    def scored_points(
+        self,
+        series_id: str,
+        after: int,
+        before: int,
+        limit: int,
+        anomalies_only: bool = False,
+    ) -> list[StreamPoint]:
+        """The saved points the series observed strictly between ``after`` and
+        ``before``, oldest first, with what was answered for each: the first ``limit``
+        of them (only the anomalous ones with ``anomalies_only``)."""
+        ...
+
     def count_stream_points(self, series_id: str, after: int, before: int | None = None) -> int:
         """How many observed points lie after ``after`` (and before ``before``)."""
         ...

@@ -144,6 +144,20 @@ def as_points(blob: bytes) -> list[StreamPoint]:
     ]
 
 
+def points_between(
+    blob: bytes, after: int, before: int, anomalies_only: bool = False
+) -> list[StreamPoint]:
+    """A chunk's points strictly between ``after`` and ``before`` (only the anomalous
+    ones with ``anomalies_only``), as :func:`as_points` gives them."""
+    array = unpack(blob)
+    keep = (array[:, 0] > after) & (array[:, 0] < before)
+    if anomalies_only:
+        keep &= array[:, 4] != 0
+    if not keep.any():
+        return []
+    return as_points(b"".join(pack_rows(array[keep])))
+
+
 def trim_plan(
     chunks: Iterable[tuple[int, int]], keep: int
 ) -> tuple[list[int], tuple[int, int] | None, int]:

@@ -31,7 +31,7 @@ from operator import itemgetter
 from typing import Any
 
 from anomaly_api.detectors.series import FloatArray, IntArray
-from anomaly_api.storage.base import ExportedStream, StreamState, StreamUpdate
+from anomaly_api.storage.base import ExportedStream, StreamPoint, StreamState, StreamUpdate
 from anomaly_api.storage.chunks import (
     MIGRATION_CHUNK,
     POINT,
@@ -42,9 +42,12 @@ from anomaly_api.storage.chunks import (
     newest,
     news,
     pack_point,
+    points_between,
     trim_plan,
 )
 
+SCAN_CHUNKS = 256
+"""Chunks read per query when paging through a series' points."""
 _CHANCE = random.Random()
 """A private generator: the global one belongs to the application (and to test
 frameworks that seed it), and these saves run on background threads."""
@@ -321,6 +324,31 @@ class SQLiteStreams:
             (series_id, after, end),
         )
         return newest(rows, after, end, limit)
+
+    def scored_points(
+        self,
+        series_id: str,
+        after: int,
+        before: int,
+        limit: int,
+        anomalies_only: bool = False,
+    ) -> list[StreamPoint]:
+        found: list[StreamPoint] = []
+        cursor = after
+        while len(found) < limit:
+            # A series' chunks follow each other in time: page through them by their
+            # last timestamp, a few at a time, until ``limit`` points are found.
+            rows = self._read(
+                "SELECT last, points FROM stream_chunks WHERE series_id = ? AND last > ? "
+                "AND first < ? ORDER BY first LIMIT ?",
+                (series_id, cursor, before, SCAN_CHUNKS),
+            )
+            for last, blob in rows:
+                found.extend(points_between(bytes(blob), after, before, anomalies_only))
+                cursor = int(last)
+            if len(rows) < SCAN_CHUNKS:
+                break
+        return found[:limit]
 
     def count_stream_points(self, series_id: str, after: int, before: int | None = None) -> int:
         end = NEVER if before is None else before

@@ -22,7 +22,13 @@ from typing import Any, TypeVar
 import psycopg
 
 from anomaly_api.detectors.series import FloatArray, IntArray
-from anomaly_api.storage.base import ExportedStream, Retention, StreamState, StreamUpdate
+from anomaly_api.storage.base import (
+    ExportedStream,
+    Retention,
+    StreamPoint,
+    StreamState,
+    StreamUpdate,
+)
 from anomaly_api.storage.chunks import (
     POINT,
     as_points,
@@ -31,6 +37,7 @@ from anomaly_api.storage.chunks import (
     count_between,
     newest,
     news,
+    points_between,
     trim_plan,
 )
 from anomaly_api.storage.postgresql.changes import CHANNEL, DELETE_PREFIX, STREAM_CHANNEL
@@ -38,6 +45,7 @@ from anomaly_api.storage.sqlite_streams import (
     FORGET_OWNERS_AFTER_S,
     FORGET_OWNERS_CHANCE,
     NEVER,
+    SCAN_CHUNKS,
     TRIM_SLACK,
     exported_stream,
     new_token,
@@ -297,6 +305,31 @@ class PostgreSQLStreams:
             (series_id, after, end),
         )
         return newest(rows, after, end, limit)
+
+    def scored_points(
+        self,
+        series_id: str,
+        after: int,
+        before: int,
+        limit: int,
+        anomalies_only: bool = False,
+    ) -> list[StreamPoint]:
+        found: list[StreamPoint] = []
+        cursor = after
+        while len(found) < limit:
+            # A series' chunks follow each other in time: page through them by their
+            # last timestamp, a few at a time, until ``limit`` points are found.
+            rows = self._read(
+                "SELECT last, points FROM anomaly_stream_chunks WHERE series_id = %s AND last > %s "
+                "AND first < %s ORDER BY first LIMIT %s",
+                (series_id, cursor, before, SCAN_CHUNKS),
+            )
+            for last, blob in rows:
+                found.extend(points_between(bytes(blob), after, before, anomalies_only))
+                cursor = int(last)
+            if len(rows) < SCAN_CHUNKS:
+                break
+        return found[:limit]
 
     def count_stream_points(self, series_id: str, after: int, before: int | None = None) -> int:
         end = NEVER if before is None else before

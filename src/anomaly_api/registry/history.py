@@ -1,0 +1,41 @@
+"""The history of what the service scored: each point a series observed on the live path,
+with the version that scored it and the answer (score, band, anomaly flag), read back for
+a time range and page by page.
+
+Points are kept as the streams save them (:mod:`anomaly_api.registry.streams`): every
+``ANOMALY_STREAM_FLUSH_S`` to the store, the newest ``ANOMALY_STREAM_HISTORY_POINTS`` per
+series. The points this process observed and has not saved yet are included, so a client
+reads back at once what it was just answered; points another worker or replica holds
+unsaved appear within a flush interval.
+"""
+
+from __future__ import annotations
+
+from anomaly_api.registry.streams import Streams
+from anomaly_api.storage.base import ModelStore, StreamPoint
+from anomaly_api.storage.chunks import points_between
+
+
+def scored_points(
+    store: ModelStore,
+    streams: Streams,
+    series_id: str,
+    after: int,
+    before: int,
+    limit: int,
+    anomalies_only: bool = False,
+) -> list[StreamPoint]:
+    """The first ``limit`` points observed strictly between ``after`` and ``before``,
+    oldest first (only the anomalous ones with ``anomalies_only``)."""
+    unsaved: list[bytes] = []
+    entry = streams.cached(series_id)
+    if entry is not None:
+        with entry.lock:  # taken before the store is read: a save in between is in both
+            if not entry.released:
+                unsaved = list(entry.pending)
+    found = store.scored_points(series_id, after, before, limit, anomalies_only)
+    if len(found) < limit and unsaved:
+        newest_saved = found[-1][0] if found else after
+        extra = points_between(b"".join(unsaved), max(after, newest_saved), before, anomalies_only)
+        found.extend(extra[: limit - len(found)])
+    return found
