@@ -116,6 +116,13 @@ class Settings(BaseSettings):
         description="Observed points kept per series (newest first): what retraining and "
         "rebuilding another version's context can use.",
     )
+    history_days: float = Field(
+        14.0,
+        ge=0,
+        description="Observed points (GET /series/{id}/points) older than this many days "
+        "before their series' newest are deleted, a save's chunk at a time; 0: kept until "
+        "ANOMALY_STREAM_HISTORY_POINTS pushes them out.",
+    )
     stream_max_pending: int = Field(
         1_000_000,
         ge=1000,

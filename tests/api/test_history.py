@@ -60,6 +60,10 @@ def _check_read_back(client: TestClient, registry: Any) -> None:
         assert page["points"] == _expected(answers), saved
         registry.streams.flush()
     assert sum(answer["anomaly"] for answer in answers) >= 4
+    stream = client.get("/series/s").json()["stream"]
+    flagged = sum(answer["anomaly"] for answer in answers)
+    assert stream["last_score"] == answers[-1]["score"]
+    assert stream["anomalies_last_hour"] == stream["anomalies_last_day"] == flagged
 
 
 def test_pages_windows_anomalies_and_csv(client: TestClient) -> None:
@@ -129,3 +133,22 @@ def test_a_hundred_thousand_points_page_through(tmp_path: Path) -> None:
                 break
         assert stamps == answered["timestamps"]
         assert scores == answered["score"]
+
+
+def test_the_retention_sweep_keeps_the_history_window(settings: Settings) -> None:
+    from anomaly_api.quotas import NO_LIMITS
+    from anomaly_api.registry.retention import RetentionSweep
+
+    app = create_api(settings)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        _fit(client)
+        registry = app.state.registry
+        for day in range(3):  # a point a day, each saved on its own
+            stamp = START + 86_400 * day
+            assert (
+                client.post("/predict/s", json={"timestamp": stamp, "value": 10}).status_code == 200
+            )
+            registry.streams.flush()
+        RetentionSweep(registry.store, NO_LIMITS, history_s=1.5 * 86_400).sweep()
+        kept = client.get("/series/s/points").json()["points"]
+        assert [point["timestamp"] for point in kept] == [START + 86_400, START + 2 * 86_400]

@@ -475,6 +475,23 @@ def test_scored_points_page_through_a_window_with_every_field(store: ModelStore)
     assert store.scored_points("missing", -1, 10**12, 10) == []
 
 
+def test_points_older_than_the_history_window_go_by_whole_chunks(store: ModelStore) -> None:
+    for series_id in ("a", "b"):
+        store.create_version(new_model(series_id))
+        state = store.acquire_stream(series_id, "me", lease_s=30)
+        assert state is not None
+        for start in (0, 6_000, 12_000):  # three saves: three chunks of 10 points, 540 s each
+            store.save_streams(
+                "me", 30, [update(state, points(start, 10), start // 600 + 10)], 1000
+            )
+    assert store.count_stream_points("a", after=-1) == 30
+    # Newest point 12,540: a window of 6,000 s keeps what ends after 6,540.
+    assert store.expire_stream_points(6_000) == 2  # the first chunk of each series
+    assert [p[0] for p in store.scored_points("a", -1, 10**9, 100)][:1] == [6_000]
+    assert store.count_stream_points("b", after=-1) == 20
+    assert store.expire_stream_points(10**9) == 0
+
+
 def test_a_deleted_series_loses_its_stream_and_its_holder_is_refused(store: ModelStore) -> None:
     store.create_version(new_model("s"))
     store.create_version(new_model("s"))

@@ -155,7 +155,9 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
         app.state.router = router
         if keyring is not None:
             keyring.start(store.active_keys)
-        retention = RetentionSweep(store, settings.default_limits)
+        retention = RetentionSweep(
+            store, settings.default_limits, history_s=settings.history_days * 86_400.0
+        )
         retention.start()
         if router is not None:
             await router.serve(FastPredict(app))

@@ -362,6 +362,13 @@ class StreamInfo(BaseModel):
     points_unsaved: int = Field(
         description="Of those, points not saved yet (saved every ANOMALY_STREAM_FLUSH_S)."
     )
+    last_score: float | None = Field(None, description="The newest point's score.")
+    anomalies_last_hour: int = Field(
+        0, description="Anomalous points in the hour up to the newest point (its own clock)."
+    )
+    anomalies_last_day: int = Field(
+        0, description="Anomalous points in the day up to the newest point."
+    )
 
 
 class SeriesDetail(BaseModel):

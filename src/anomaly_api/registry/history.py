@@ -39,3 +39,26 @@ def scored_points(
         extra = points_between(b"".join(unsaved), max(after, newest_saved), before, anomalies_only)
         found.extend(extra[: limit - len(found)])
     return found
+
+
+HOUR_S = 3_600
+DAY_S = 86_400
+
+
+def recent_counts(
+    store: ModelStore, streams: Streams, series_id: str, last_timestamp: int | None
+) -> dict[str, object]:
+    """The newest point's score, and the anomalies in the hour and the day up to it (the
+    series' own clock: a replay of old data counts as it would have live)."""
+    if last_timestamp is None:
+        return {"last_score": None, "anomalies_last_hour": 0, "anomalies_last_day": 0}
+    newest = scored_points(store, streams, series_id, last_timestamp - 1, last_timestamp + 1, 1)
+    day = scored_points(
+        store, streams, series_id, last_timestamp - DAY_S, last_timestamp + 1, 10**7, True
+    )
+    hour = sum(1 for point in day if point[0] > last_timestamp - HOUR_S)
+    return {
+        "last_score": newest[0][3] if newest else None,
+        "anomalies_last_hour": hour,
+        "anomalies_last_day": len(day),
+    }

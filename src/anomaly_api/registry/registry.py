@@ -37,6 +37,7 @@ from anomaly_api.quotas import Quota
 from anomaly_api.registry.bulk import Columns, predict_many
 from anomaly_api.registry.cache import LoadedModel, ModelCache
 from anomaly_api.registry.health import health
+from anomaly_api.registry.history import recent_counts
 from anomaly_api.registry.retrain import RetrainPolicy, policy_for_fit
 from anomaly_api.registry.scoring import Prediction, incident_codes, prediction, unsorted
 from anomaly_api.registry.streams import LiveStream, Streams
@@ -559,8 +560,16 @@ class ModelRegistry:
 
     def stream_info(self, series_id: str) -> dict[str, Any] | None:
         """What the series' stream holds: its last observed timestamp, the points it
-        observed, and those not saved yet (held here only); None before its first point."""
+        observed, those not saved yet (held here only), the newest point's score and the
+        anomalies in the hour and the day up to it; None before its first point."""
         check_series_id(series_id)
+        info = self._stream_state(series_id)
+        if info is not None:
+            last = info["last_timestamp"]
+            info.update(recent_counts(self.store, self.streams, series_id, last))
+        return info
+
+    def _stream_state(self, series_id: str) -> dict[str, Any] | None:
         entry = self.streams.cached(series_id)
         if entry is not None:
             with entry.lock:

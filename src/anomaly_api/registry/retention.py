@@ -1,6 +1,7 @@
 """Retention: every :data:`SWEEP_S` delete each key's versions older than its retention
 (``ANOMALY_RETENTION_DAYS`` or the key's ``--retention-days``), except each series'
-latest version, which keeps serving predicts (see :mod:`anomaly_api.quotas`).
+latest version, which keeps serving predicts (see :mod:`anomaly_api.quotas`), and the
+observed points older than ``ANOMALY_HISTORY_DAYS`` before their series' newest.
 
 Every process runs the sweep; with several sharing a store they delete the same rows and
 only one of them finds any. A deletion is announced as any delete is (caches drop those
@@ -29,9 +30,16 @@ _log = logging.getLogger(__name__)
 class RetentionSweep:
     """Deletes expired versions of every key (and of anonymous fits) on a thread."""
 
-    def __init__(self, store: ModelStore, defaults: Limits, every_s: float = SWEEP_S) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        defaults: Limits,
+        every_s: float = SWEEP_S,
+        history_s: float = 0.0,
+    ) -> None:
         self.store = store
         self.defaults = defaults
+        self.history_s = history_s
         self.every_s = every_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -46,6 +54,8 @@ class RetentionSweep:
         """Delete what has expired by ``now``; return how many versions."""
         now = time.time() if now is None else now
         total = 0
+        if self.history_s > 0:
+            self.store.expire_stream_points(self.history_s)
         for owner, retention_s in self.owners():
             while True:
                 deleted = self.store.expire_versions(owner, now - retention_s, BATCH)

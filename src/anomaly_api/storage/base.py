@@ -324,6 +324,11 @@ class ModelStore(Protocol):
         of them (only the anomalous ones with ``anomalies_only``)."""
         ...
 
+    def expire_stream_points(self, window_s: float) -> int:
+        """Delete the saved points older than ``window_s`` before their series' newest
+        (whole chunks: one save's points each); return how many chunks went."""
+        ...
+
     def count_stream_points(self, series_id: str, after: int, before: int | None = None) -> int:
         """How many observed points lie after ``after`` (and before ``before``)."""
         ...

@@ -350,6 +350,18 @@ class SQLiteStreams:
                 break
         return found[:limit]
 
+    def expire_stream_points(self, window_s: float) -> int:
+        with self._relaxed_write() as connection:
+            # A chunk goes when its newest point is older than the window before its
+            # series' newest; a series' "stored" count is recounted at its next trim.
+            return int(
+                connection.execute(
+                    "DELETE FROM stream_chunks WHERE last < (SELECT s.last_timestamp"
+                    " FROM streams s WHERE s.series_id = stream_chunks.series_id) - ?",
+                    (window_s,),
+                ).rowcount
+            )
+
     def count_stream_points(self, series_id: str, after: int, before: int | None = None) -> int:
         end = NEVER if before is None else before
         rows = self._read(

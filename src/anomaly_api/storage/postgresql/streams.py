@@ -331,6 +331,21 @@ class PostgreSQLStreams:
                 break
         return found[:limit]
 
+    def expire_stream_points(self, window_s: float) -> int:
+        def write(connection: psycopg.Connection[Any]) -> int:
+            with connection.transaction():
+                # A chunk goes when its newest point is older than the window before its
+                # series' newest; a series' "stored" count is recounted at its next trim.
+                return int(
+                    connection.execute(
+                        "DELETE FROM anomaly_stream_chunks c USING anomaly_streams s"
+                        " WHERE s.series_id = c.series_id AND c.last < s.last_timestamp - %s",
+                        (window_s,),
+                    ).rowcount
+                )
+
+        return self._run(write, retry=False)
+
     def count_stream_points(self, series_id: str, after: int, before: int | None = None) -> int:
         end = NEVER if before is None else before
         rows = self._read(
