@@ -38,6 +38,7 @@ from anomaly_api.api.routes import (
     bulk,
     changepoints,
     detectors,
+    docs,
     health,
     history,
     keys,
@@ -186,6 +187,8 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served with local assets by routes/docs.py
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.auth_required = keyring is not None
@@ -207,6 +210,7 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
     ):
         app.include_router(router)
     app.include_router(metrics_route.router)
+    docs.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         HeavyQueue,

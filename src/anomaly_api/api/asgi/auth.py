@@ -39,7 +39,7 @@ _MAX_KEY = 512
 
 def required_scope(method: str, path: str) -> str | None:
     """The scope a request needs; None for the open routes."""
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or path.startswith("/docs-assets/"):
         return None
     if path == "/keys" or path.startswith("/keys/"):
         return "admin"
