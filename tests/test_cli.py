@@ -123,3 +123,10 @@ def test_client_tools_send_the_key_from_the_environment(monkeypatch: pytest.Monk
     assert client_headers() == {}
     monkeypatch.setenv("ANOMALY_API_KEY", " adk_secret \n")
     assert client_headers() == {"Authorization": "Bearer adk_secret"}
+
+
+def test_version_is_printed() -> None:
+    from anomaly_api import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"anomaly-api {__version__}"

@@ -25,6 +25,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from anomaly_api import __version__
+
+        typer.echo(f"anomaly-api {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Anomaly detection service for time series."""
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [ANOMALY_HOST].")] = None,
