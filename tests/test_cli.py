@@ -130,3 +130,18 @@ def test_version_is_printed() -> None:
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"anomaly-api {__version__}"
+
+
+def test_user_mistakes_are_one_line_errors_with_exit_code_2(tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["evaluate", "--data", "nope", "--labels", "nope"])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert "Traceback" not in missing.output
+    (tmp_path / "data").mkdir()
+    (tmp_path / "labels.json").write_text("not json")
+    broken = runner.invoke(
+        app,
+        ["evaluate", "--data", str(tmp_path / "data"), "--labels", str(tmp_path / "labels.json")],
+    )
+    assert broken.exit_code == 2 and broken.output.startswith("evaluate: "), broken.output
+    help_text = runner.invoke(app, ["evaluate", "--help"]).output
+    assert "<bool>" not in help_text and "4032" in help_text

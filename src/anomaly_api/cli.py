@@ -22,6 +22,7 @@ app = typer.Typer(
     help="Anomaly detection service for time series.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: flags and defaults without type tags or cut-offs
 )
 
 
@@ -318,8 +319,14 @@ def bench(
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Option(help="NAB-layout data: <category>/<file>.csv.")],
-    labels: Annotated[Path, typer.Option(help="NAB labels (combined_windows.json).")],
+    data: Annotated[
+        Path,
+        typer.Option(help="NAB-layout data: <category>/<file>.csv.", exists=True, file_okay=False),
+    ],
+    labels: Annotated[
+        Path,
+        typer.Option(help="NAB labels (combined_windows.json).", exists=True, dir_okay=False),
+    ],
     detector: Annotated[
         str, typer.Option(help="A detector name, a comma-separated list, or 'all'.")
     ] = "all",
@@ -365,15 +372,19 @@ def evaluate(
         policy = json.loads(retrain) if retrain is not None else None
     except (ValueError, json.JSONDecodeError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    results = run_evaluation(
-        data,
-        labels,
-        names,
-        ReplayConfig(refit_every=refit_every, window=window, mode=mode, retrain=policy),
-        out_dir=out,
-        params=parsed,
-        progress=progress,
-    )
+    try:
+        results = run_evaluation(
+            data,
+            labels,
+            names,
+            ReplayConfig(refit_every=refit_every, window=window, mode=mode, retrain=policy),
+            out_dir=out,
+            params=parsed,
+            progress=progress,
+        )
+    except (ValueError, OSError) as exc:  # the corpus or labels are not what they should be
+        typer.echo(f"evaluate: {exc}", err=True)
+        raise typer.Exit(code=2) from None
     typer.echo(format_results(results))
 
 
