@@ -109,6 +109,10 @@ def test_bench_against_a_real_server(server_url: str) -> None:
     assert report.healthcheck["inference_latency_ms"]["count"] > 0
     assert report.healthcheck["status"] == "ok"
 
+    # Nothing is left behind in the store: the series the run fitted is deleted.
+    with urllib.request.urlopen(f"{server_url}/series") as listing:
+        assert json.loads(listing.read())["series"] == []
+
     text = format_report(report)
     assert "requests/s" in text
     assert f"p99 {report.p99_ms:.2f}" in text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,6 +76,10 @@ def test_each_scenario_runs_without_errors(server: ServerProcess, scenario: str)
     else:
         assert first.points_per_s is None
     assert result.healthcheck["status"] == "ok"
+    # The scenario's series are deleted afterwards: the user's store keeps nothing of it.
+    with urllib.request.urlopen(f"{server.url}/series?limit=1000") as listing:
+        left = [item["series_id"] for item in json.loads(listing.read())["series"]]
+    assert not [name for name in left if name.startswith(f"s_{scenario}")], left
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ runs (errors are summed).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import platform
@@ -729,7 +730,29 @@ async def _suite(
                 run_phases.append(await _RUNNERS[name](ctx))
             healthcheck = await _healthcheck(session, url)
         results.append(ScenarioResult(name, tuple(run_phases), healthcheck))
+    async with client_session(4) as session:
+        await _delete_series(session, url, bench_series(series_id))
     return results
+
+
+def bench_series(series_id: str) -> list[str]:
+    """Every series the scenarios may fit (deleted after a run)."""
+    return [
+        series_id,
+        *(f"{series_id}_fit_{k}" for k in range(FIT_SERIES)),
+        *(f"{series_id}_mixed_{k}" for k in range(1, BODY_POOL, 2)),
+    ]
+
+
+async def _delete_series(
+    session: aiohttp.ClientSession, url: str, series_ids: Sequence[str]
+) -> None:
+    """Delete what a run fitted, so that a bench leaves nothing behind in the user's
+    store (a series it never fitted answers 404: fine). Failures are not the run's."""
+    for series_id in series_ids:
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+            async with session.delete(_series_url(url, "series", series_id)) as answer:
+                await answer.read()
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -825,6 +848,7 @@ def run_bench(
                 load = Load(bar)
                 seconds = await drive(session, jobs, workers, load, check_predict)
             healthcheck = await _healthcheck(session, url)
+            await _delete_series(session, url, [series_id])
         stats = load.stats("predict", concurrency, 1, seconds)
         return BenchReport(
             url=url,
