@@ -104,10 +104,13 @@ def test_curl_without_a_json_content_type_is_told_to_send_one(client: TestClient
 
 
 def test_readme_curl_lines_use_the_contract_paths() -> None:
-    """The README's examples are the contract's; keep them from drifting apart."""
+    """The README's and docs' examples are the contract's; keep them from drifting apart."""
     from pathlib import Path
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    root = Path(__file__).parents[2]
+    readme = "\n".join(
+        path.read_text() for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    )
     bodies = re.findall(r"-d '(\{.*?\})'", readme, flags=re.S)
     assert bodies, "README has no curl examples"
     for body in bodies:
