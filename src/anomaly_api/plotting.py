@@ -1,4 +1,5 @@
-"""Training data, expected value, band, flagged points and incidents, drawn to PNG bytes.
+"""Training data, the points scored since, expected value, band, flagged points and
+incidents, drawn to PNG (or SVG) bytes.
 
 Uses matplotlib's object API on the Agg canvas (no pyplot, no display, no global
 state, safe from worker threads). Long series are reduced before drawing to the
@@ -13,6 +14,8 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
 from anomaly_api.detectors.bands import Scores
@@ -30,6 +33,21 @@ class PlotTitle:
     threshold: float | None
     of_points: int | None = None
     """When the plot shows only the latest training points: how many there are in all."""
+    caption: str | None = None
+    """A second line: the detector's chosen period and parameters."""
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """The points the series was scored on since (``GET /series/{id}/points``), with what
+    was answered for each; ``lower``/``upper`` NaN on an unwatched side."""
+
+    timestamps: IntArray
+    values: FloatArray
+    expected: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    anomaly: np.ndarray
 
 
 def downsample_minmax(
@@ -89,17 +107,34 @@ def _drawable_exponent(values: np.ndarray, scores: Scores) -> int:
     return math.floor(math.log10(largest))
 
 
-def render_plot(series: Series, scores: Scores, title: PlotTitle, max_points: int = 4000) -> bytes:
-    """A PNG of the training series against its model's band (:func:`plot_figure`)."""
+def render_plot(
+    series: Series,
+    scores: Scores,
+    title: PlotTitle,
+    max_points: int = 4000,
+    history: History | None = None,
+    image: str = "png",
+) -> bytes:
+    """A PNG (or ``image="svg"``) of the training series and the scored history against
+    the model's band (:func:`plot_figure`)."""
     buffer = io.BytesIO()
-    plot_figure(series, scores, title, max_points).savefig(buffer, format="png")
+    plot_figure(series, scores, title, max_points, history).savefig(buffer, format=image)
     return buffer.getvalue()
 
 
-def plot_figure(series: Series, scores: Scores, title: PlotTitle, max_points: int = 4000) -> Figure:
+def plot_figure(
+    series: Series,
+    scores: Scores,
+    title: PlotTitle,
+    max_points: int = 4000,
+    history: History | None = None,
+) -> Figure:
     """The series against its model's band: the band as the model gives it (it is never
     widened around an incident), the points outside it in red, and each point that
-    opened an incident ringed, with the legend beside the axes so that it hides none."""
+    opened an incident ringed; then the points scored since (``history``) with the band
+    and expected value each was answered with. Flagged points and incidents are drawn on
+    top of everything, the expected value above the data, the legend beside the axes so
+    that it hides none, and dates on the time axis however short the series."""
     figure = Figure(figsize=(12, 4.5), dpi=100, layout="constrained")
     axes = figure.subplots()
     times = series.timestamps.astype("datetime64[s]")
@@ -134,7 +169,7 @@ def plot_figure(series: Series, scores: Scores, title: PlotTitle, max_points: in
         index = minmax_positions(expected, max_points)
         band_x = times[index]
         expected_y, lower_y, upper_y = expected[index], scores.lower[index], scores.upper[index]
-    axes.plot(band_x, expected_y, color="#2ca02c", lw=0.8, label="expected", zorder=1)
+    axes.plot(band_x, expected_y, color="#1b7a1b", lw=1.2, label="expected", zorder=3)
     finite_low = np.where(np.isfinite(lower_y), lower_y, np.nan)
     finite_high = np.where(np.isfinite(upper_y), upper_y, np.nan)
     low_fill = np.where(np.isnan(finite_low), np.nanmin(values), finite_low)
@@ -152,10 +187,10 @@ def plot_figure(series: Series, scores: Scores, title: PlotTitle, max_points: in
         axes.scatter(
             times[flagged],
             values[flagged],
-            s=8,
+            s=10,
             color="#d62728",
-            zorder=3,
-            label=f"outside band ({int(scores.anomaly.sum())})",
+            zorder=5,
+            label=f"outside band in training ({int(scores.anomaly.sum())})",
         )
     opened = np.flatnonzero(scores.incident == NEW) if scores.incident is not None else flagged[:0]
     if opened.size:
@@ -166,18 +201,53 @@ def plot_figure(series: Series, scores: Scores, title: PlotTitle, max_points: in
             facecolors="none",
             edgecolors="#000000",
             linewidths=1.2,
-            zorder=4,
+            zorder=6,
             label=f"incident opened ({opened.size})",
         )
+    if history is not None and history.timestamps.size:
+        _draw_history(axes, history, factor, max_points)
     threshold = "" if title.threshold is None else f", threshold {title.threshold:g}"
     part = ""
     if title.of_points is not None:
         part = f" · latest {len(series):,} of {title.of_points:,} training points"
-    axes.set_title(
-        f"{title.series_id} · version {title.version} · {title.detector}{threshold}{part}"
-    )
+    heading = f"{title.series_id} · version {title.version} · {title.detector}{threshold}{part}"
+    if title.caption:
+        heading += f"\n{title.caption}"
+    axes.set_title(heading, fontsize="medium")
+    locator = AutoDateLocator()  # type: ignore[no-untyped-call]
+    axes.xaxis.set_major_locator(locator)
+    formatter = ConciseDateFormatter(locator)  # type: ignore[no-untyped-call]
+    axes.xaxis.set_major_formatter(formatter)  # the date on every axis, however short
     axes.set_xlabel("time (UTC)")
     axes.set_ylabel("value" if exponent == 0 else f"value (in units of 1e{exponent})")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     axes.grid(alpha=0.3)
     return figure
+
+
+def _draw_history(axes: Axes, history: History, factor: float, max_points: int) -> None:
+    """The scored points: their values, the band and expected value each was answered
+    with, and the flagged ones on top."""
+    keep = minmax_positions(history.values, max_points)
+    times = history.timestamps.astype("datetime64[s]")
+    values = history.values / factor
+    axes.plot(
+        times[keep], values[keep], color="#8172b3", lw=0.8, zorder=2,
+        label=f"scored since ({history.timestamps.size:,})",
+    )  # fmt: skip
+    lower = np.where(np.isfinite(history.lower), history.lower / factor, np.nan)
+    upper = np.where(np.isfinite(history.upper), history.upper / factor, np.nan)
+    low_fill = np.where(np.isnan(lower), np.nanmin(values), lower)
+    high_fill = np.where(np.isnan(upper), np.nanmax(values), upper)
+    axes.fill_between(
+        times[keep], low_fill[keep], high_fill[keep], color="#8172b3", alpha=0.12, zorder=0
+    )
+    axes.plot(times[keep], history.expected[keep] / factor, color="#1b7a1b", lw=1.0, zorder=3)
+    flagged = np.flatnonzero(history.anomaly)
+    if flagged.size > max_points:
+        flagged = flagged[-max_points:]
+    if flagged.size:
+        axes.scatter(
+            times[flagged], values[flagged], s=14, color="#d62728", marker="D", zorder=5,
+            label=f"flagged when scored ({int(np.count_nonzero(history.anomaly))})",
+        )  # fmt: skip

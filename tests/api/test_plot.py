@@ -104,3 +104,31 @@ def test_a_plot_of_an_incident_shows_the_model_s_band_and_rings_each_new_inciden
     after = 1010 - train
     np.testing.assert_array_equal(scores.upper[after:], without.upper[after:])
     np.testing.assert_array_equal(scores.lower[after:], without.lower[after:])
+
+
+def test_the_plot_shows_what_was_scored_since_with_period_and_parameters(
+    client: TestClient,
+) -> None:
+    import numpy as np
+
+    start, count = 1_700_000_000, 2016
+    rng = np.random.default_rng(1)
+    values = 100 + 10 * np.sin(np.arange(count) * 2 * np.pi / 288) + rng.normal(0, 1, count)
+    stamps = [start + 300 * i for i in range(count)]
+    fit = {"timestamps": stamps, "values": values.round(3).tolist(), "detector": "seasonal"}
+    assert client.post("/fit/web", json={**fit, "retrain": False}).status_code == 200
+    for i in range(60):
+        value = 100 + 10 * np.sin((count + i) * 2 * np.pi / 288) + (40 if i == 30 else 0)
+        point = {"timestamp": start + 300 * (count + i), "value": round(float(value), 3)}
+        assert client.post("/predict/web", json=point).status_code == 200
+    svg = client.get("/plot/web", params={"format": "svg"})
+    assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml"
+    assert "period: 1 day" in svg.text and "threshold 1.5" in svg.text
+    assert "scored since (60)" in svg.text and "flagged when scored (1)" in svg.text
+    plain = client.get("/plot/web", params={"format": "svg", "history": "false"}).text
+    assert "scored since" not in plain
+    window = client.get("/plot/web", params={"format": "svg", "from": start + 300 * (count + 40)})
+    assert "scored since (20)" in window.text
+    png = client.get("/plot/web", params={"to": start + 300 * 100})
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    assert client.get("/plot/web", params={"from": "someday"}).status_code == 422
