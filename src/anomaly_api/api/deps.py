@@ -93,11 +93,14 @@ SeriesIdPath = Annotated[
         "(no slashes or spaces).",
         examples=["sensor_1"],
         # Documented, not validated here: the registry checks ids with one rule and
-        # one message for every route. The pattern is Python's (\w: any script).
+        # one message for every route (the description says it). The pattern is a loose
+        # superset that reads the same in every regex dialect: "\w" is any script in
+        # Python but ASCII in JavaScript's, which made validators refuse ids the service
+        # accepts (schemathesis found "Asò").
         json_schema_extra={
             "minLength": 1,
             "maxLength": MAX_SERIES_ID_LENGTH,
-            "pattern": r"^[\w.:@~-]+$",
+            "pattern": r"^[^\s/?#%\\]+$",
         },
     ),
 ]
