@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 from pathlib import Path
 
@@ -145,3 +146,50 @@ def test_user_mistakes_are_one_line_errors_with_exit_code_2(tmp_path: Path) -> N
     assert broken.exit_code == 2 and broken.output.startswith("evaluate: "), broken.output
     help_text = runner.invoke(app, ["evaluate", "--help"]).output
     assert "<bool>" not in help_text and "4032" in help_text
+
+
+def test_fit_and_score_csv_files_through_a_real_server(tmp_path: Path) -> None:
+    import json as json_module
+    import urllib.request
+
+    from anomaly_api.bench_server import ServerProcess
+
+    training = tmp_path / "train.csv"
+    training.write_text(
+        "timestamp,value\n"
+        + "".join(f"2024-01-01 00:{minute:02d}:00,{10 + minute % 3}\n" for minute in range(30))
+    )
+    stream = tmp_path / "stream.csv"
+    stream.write_text(
+        "timestamp,value,note\n"
+        + "".join(
+            f"2024-01-01 01:{minute:02d}:00,{40 if minute == 5 else 10 + minute % 3},x\n"
+            for minute in range(10)
+        )
+    )
+    with ServerProcess(tmp_path / "m.db", log=tmp_path / "server.log") as server:
+        fitted = runner.invoke(app, ["fit", "cpu", str(training), "--url", server.url])
+        assert fitted.exit_code == 0, fitted.output
+        assert json_module.loads(fitted.output)["points_used"] == 30
+        out = tmp_path / "answers.csv"
+        scored = runner.invoke(
+            app,
+            ["score", "cpu", str(stream), "--url", server.url, "--out", str(out), "--no-progress"],
+        )
+        assert scored.exit_code == 0, scored.output
+        assert "scored 10 points of 'cpu': 1 anomalous" in scored.output
+        rows = list(csv.DictReader(io.StringIO(out.read_text())))
+        assert [row["anomaly"] for row in rows].count("True") == 1 and rows[5]["anomaly"] == "True"
+        with urllib.request.urlopen(f"{server.url}/series/cpu/points") as answer:
+            kept = json_module.loads(answer.read())["points"]
+        assert [float(row["score"]) for row in rows] == [point["score"] for point in kept]
+        unknown = runner.invoke(
+            app, ["score", "nobody", str(stream), "--url", server.url, "--no-progress"]
+        )
+        assert unknown.exit_code == 1 and "404" in unknown.output
+    missing = runner.invoke(app, ["fit", "cpu", str(tmp_path / "none.csv")])
+    assert missing.exit_code == 2 and "fit: " in missing.output
+    headless = tmp_path / "headless.csv"
+    headless.write_text("1,2\n3,4\n")
+    bad = runner.invoke(app, ["fit", "cpu", str(headless)])
+    assert bad.exit_code == 2 and "'timestamp' and a 'value' column" in bad.output

@@ -437,6 +437,74 @@ def migrate(
         raise typer.Exit(code=1)
 
 
+UrlOption = Annotated[
+    str, typer.Option(help="Base URL of the service (the key in ANOMALY_API_KEY is sent).")
+]
+
+
+@app.command("fit")
+def fit_command(
+    series_id: Annotated[str, typer.Argument(help="The series to fit.")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV with 'timestamp' and 'value' columns.", dir_okay=False)
+    ],
+    url: UrlOption = "http://127.0.0.1:8000",
+    detector: Annotated[
+        str | None, typer.Option(help="Detector name [the service's default].")
+    ] = None,
+) -> None:
+    """Fit a new version of SERIES_ID on a CSV file's points; print the answer."""
+    import json
+
+    from anomaly_api.client import ClientError, fit_file
+
+    try:
+        answer = fit_file(url, series_id, file, detector=detector)
+    except ClientError as exc:
+        typer.echo(f"fit: {exc}", err=True)
+        raise typer.Exit(code=2 if exc.user_mistake else 1) from None
+    typer.echo(json.dumps(answer))
+
+
+@app.command("score")
+def score_command(
+    series_id: Annotated[str, typer.Argument(help="The series to score the points against.")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV with 'timestamp' and 'value' columns.", dir_okay=False)
+    ],
+    url: UrlOption = "http://127.0.0.1:8000",
+    out: Annotated[
+        Path | None, typer.Option(help="Write the answers (CSV) here [standard output].")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Stream a CSV file through the live path, one POST /predict per row in order (each
+    point joins the series' history as a live point would), and write every answer as
+    CSV: timestamp, value, anomaly, score, expected, band, direction, version, incident."""
+    import contextlib
+    import sys
+
+    from tqdm import tqdm
+
+    from anomaly_api.client import ClientError, read_points, score_file
+
+    try:
+        total = len(read_points(file))
+        with contextlib.ExitStack() as stack:
+            target = sys.stdout if out is None else stack.enter_context(out.open("w", newline=""))
+            bar = stack.enter_context(
+                tqdm(total=total, unit="pt", disable=not progress, file=sys.stderr)
+            )
+            points, anomalies = score_file(url, series_id, file, target, bar.update)
+    except ClientError as exc:
+        typer.echo(f"score: {exc}", err=True)
+        raise typer.Exit(code=2 if exc.user_mistake else 1) from None
+    except OSError as exc:
+        typer.echo(f"score: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(f"scored {points} points of {series_id!r}: {anomalies} anomalous", err=True)
+
+
 keys_app = typer.Typer(
     help="API keys: create, list and revoke them in the model store (ANOMALY_DATABASE_URL).",
     no_args_is_help=True,
