@@ -4,6 +4,7 @@ they load is served by the service itself."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -30,3 +31,14 @@ def test_the_documentation_pages_load_only_local_assets(client: TestClient) -> N
     )
     assert client.get("/docs/oauth2-redirect").status_code == 200
     assert client.get("/openapi.json").json()["info"]["title"] == "Anomaly Detection API"
+
+
+def test_the_main_answers_show_real_examples_that_fit_their_schemas(client: TestClient) -> None:
+    from anomaly_api.api.schemas import FitResponse, HealthResponse, PredictResponse
+
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for model in (FitResponse, PredictResponse, HealthResponse):
+        assert schemas[model.__name__]["examples"]  # shown by /docs
+        extra: Any = model.model_config.get("json_schema_extra")
+        (example,) = extra["examples"]
+        assert model.model_validate(example)  # a real answer, every field in place

@@ -128,6 +128,20 @@ def merge_params(
 class FitResponse(BaseModel):
     """The version a fit created."""
 
+    # A real answer (the README's walkthrough), shown by /docs instead of "string".
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"series_id": "sensor_1", "version": "1", "points_used": 5, "detector": "zscore",
+                 "params": {"threshold": 3.0, "direction": "both", "cooldown_seconds": 14400,
+                            "escalation": 2.0},
+                 "points_stored": 5, "first_timestamp": 1691000000,
+                 "last_timestamp": 1691000240, "created_at": "2026-12-05T06:53:52.600448Z",
+                 "trigger": "client", "retrain": {"every": "12h", "window": "7d", "keep": 10}}
+            ]
+        }
+    )  # fmt: skip
+
     series_id: str = Field(description="The series the model belongs to.")
     version: str = Field(description="The new version number, as a string: '1', '2', ...")
     points_used: int = Field(description="How many points the model was fitted on.")
@@ -193,6 +207,20 @@ def fits_a_float(value: int | float) -> int | float:
 
 class PredictResponse(BaseModel):
     """Whether the point is anomalous, and why."""
+
+    # A real answer (the README's walkthrough), shown by /docs instead of "string".
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"anomaly": True, "model_version": "1", "series_id": "sensor_1",
+                 "timestamp": 1691000360, "value": 40.0, "expected": 11.5,
+                 "lower": 5.821091654199726, "upper": 17.178908345800274,
+                 "score": 0.9618117229129662, "direction": "above", "threshold": 3.0,
+                 "detector": "zscore", "observed": True, "not_observed": None,
+                 "incident": "new"}
+            ]
+        }
+    )  # fmt: skip
 
     anomaly: bool = Field(description="True when the value lies outside the band.")
     model_version: str = Field(description="The version that answered, as a string.")
@@ -292,6 +320,19 @@ class StoreStatus(BaseModel):
 
 class HealthResponse(BaseModel):
     """Service health: the contract's fields first, then additive ones."""
+
+    # A real answer (the README's walkthrough), shown by /docs instead of "string".
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"series_trained": 1,
+                 "inference_latency_ms": {"avg": 0.789, "p95": 1.149, "count": 3},
+                 "training_latency_ms": {"avg": 1.699, "p95": 1.699, "count": 1},
+                 "status": "ok", "store": {"backend": "sqlite", "ok": True, "error": None},
+                 "models_cached": 1, "workers": 1, "uptime_s": 3.433, "version": "0.2.0"}
+            ]
+        }
+    )  # fmt: skip
 
     series_trained: int | None = Field(
         description="Series with at least one model in the store (null if the store is down)."
