@@ -48,6 +48,8 @@ class History:
     lower: FloatArray
     upper: FloatArray
     anomaly: np.ndarray
+    opened: np.ndarray | None = None
+    """Per point, whether it opened an incident when it was scored."""
 
 
 def downsample_minmax(
@@ -250,4 +252,11 @@ def _draw_history(axes: Axes, history: History, factor: float, max_points: int) 
         axes.scatter(
             times[flagged], values[flagged], s=14, color="#d62728", marker="D", zorder=5,
             label=f"flagged when scored ({int(np.count_nonzero(history.anomaly))})",
+        )  # fmt: skip
+    opened = flagged[:0] if history.opened is None else np.flatnonzero(history.opened)
+    if opened.size:
+        axes.scatter(
+            times[opened[-max_points:]], values[opened[-max_points:]], s=80,
+            facecolors="none", edgecolors="#000000", linewidths=1.2, zorder=6,
+            label=f"incident opened when scored ({opened.size})",
         )  # fmt: skip

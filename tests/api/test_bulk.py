@@ -46,6 +46,28 @@ def test_each_point_is_answered_as_its_single_predict(client: TestClient) -> Non
     assert any(answer["anomaly"] for answer in body["results"])
 
 
+def test_the_history_keeps_the_answers_of_points_scored_together(client: TestClient) -> None:
+    # One point of each zscore series per request: scored in arrays (registry.bulk), which
+    # packs the points it keeps itself: the incident markers must be among them.
+    fit(client, "a", "b")
+    answers: list[dict[str, object]] = []
+    for step in range(12):
+        value = 60.0 if step in (4, 5) else 11.0
+        points = [
+            {"series_id": name, "timestamp": 1691006000 + 60 * step, "value": value}
+            for name in ("a", "b")
+        ]
+        response = client.post("/predict", json=points)
+        assert response.status_code == 200
+        answers += response.json()["results"]
+    assert [a["incident"] for a in answers if a["series_id"] == "a"][4:6] == ["new", "ongoing"]
+    for series_id in ("a", "b"):
+        kept = client.get(f"/series/{series_id}/points").json()["points"]
+        answered = [a for a in answers if a["series_id"] == series_id]
+        fields = ("timestamp", "score", "anomaly", "incident", "expected", "lower", "upper")
+        assert [[p[f] for f in fields] for p in kept] == [[a[f] for f in fields] for a in answered]
+
+
 def test_one_bad_point_does_not_fail_the_others(client: TestClient) -> None:
     fit(client, "a")
     points = [

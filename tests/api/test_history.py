@@ -15,7 +15,17 @@ from anomaly_api.api.app import create_api, create_app
 from anomaly_api.settings import Settings
 
 START = 1_700_000_000
-FIELDS = ("timestamp", "value", "model_version", "score", "anomaly", "expected", "lower", "upper")
+FIELDS = (
+    "timestamp",
+    "value",
+    "model_version",
+    "score",
+    "anomaly",
+    "incident",
+    "expected",
+    "lower",
+    "upper",
+)
 
 
 def _fit(client: TestClient, series_id: str = "s", **extra: Any) -> None:
@@ -64,6 +74,9 @@ def _check_read_back(client: TestClient, registry: Any) -> None:
     flagged = sum(answer["anomaly"] for answer in answers)
     assert stream["last_score"] == answers[-1]["score"]
     assert stream["anomalies_last_hour"] == stream["anomalies_last_day"] == flagged
+    opened = sum(answer["incident"] == "new" for answer in answers)
+    assert opened >= 1 and stream["incidents_last_day"] == opened
+    assert any(answer["incident"] == "ongoing" for answer in answers)
 
 
 def test_pages_windows_anomalies_and_csv(client: TestClient) -> None:

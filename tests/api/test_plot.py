@@ -125,6 +125,7 @@ def test_the_plot_shows_what_was_scored_since_with_period_and_parameters(
     assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml"
     assert "period: 1 day" in svg.text and "threshold 1.5" in svg.text
     assert "scored since (60)" in svg.text and "flagged when scored (1)" in svg.text
+    assert "incident opened when scored (1)" in svg.text
     plain = client.get("/plot/web", params={"format": "svg", "history": "false"}).text
     assert "scored since" not in plain
     window = client.get("/plot/web", params={"format": "svg", "from": start + 300 * (count + 40)})

@@ -9,9 +9,11 @@ import pytest
 
 from anomaly_api.storage.base import StreamPoint
 from anomaly_api.storage.chunks import (
+    anomaly_codes,
     as_points,
     chunk_row,
     count_between,
+    incident_of,
     newest,
     news,
     pack_point,
@@ -61,6 +63,25 @@ def test_a_chunk_round_trips_every_field_with_unwatched_edges_as_none() -> None:
     assert rows.shape == (50, 8)
     assert pack_rows(rows) == [pack_point(point) for point in points]
     assert [timestamp_of(point) for point in pack_rows(rows)] == [p[0] for p in points]
+
+
+def test_the_anomaly_field_keeps_the_incident_marker_and_reads_old_flags() -> None:
+    from anomaly_api.detectors.incidents import NAMES, NEW, NONE, ONGOING
+
+    flags = np.array([False, True, True, True, False])
+    marks = np.array([NONE, NEW, ONGOING, NONE, NEW], dtype=np.int8)  # the last: ignored
+    codes = anomaly_codes(flags, marks)
+    assert codes.tolist() == [0.0, 2.0, 3.0, 1.0, 0.0]
+    assert [incident_of(code) for code in codes] == [None, "new", "ongoing", None, None]
+    assert [incident_of(code) for code in codes[1:3]] == [NAMES[NEW], NAMES[ONGOING]]
+    assert anomaly_codes(flags, None).tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]  # unmarked
+    # A chunk saved before the markers (anomaly 0 or 1) reads back as it was: no marker.
+    old = [(1, 1.0, 1, 0.9, True, 1.0, 0.0, 2.0)]
+    (point,) = as_points(pack_point(old[0]))
+    assert point[4] == 1 and bool(point[4]) and incident_of(point[4]) is None
+    # The marker goes through a save and an export (migrate packs what stores export).
+    rows = unpack(b"".join(pack_rows(np.column_stack([np.arange(5.0)] * 4 + [codes] * 4))))
+    assert [incident_of(code) for code in rows[:, 4]] == [None, "new", "ongoing", None, None]
 
 
 @pytest.mark.parametrize("limit", [0, 1, 7, 60, 1000])

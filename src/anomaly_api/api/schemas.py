@@ -410,6 +410,9 @@ class StreamInfo(BaseModel):
     anomalies_last_day: int = Field(
         0, description="Anomalous points in the day up to the newest point."
     )
+    incidents_last_day: int = Field(
+        0, description="Incidents opened in the day up to the newest point."
+    )
 
 
 class SeriesDetail(BaseModel):

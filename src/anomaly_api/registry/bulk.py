@@ -30,7 +30,7 @@ from anomaly_api.errors import AnomalyApiError, StoreUnavailable
 from anomaly_api.registry.cache import LoadedModel
 from anomaly_api.registry.scoring import Prediction
 from anomaly_api.registry.streams import LiveStream
-from anomaly_api.storage.chunks import pack_rows
+from anomaly_api.storage.chunks import anomaly_codes, pack_rows
 
 if TYPE_CHECKING:
     from anomaly_api.registry.registry import ModelRegistry
@@ -242,7 +242,7 @@ def _score(
                     values,
                     constants[:, ZScoreDetector.ACROSS + 3],
                     scores.score,
-                    scores.anomaly,
+                    anomaly_codes(scores.anomaly, scores.incident),
                     scores.expected,
                     scores.lower,
                     scores.upper,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from anomaly_api.registry.streams import Streams
 from anomaly_api.storage.base import ModelStore, StreamPoint
-from anomaly_api.storage.chunks import points_between
+from anomaly_api.storage.chunks import incident_of, points_between
 
 
 def scored_points(
@@ -51,7 +51,12 @@ def recent_counts(
     """The newest point's score, and the anomalies in the hour and the day up to it (the
     series' own clock: a replay of old data counts as it would have live)."""
     if last_timestamp is None:
-        return {"last_score": None, "anomalies_last_hour": 0, "anomalies_last_day": 0}
+        return {
+            "last_score": None,
+            "anomalies_last_hour": 0,
+            "anomalies_last_day": 0,
+            "incidents_last_day": 0,
+        }
     newest = scored_points(store, streams, series_id, last_timestamp - 1, last_timestamp + 1, 1)
     day = scored_points(
         store, streams, series_id, last_timestamp - DAY_S, last_timestamp + 1, 10**7, True
@@ -61,4 +66,5 @@ def recent_counts(
         "last_score": newest[0][3] if newest else None,
         "anomalies_last_hour": hour,
         "anomalies_last_day": len(day),
+        "incidents_last_day": sum(1 for point in day if incident_of(point[4]) == "new"),
     }

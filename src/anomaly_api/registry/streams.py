@@ -48,7 +48,7 @@ from anomaly_api.detectors.series import FloatArray, IntArray
 from anomaly_api.errors import StoreUnavailable, StreamBusy
 from anomaly_api.registry.cache import LoadedModel
 from anomaly_api.storage.base import JsonDict, ModelStore, StreamUpdate
-from anomaly_api.storage.chunks import POINT, pack_rows, timestamp_of, unpack
+from anomaly_api.storage.chunks import POINT, anomaly_codes, pack_rows, timestamp_of, unpack
 
 _log = logging.getLogger(__name__)
 
@@ -483,7 +483,7 @@ class Streams:
                 value,
                 model.version,
                 point.score,
-                point.anomaly,
+                1 + point.incident if point.anomaly else 0,  # chunks.anomaly_codes
                 point.expected,
                 point.lower,
                 point.upper,
@@ -584,7 +584,7 @@ class Streams:
         rows[:, 1] = values[keep]
         rows[:, 2] = version
         rows[:, 3] = scores.score[keep]
-        rows[:, 4] = scores.anomaly[keep]
+        rows[:, 4] = anomaly_codes(scores.anomaly, scores.incident)[keep]
         rows[:, 5] = np.broadcast_to(scores.expected, (count,))[keep]
         rows[:, 6] = np.broadcast_to(scores.lower, (count,))[keep]
         rows[:, 7] = np.broadcast_to(scores.upper, (count,))[keep]

@@ -105,8 +105,10 @@ class Changes:
 
 POINT_FIELDS = ("timestamp", "value", "version", "score", "anomaly", "expected", "lower", "upper")
 """The layout of a stream point tuple: what the service observed and answered for it
-(``lower``/``upper`` None on a side that is not watched)."""
-StreamPoint = tuple[int, float, int, float, bool, float, float | None, float | None]
+(``lower``/``upper`` None on a side that is not watched; ``anomaly`` 0 for a normal
+point, else the code of :func:`anomaly_api.storage.chunks.anomaly_codes`, which also
+tells the incident marker)."""
+StreamPoint = tuple[int, float, int, float, int, float, float | None, float | None]
 
 
 @dataclass(slots=True)

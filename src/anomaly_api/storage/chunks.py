@@ -8,9 +8,13 @@ series, touching a page per series: ~4.9 µs a point in SQLite, against ~0.9 µs
 chunk per series (``docs/streams.md`` has the figures).
 
 **Format.** Each point is 8 big-endian IEEE-754 doubles: timestamp, value, version,
-score, anomaly (0 or 1), expected, lower, upper, where an unwatched side's edge (None, or
-infinite while unsaved) is stored as it is: ``inf``/``-inf``, or NaN for None. Big-endian
-is what PostgreSQL's ``float8send`` writes, so its migration packs old rows in SQL.
+score, anomaly, expected, lower, upper, where ``anomaly`` is a code (:func:`anomaly_codes`):
+0 for a normal point, 2 for an anomalous point that opened an incident, 3 for one of an
+incident already open, 1 for an anomalous point whose marker is unknown (saved before the
+markers were kept; readers that want the flag test it against 0, as they always did).
+An unwatched side's edge (None, or infinite while unsaved) is stored as it is:
+``inf``/``-inf``, or NaN for None. Big-endian is what PostgreSQL's ``float8send``
+writes, so its migration packs old rows in SQL.
 Timestamps (|t| < 2.6e11) and versions are integers far below 2**53, exact as doubles.
 A live stream keeps its unsaved points in this form too (:data:`POINT`), so a save joins
 their bytes.
@@ -38,6 +42,26 @@ POINT = struct.Struct(">8d")
 """One point as a chunk holds it; a live stream keeps its unsaved points so packed, so
 that a save joins them rather than converting each."""
 _TIMESTAMP = struct.Struct(">d")
+
+
+INCIDENT_NAMES = {2: "new", 3: "ongoing"}
+"""The incident marker of an ``anomaly`` code; codes 0 and 1 have none."""
+
+
+def anomaly_codes(anomaly: Any, incident: Any) -> Any:
+    """The ``anomaly`` field of points (:mod:`the format <anomaly_api.storage.chunks>`):
+    the flag plus the incident marker (:data:`~anomaly_api.detectors.incidents.NEW` 1,
+    ``ONGOING`` 2, only on anomalous points); ``incident`` None (not marked) gives 1 for
+    anomalous points. Arrays or scalars."""
+    flags = np.asarray(anomaly, dtype=np.float64)
+    if incident is None:
+        return flags
+    return flags + np.where(flags != 0, np.asarray(incident, dtype=np.float64), 0.0)
+
+
+def incident_of(code: float) -> str | None:
+    """The wire marker (``"new"``, ``"ongoing"`` or None) of a point's ``anomaly`` code."""
+    return INCIDENT_NAMES.get(int(code))
 
 
 def pack_point(point: StreamPoint) -> bytes:
@@ -128,14 +152,15 @@ def count_between(
 
 
 def as_points(blob: bytes) -> list[StreamPoint]:
-    """A chunk's points as the stores export them (None for an unwatched side)."""
+    """A chunk's points as the stores export them (None for an unwatched side; the
+    ``anomaly`` field as its code, which is truthy for an anomalous point)."""
     return [
         (
             int(t),
             float(v),
             int(version),
             float(score),
-            bool(anomaly),
+            int(anomaly),
             float(expected),
             lower if math.isfinite(lower) else None,
             upper if math.isfinite(upper) else None,

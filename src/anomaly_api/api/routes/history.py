@@ -20,12 +20,23 @@ from anomaly_api.registry import ModelRegistry
 from anomaly_api.registry.history import scored_points
 from anomaly_api.series_ids import check_series_id
 from anomaly_api.storage.base import StreamPoint
+from anomaly_api.storage.chunks import incident_of
 from anomaly_api.timestamps import parse_timestamp
 
 router = APIRouter(prefix="/series", tags=["series"])
 
 MAX_POINTS_PAGE = 10_000
-COLUMNS = ("timestamp", "value", "model_version", "score", "anomaly", "expected", "lower", "upper")
+COLUMNS = (
+    "timestamp",
+    "value",
+    "model_version",
+    "score",
+    "anomaly",
+    "incident",
+    "expected",
+    "lower",
+    "upper",
+)
 _END_OF_TIME = 2**62
 
 
@@ -35,6 +46,11 @@ class ScoredPoint(BaseModel):
     model_version: str = Field(description="The version that scored the point.")
     score: float
     anomaly: bool
+    incident: Literal["new", "ongoing"] | None = Field(
+        description="As the predict answered: the point opened an incident (`new`), belonged "
+        "to an open one (`ongoing`), or is not anomalous (null; also for anomalous points "
+        "scored before markers were kept)."
+    )
     expected: float
     lower: float | None = Field(description="The band's lower edge (null: side not watched).")
     upper: float | None = Field(description="The band's upper edge (null: side not watched).")
@@ -55,7 +71,8 @@ def _rows(points: list[StreamPoint]) -> list[dict[str, object]]:
             "value": value,
             "model_version": str(version),
             "score": score,
-            "anomaly": anomaly,
+            "anomaly": anomaly != 0,
+            "incident": incident_of(anomaly),
             "expected": expected,
             "lower": lower,
             "upper": upper,

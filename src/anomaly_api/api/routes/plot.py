@@ -15,6 +15,7 @@ from anomaly_api.detectors.series import Series
 from anomaly_api.errors import InvalidInput
 from anomaly_api.registry import ModelRegistry
 from anomaly_api.registry.history import scored_points
+from anomaly_api.storage.chunks import incident_of
 from anomaly_api.timestamps import parse_timestamp
 
 router = APIRouter(tags=["plot"])
@@ -89,6 +90,7 @@ def _image(
                 lower=np.array([np.nan if x is None else x for x in columns[6]], dtype=float),
                 upper=np.array([np.nan if x is None else x for x in columns[7]], dtype=float),
                 anomaly=np.asarray(columns[4], dtype=bool),
+                opened=np.asarray([incident_of(code) == "new" for code in columns[4]]),
             )
     record = loaded.record
     title = PlotTitle(
