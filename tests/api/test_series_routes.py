@@ -92,3 +92,23 @@ def test_a_series_versions_come_a_page_at_a_time(client: TestClient) -> None:
     assert client.get("/series/paged?limit=0").status_code == 422
     assert client.get("/series/paged?limit=1001").status_code == 422
     assert client.get("/series/nothing?after=3").status_code == 404
+
+
+def test_a_listing_searches_ids_and_adds_stream_counters_when_asked(client: TestClient) -> None:
+    for series_id in ("cpu-web", "CPU-db", "memory"):
+        assert client.post(f"/fit/{series_id}", json=CONTRACT_FIT).status_code == 200
+    later = {"timestamp": 1691000300, "value": 500}
+    assert client.post("/predict/cpu-web", json=later).json()["incident"] == "new"
+    plain = client.get("/series").json()
+    assert all("stream" not in item for item in plain["series"])  # as before unless asked
+    found = client.get("/series", params={"search": "cpu", "stream": "true"}).json()
+    assert [item["series_id"] for item in found["series"]] == ["CPU-db", "cpu-web"]
+    assert found["total"] == 3
+    quiet, streamed = found["series"]
+    assert quiet["stream"] is None
+    detail = client.get("/series/cpu-web").json()["stream"]
+    assert streamed["stream"] == detail
+    assert (detail["anomalies_last_hour"], detail["incidents_last_day"]) == (1, 1)
+    too_many = client.get("/series", params={"stream": "true", "limit": 101})
+    assert too_many.status_code == 422 and "limit" in too_many.text
+    assert client.get("/series", params={"search": ""}).status_code == 422

@@ -104,6 +104,31 @@ def test_listing_pages_through_every_series(store: ModelStore) -> None:
     assert store.count_series() == 25
 
 
+def test_a_search_lists_the_ids_holding_the_text_in_either_ascii_case(
+    store: ModelStore,
+) -> None:
+    ids = ["CPU-web-1", "cpu-db", "disk:web", "Über-cpu", "über_x", "100%_ok", "a_b", "axb"]
+    for series_id in ids:
+        store.create_version(new_model(series_id))
+    assert [s.series_id for s in store.list_series(10, None, "cpu")] == [
+        "CPU-web-1",
+        "cpu-db",
+        "Über-cpu",
+    ]
+    assert [s.series_id for s in store.list_series(10, None, "WEB")] == ["CPU-web-1", "disk:web"]
+    # Other letters as they are (the same in both stores); no pattern characters.
+    assert [s.series_id for s in store.list_series(10, None, "über")] == ["über_x"]
+    assert [s.series_id for s in store.list_series(10, None, "%")] == ["100%_ok"]
+    assert [s.series_id for s in store.list_series(10, None, "_b")] == ["a_b"]
+    # Pages: after the previous page's last id, still filtered.
+    first = store.list_series(1, None, "cpu")
+    assert [s.series_id for s in store.list_series(5, first[0].series_id, "cpu")] == [
+        "cpu-db",
+        "Über-cpu",
+    ]
+    assert store.list_series(10, None, "nothing") == []
+
+
 def test_deletes_never_reuse_numbers(store: ModelStore) -> None:
     for _ in range(3):
         store.create_version(new_model("a"))

@@ -439,6 +439,9 @@ class SeriesListItem(BaseModel):
     version_count: int
     points_used: int = Field(description="Points the latest version was fitted on.")
     last_fit_at: str
+    stream: StreamInfo | None = Field(
+        None, description="With `?stream=true`: the stream's counters (null: no point yet)."
+    )
 
     @classmethod
     def from_summary(cls, summary: SeriesSummary) -> SeriesListItem:

@@ -588,9 +588,11 @@ class ModelRegistry:
             "points_unsaved": 0,
         }
 
-    def list_series(self, limit: int, after: str | None = None) -> list[SeriesSummary]:
-        """One page of series, ordered by id."""
-        return self.store.list_series(limit, after)
+    def list_series(
+        self, limit: int, after: str | None = None, contains: str | None = None
+    ) -> list[SeriesSummary]:
+        """One page of series, ordered by id (only ids holding ``contains``, when given)."""
+        return self.store.list_series(limit, after, contains)
 
     def count_series(self) -> int:
         """How many series have at least one version, in the store."""

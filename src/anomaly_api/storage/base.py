@@ -103,6 +103,17 @@ class Changes:
     """Series deleted as a whole (their streams are gone too); also in ``deleted``."""
 
 
+ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+ASCII_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_TO_LOWER = str.maketrans(ASCII_UPPER, ASCII_LOWER)
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with its ASCII capitals in lower case, other letters kept: what both stores
+    compare in :meth:`ModelStore.list_series` (SQLite's ``lower`` folds only ASCII)."""
+    return text.translate(_TO_LOWER)
+
+
 POINT_FIELDS = ("timestamp", "value", "version", "score", "anomaly", "expected", "lower", "upper")
 """The layout of a stream point tuple: what the service observed and answered for it
 (``lower``/``upper`` None on a side that is not watched; ``anomaly`` 0 for a normal
@@ -208,8 +219,12 @@ class ModelStore(Protocol):
         most ``limit`` of them (every one when None)."""
         ...
 
-    def list_series(self, limit: int, after: str | None = None) -> list[SeriesSummary]:
-        """Series with at least one version, ordered by id, starting after ``after``."""
+    def list_series(
+        self, limit: int, after: str | None = None, contains: str | None = None
+    ) -> list[SeriesSummary]:
+        """Series with at least one version, ordered by id, starting after ``after``;
+        with ``contains``, only the ids holding that text, ASCII letters in either case
+        (:func:`ascii_lower`; other letters as they are, the same in every store)."""
         ...
 
     def count_series(self) -> int:

@@ -52,6 +52,7 @@ from anomaly_api.storage.base import (
     Retention,
     SeriesSummary,
     StoredVersion,
+    ascii_lower,
 )
 from anomaly_api.storage.codec import (
     decode_timestamps,
@@ -437,17 +438,21 @@ class SQLiteModelStore(SQLiteStreams):
         )
         return [record_from_row(row) for row in rows]
 
-    def list_series(self, limit: int, after: str | None = None) -> list[SeriesSummary]:
+    def list_series(
+        self, limit: int, after: str | None = None, contains: str | None = None
+    ) -> list[SeriesSummary]:
+        match = "" if contains is None else " AND instr(lower(series_id), ?) > 0"
+        needle = () if contains is None else (ascii_lower(contains),)
         rows = self._read(
             "WITH page AS ("
             "  SELECT series_id, MAX(version) AS latest, COUNT(*) AS versions"
-            "  FROM models WHERE series_id > ? GROUP BY series_id"
+            f"  FROM models WHERE series_id > ?{match} GROUP BY series_id"
             "  ORDER BY series_id LIMIT ?)"
             " SELECT p.series_id, p.latest, p.versions, m.points_used, m.created_at"
             " FROM page p JOIN models m"
             "  ON m.series_id = p.series_id AND m.version = p.latest"
             " ORDER BY p.series_id",
-            ("" if after is None else after, limit),
+            ("" if after is None else after, *needle, limit),
         )
         return [summary_from_row(row) for row in rows]
 

@@ -23,6 +23,8 @@ router = APIRouter(prefix="/series", tags=["series"])
 MAX_VERSIONS_PAGE = 1000
 """Versions per page of ``GET /series/{id}``."""
 MAX_VERSION = 2**63 - 1
+MAX_STREAM_PAGE = 100
+"""Series per page of ``GET /series?stream=true`` (each reads its recent points)."""
 """Version numbers are 64-bit integers in both stores."""
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -30,20 +32,50 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("", response_model=SeriesPage, summary="List series, paginated by id")
+@router.get(
+    "",
+    response_model=SeriesPage,
+    response_model_exclude_unset=True,  # `stream` only when asked for
+    summary="List series, paginated by id",
+)
 def list_series(
     registry: RegistryDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Series per page.")] = 100,
     after: Annotated[
         str | None, Query(description="Start after this series id (from next_after).")
     ] = None,
+    search: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=256,
+            description="Only the ids holding this text (ASCII letters in either case).",
+        ),
+    ] = None,
+    stream: Annotated[
+        bool,
+        Query(
+            description="Add each series' stream counters (last score, anomalies and "
+            "incidents of the last hour and day), as `GET /series/{id}` gives them; "
+            "`limit` is then at most 100."
+        ),
+    ] = False,
 ) -> SeriesPage:
     """Series that have at least one model, ordered by id, `limit` at a time."""
-    page = registry.list_series(limit + 1, after)
+    if stream and limit > MAX_STREAM_PAGE:
+        raise InvalidInput(
+            f"limit must be at most {MAX_STREAM_PAGE} with stream=true", field="limit"
+        )
+    page = registry.list_series(limit + 1, after, search)
     more = len(page) > limit
     page = page[:limit]
+    items = [SeriesListItem.from_summary(item) for item in page]
+    if stream:
+        for item in items:
+            info = registry.stream_info(item.series_id)
+            item.stream = None if info is None else StreamInfo(**info)
     return SeriesPage(
-        series=[SeriesListItem.from_summary(item) for item in page],
+        series=items,
         total=registry.count_series(),
         next_after=page[-1].series_id if more else None,
     )

@@ -47,12 +47,15 @@ from anomaly_api.detectors.series import Series
 from anomaly_api.errors import InvalidInput, QuotaExceeded, StoreUnavailable
 from anomaly_api.quotas import NO_LIMITS, Limits, Usage, check
 from anomaly_api.storage.base import (
+    ASCII_LOWER,
+    ASCII_UPPER,
     ActiveKey,
     Changes,
     ModelRecord,
     NewModel,
     SeriesSummary,
     StoredVersion,
+    ascii_lower,
 )
 from anomaly_api.storage.codec import (
     decode_timestamps,
@@ -344,18 +347,23 @@ class PostgreSQLModelStore(PostgreSQLStreams):
         )
         return [record_from_row(row) for row in rows]
 
-    def list_series(self, limit: int, after: str | None = None) -> list[SeriesSummary]:
+    def list_series(
+        self, limit: int, after: str | None = None, contains: str | None = None
+    ) -> list[SeriesSummary]:
         # Walks the counter table's primary key and looks up each series' newest model,
         # so a page costs the same at the start and at the end of 10^5 series.
+        # translate(), not lower(): only ASCII letters fold, as in SQLite.
+        match = "" if contains is None else " AND strpos(translate(s.series_id, %s, %s), %s) > 0"
+        needle = () if contains is None else (ASCII_UPPER, ASCII_LOWER, ascii_lower(contains))
         rows = self._read(
             "SELECT s.series_id, m.version, s.versions, m.points_used, m.created_at"
             " FROM anomaly_series s"
             " JOIN LATERAL (SELECT version, points_used, created_at FROM anomaly_models l"
             "  WHERE l.series_id = s.series_id ORDER BY version DESC LIMIT 1) m ON true"
-            " WHERE s.series_id > %s ORDER BY s.series_id LIMIT %s",
+            f" WHERE s.series_id > %s{match} ORDER BY s.series_id LIMIT %s",
             # PostgreSQL text cannot hold NUL, and no series id does: ids after "a\0b"
             # are exactly the ids after "a".
-            ("" if after is None else after.split("\0", 1)[0], limit),
+            ("" if after is None else after.split("\0", 1)[0], *needle, limit),
         )
         return [summary_from_row(row) for row in rows]
 
