@@ -8,7 +8,7 @@ PORT ?= 8000
 NAB ?= ../shared/nab
 BENCH_OUT ?= bench-results
 
-.PHONY: install install-dev run test lint typecheck pytest bench bench-postgres evaluate clean
+.PHONY: install install-dev browser run test lint typecheck pytest bench bench-postgres evaluate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,18 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
-pytest: install-dev
+# Debian's chromium and chromium-driver for the browser tests (tests/ui/): installed when
+# missing and running as root (CI); otherwise those tests skip, except under CI=true.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null \
+		|| { apt-get update -q >/dev/null && \
+		     apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }; \
+	else echo "browser: chromium/chromedriver missing and not root: the browser tests will skip"; fi
+
+pytest: install-dev browser
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

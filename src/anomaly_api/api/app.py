@@ -47,8 +47,11 @@ from anomaly_api.api.routes import (
     series,
 )
 from anomaly_api.api.routes import metrics as metrics_route
+from anomaly_api.api.routes.bulk import BulkRequest
 from anomaly_api.api.routes.changepoints import ChangePointRequest
+from anomaly_api.api.routes.keys import KeyRequest
 from anomaly_api.api.schemas import ErrorResponse, FitRequest, PredictRequest
+from anomaly_api.api.ui import routes as ui_routes
 from anomaly_api.auth import Keyring
 from anomaly_api.azure.errors import AzureRequestError
 from anomaly_api.registry import ModelRegistry
@@ -211,6 +214,7 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
         app.include_router(router)
     app.include_router(metrics_route.router)
     docs.install(app)
+    ui_routes.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         HeavyQueue,
@@ -227,6 +231,8 @@ def create_api(settings: Settings | None = None, keyring: Keyring | None = None)
             BatchRequest,
             DetectRequest,
             ChangePointRequest,
+            BulkRequest,
+            KeyRequest,
             ErrorResponse,
         ),
     )

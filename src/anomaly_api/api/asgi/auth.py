@@ -3,8 +3,9 @@ runs (the predict fast path included).
 
 A key is sent as ``Authorization: Bearer KEY`` or ``Ocp-Apim-Subscription-Key: KEY``
 (what Azure Anomaly Detector's clients send). Which scope a route needs
-(:func:`required_scope`): ``/healthcheck`` and the API documentation are open (the
-healthcheck shows its detail only to a key with ``read``); ``/keys`` needs ``admin``;
+(:func:`required_scope`): ``/healthcheck``, the API documentation and the dashboard's
+pages and assets are open (the healthcheck shows its detail only to a key with
+``read``); ``/keys`` needs ``admin``;
 reads need ``read``; scoring (``POST /predict...``, ``POST /detect``, ``POST
 /changepoints``, Azure's ``POST /anomalydetector/...``) needs ``predict``;
 every other request (fits, deletes) needs ``write``. Refusals are small JSON bodies in
@@ -31,15 +32,25 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PRINCIPAL = "anomaly.principal"
 """The scope key under which the layer leaves the request's :class:`Principal` (or None)."""
 OPEN_PATHS = frozenset(
-    {"/healthcheck", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    {
+        "/healthcheck",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/ui",
+        "/ui/series",
+    }
 )
+"""Pages without data: the API's documentation and the dashboard's pages (their data
+comes from API calls, which need keys)."""
 _BEARER = b"bearer "
 _MAX_KEY = 512
 
 
 def required_scope(method: str, path: str) -> str | None:
     """The scope a request needs; None for the open routes."""
-    if path in OPEN_PATHS or path.startswith("/docs-assets/"):
+    if path in OPEN_PATHS or path.startswith(("/docs-assets/", "/ui/assets/")):
         return None
     if path == "/keys" or path.startswith("/keys/"):
         return "admin"

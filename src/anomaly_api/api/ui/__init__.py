@@ -1,0 +1,1 @@
+"""The dashboard at ``/ui``: static pages and scripts served by the service itself."""
