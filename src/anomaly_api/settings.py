@@ -123,6 +123,14 @@ class Settings(BaseSettings):
         "before their series' newest are deleted, a save's chunk at a time; 0: kept until "
         "ANOMALY_STREAM_HISTORY_POINTS pushes them out.",
     )
+    metrics_series: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="Series whose stream counters (last score, anomalies of the last hour "
+        "and day, incidents of the day) GET /metrics reports with a series_id label: the "
+        "most recently active ones; 0: none.",
+    )
     stream_max_pending: int = Field(
         1_000_000,
         ge=1000,

@@ -406,7 +406,9 @@ def test_a_stream_exports_whole_with_its_answers(store: ModelStore) -> None:
         store.create_version(new_model(series_id))
     state = store.acquire_stream("s", "me", 30)
     assert state is not None
-    saved = [*points(0, 5), (300, -0.0, 1, 1.0, True, 2.5, None, 4.25)]
+    # The last two: anomalous, opening an incident (code 2) and with it (3).
+    saved = [*points(0, 4), (240, 9.0, 1, 0.9, 2, 1.0, None, 2.0)]
+    saved.append((300, -0.0, 1, 1.0, 3, 2.5, None, 4.25))
     assert store.save_streams("me", 30, [update(state, saved, 6)], 100) == set()
     assert store.acquire_stream("t", "me", 30) is not None  # a stream, nothing observed
     assert store.stream_ids() == ["s", "t"]
@@ -420,7 +422,7 @@ def test_a_stream_exports_whole_with_its_answers(store: ModelStore) -> None:
         float,
         int,
         float,
-        bool,
+        int,
         float,
         type(None),
         float,
@@ -701,3 +703,21 @@ def test_versions_are_listed_a_page_at_a_time(store: ModelStore) -> None:
     assert [[record.version for record in page] for page in pages] == [[1, 2], [4, 5], [6, 7], []]
     assert [record.version for record in store.list_versions("s", 4)] == [5, 6, 7]
     assert store.list_versions("s") == store.list_versions("s", 0, None)
+
+
+def test_recent_streams_are_those_that_observed_points_newest_save_first(
+    store: ModelStore,
+) -> None:
+    assert store.recent_stream_ids(10) == []
+    for series_id in ("a", "b", "c"):
+        store.create_version(new_model(series_id))
+    states = {name: store.acquire_stream(name, "me", 30) for name in ("a", "b", "c")}
+    assert all(state is not None for state in states.values())
+    assert store.recent_stream_ids(10) == []  # held, nothing observed yet
+    state_b, state_a = states["b"], states["a"]
+    assert state_b is not None and state_a is not None
+    assert store.save_streams("me", 30, [update(state_b, points(0, 3), 3)], 100) == set()
+    time.sleep(0.01)
+    assert store.save_streams("me", 30, [update(state_a, points(0, 2), 2)], 100) == set()
+    assert store.recent_stream_ids(10) == ["a", "b"]
+    assert store.recent_stream_ids(1) == ["a"]

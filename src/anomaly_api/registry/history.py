@@ -41,6 +41,28 @@ def scored_points(
     return found
 
 
+def active_series(store: ModelStore, streams: Streams, limit: int) -> list[str]:
+    """Up to ``limit`` series that observed points, the most recently active first: the
+    streams this process used last, then those the store saved last (other processes')."""
+    if limit <= 0:
+        return []
+    chosen: dict[str, None] = {}
+    try:
+        live = list(streams.live_entries().items())
+    except RuntimeError:  # changed by another thread meanwhile: the store's list will do
+        live = []
+    for series_id, entry in reversed(live):
+        if len(chosen) >= limit:
+            return list(chosen)
+        if entry.observed > 0:
+            chosen[series_id] = None
+    for series_id in store.recent_stream_ids(limit):
+        if len(chosen) >= limit:
+            break
+        chosen.setdefault(series_id)
+    return list(chosen)
+
+
 HOUR_S = 3_600
 DAY_S = 86_400
 

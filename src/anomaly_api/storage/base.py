@@ -354,6 +354,11 @@ class ModelStore(Protocol):
         """Every series that has a stream, in order."""
         ...
 
+    def recent_stream_ids(self, limit: int) -> list[str]:
+        """Up to ``limit`` series whose streams have observed points, the most recently
+        saved first."""
+        ...
+
     def export_stream(self, series_id: str) -> ExportedStream | None:
         """The series' stream as last saved, with all its points (None: no stream)."""
         ...

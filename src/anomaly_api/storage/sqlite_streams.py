@@ -374,6 +374,14 @@ class SQLiteStreams:
     def stream_ids(self) -> list[str]:
         return [row[0] for row in self._read("SELECT series_id FROM streams ORDER BY series_id")]
 
+    def recent_stream_ids(self, limit: int) -> list[str]:
+        rows = self._read(
+            "SELECT series_id FROM streams WHERE observed > 0 "
+            "ORDER BY updated_at DESC, series_id LIMIT ?",
+            (limit,),
+        )
+        return [row[0] for row in rows]
+
     def export_stream(self, series_id: str) -> ExportedStream | None:
         # One read transaction, so the points and the state are of one save.
         with self._translate(), self._borrow() as connection:
@@ -419,7 +427,8 @@ def exported_stream(
         None if context_version is None else int(context_version),
         context,
         [
-            (int(t), float(v), int(ver), float(sc), bool(an), float(ex), lo, up)
+            # ``an``: the anomaly code, incident marker included (chunks.anomaly_codes)
+            (int(t), float(v), int(ver), float(sc), int(an), float(ex), lo, up)
             for t, v, ver, sc, an, ex, lo, up in points
         ],
     )

@@ -361,6 +361,14 @@ class PostgreSQLStreams:
             row[0] for row in self._read("SELECT series_id FROM anomaly_streams ORDER BY series_id")
         ]
 
+    def recent_stream_ids(self, limit: int) -> list[str]:
+        rows = self._read(
+            "SELECT series_id FROM anomaly_streams WHERE observed > 0 "
+            "ORDER BY updated_at DESC, series_id LIMIT %s",
+            (limit,),
+        )
+        return [row[0] for row in rows]
+
     def export_stream(self, series_id: str) -> ExportedStream | None:
         def work(connection: psycopg.Connection[Any]) -> ExportedStream | None:
             # One snapshot, so the points and the state are of one save.
