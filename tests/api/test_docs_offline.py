@@ -34,10 +34,28 @@ def test_the_documentation_pages_load_only_local_assets(client: TestClient) -> N
 
 
 def test_the_main_answers_show_real_examples_that_fit_their_schemas(client: TestClient) -> None:
-    from anomaly_api.api.schemas import FitResponse, HealthResponse, PredictResponse
+    from anomaly_api.api.routes.history import PointsPage
+    from anomaly_api.api.schemas import (
+        DeleteResponse,
+        ErrorResponse,
+        FitResponse,
+        HealthResponse,
+        PredictResponse,
+        SeriesDetail,
+        SeriesPage,
+    )
 
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
-    for model in (FitResponse, PredictResponse, HealthResponse):
+    for model in (
+        FitResponse,
+        PredictResponse,
+        HealthResponse,
+        SeriesPage,
+        SeriesDetail,
+        PointsPage,
+        DeleteResponse,
+        ErrorResponse,
+    ):
         assert schemas[model.__name__]["examples"]  # shown by /docs
         extra: Any = model.model_config.get("json_schema_extra")
         (example,) = extra["examples"]

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     FailFast,
     Field,
+    JsonValue,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -415,8 +416,42 @@ class StreamInfo(BaseModel):
     )
 
 
+_STREAM_EXAMPLE: dict[str, JsonValue] = {
+    "last_timestamp": 1764784500,
+    "points_observed": 600,
+    "points_unsaved": 0,
+    "last_score": 0.0004598002775117207,
+    "anomalies_last_hour": 0,
+    "anomalies_last_day": 3,
+    "incidents_last_day": 3,
+}
+"""A real stream's counters, for the examples below."""
+
+
 class SeriesDetail(BaseModel):
     """A series, its versions (oldest first, a page at a time) and its stream."""
+
+    # A real answer (?limit=1 of a streamed seasonal series), shown by /docs.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"series_id": "web-latency", "latest_version": "3",
+                 "versions": [
+                     {"version": "1", "detector": "seasonal",
+                      "params": {"threshold": 1.5, "direction": "both", "period": "auto",
+                                 "period_seconds": 0, "quantile": 0.99,
+                                 "cooldown_seconds": 14400, "escalation": 2.0},
+                      "points_used": 2016, "points_stored": 2016,
+                      "first_timestamp": 1764000000, "last_timestamp": 1764604500,
+                      "created_at": "2026-12-05T08:07:15.614757Z", "trigger": "client",
+                      "retrain": {"every": 288, "window": 4032, "keep": 10},
+                      "created_by": None}
+                 ],
+                 "next_after": "1",
+                 "stream": _STREAM_EXAMPLE}
+            ]
+        }
+    )  # fmt: skip
 
     series_id: str
     latest_version: str
@@ -457,6 +492,20 @@ class SeriesListItem(BaseModel):
 class SeriesPage(BaseModel):
     """One page of series, ordered by id."""
 
+    # A real answer (?search=web&stream=true&limit=1), shown by /docs.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"series": [
+                    {"series_id": "web-latency", "latest_version": "3", "version_count": 3,
+                     "points_used": 2592, "last_fit_at": "2026-12-05T08:07:15.859217Z",
+                     "stream": _STREAM_EXAMPLE}
+                 ],
+                 "total": 3, "next_after": None}
+            ]
+        }
+    )  # fmt: skip
+
     series: list[SeriesListItem]
     total: int = Field(description="How many series have at least one version.")
     next_after: str | None = Field(
@@ -466,6 +515,13 @@ class SeriesPage(BaseModel):
 
 class DeleteResponse(BaseModel):
     """What a delete removed."""
+
+    # A real answer (DELETE /series/old-sensor), shown by /docs.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"series_id": "old-sensor", "deleted_versions": None, "deleted_count": 1}]
+        }
+    )
 
     series_id: str
     deleted_versions: list[str] | None = None
@@ -500,6 +556,17 @@ class DetectorInfo(BaseModel):
 
 class ErrorResponse(BaseModel):
     """Every error: a sentence naming the field or the missing thing."""
+
+    # A real answer (a fit with too few points), shown by /docs.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"detail": "zscore needs at least 5 points to fit, got 3",
+                 "errors": [{"field": "values",
+                             "message": "zscore needs at least 5 points to fit, got 3"}]}
+            ]
+        }
+    )  # fmt: skip
 
     detail: str
     errors: list[dict[str, str]] | None = Field(

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from anomaly_api.api.deps import RegistryDep, SeriesIdPath
@@ -57,6 +57,21 @@ class ScoredPoint(BaseModel):
 
 
 class PointsPage(BaseModel):
+    # A real answer (?limit=1&anomalies_only=true), shown by /docs.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"series_id": "web-latency",
+                 "points": [
+                     {"timestamp": 1764630000, "value": 94.161, "model_version": "1",
+                      "score": 0.9878906008705136, "anomaly": True, "incident": "new",
+                      "expected": 59.222, "lower": 55.353725, "upper": 63.090275000000005}
+                 ],
+                 "next_after": 1764630000}
+            ]
+        }
+    )  # fmt: skip
+
     series_id: str
     points: list[ScoredPoint]
     next_after: int | None = Field(
