@@ -43,15 +43,18 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
-# Debian's chromium and chromium-driver for the browser tests (tests/ui/): installed when
-# missing and running as root (CI); otherwise those tests skip, except under CI=true.
+# Debian's chromium and chromium-driver for the browser tests (tests/ui/), and a CJK font
+# so that their screenshots show the ids in Chinese script: installed when missing and
+# running as root (CI); otherwise those tests skip, except under CI=true.
+BROWSER_PACKAGES := chromium chromium-driver fonts-wqy-zenhei
 browser:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+		&& [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null \
+		apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) >/dev/null \
 		|| { apt-get update -q >/dev/null && \
-		     apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }; \
+		     apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) >/dev/null; }; \
 	else echo "browser: chromium/chromedriver missing and not root: the browser tests will skip"; fi
 
 pytest: install-dev browser
