@@ -104,6 +104,16 @@ def requested_urls(driver: webdriver.Chrome) -> list[str]:
     return urls
 
 
+def only_local(driver: webdriver.Chrome, server: Server, refused: str = "") -> list[str]:
+    """The addresses the page asked for, asserting that all are the service's but
+    ``refused`` (one the page's Content-Security-Policy stopped in the browser)."""
+    urls = requested_urls(driver)
+    assert urls, "the performance log recorded no request"
+    foreign = [url for url in urls if not url.startswith((server.url, "data:", "blob:"))]
+    assert [url for url in foreign if url != refused] == []
+    return urls
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real ``anomaly-api serve`` with its own SQLite store."""

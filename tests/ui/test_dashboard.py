@@ -19,7 +19,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.servers import Server, call
-from tests.ui.conftest import console_errors, create_key, open_page, requested_urls
+from tests.ui.conftest import console_errors, create_key, only_local, open_page
 
 START = 1_764_000_000
 STEP = 300
@@ -71,13 +71,6 @@ def populated(server: Server) -> tuple[Server, list[dict[str, Any]]]:
     return server, populate(server.url)
 
 
-def _only_local(driver: webdriver.Chrome, server: Server) -> None:
-    urls = requested_urls(driver)
-    assert urls, "the performance log recorded no request"
-    foreign = [url for url in urls if not url.startswith((server.url, "data:", "blob:"))]
-    assert foreign == []
-
-
 def test_the_series_list_shows_each_series_and_its_counts_and_searches(
     browser: webdriver.Chrome,
     populated: tuple[Server, list[dict[str, Any]]],
@@ -85,7 +78,7 @@ def test_the_series_list_shows_each_series_and_its_counts_and_searches(
 ) -> None:
     server, _ = populated
     open_page(browser, f"{server.url}/ui", LOADED)
-    _only_local(browser, server)
+    only_local(browser, server)
     assert console_errors(browser) == []
     status, listed = call(f"{server.url}/series?stream=true")
     assert status == 200
@@ -133,7 +126,7 @@ def test_the_chart_shows_the_scored_points_and_marks_the_anomalies_where_the_api
 ) -> None:
     server, answers = populated
     open_page(browser, f"{server.url}/ui/series?id=web-latency&range=all", CHARTED)
-    _only_local(browser, server)
+    only_local(browser, server)
     assert console_errors(browser) == []
     status, page = call(f"{server.url}/series/web-latency/points?limit=10000")
     assert status == 200

@@ -10,18 +10,9 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from tests.servers import Server
-from tests.ui.conftest import console_errors, open_page, requested_urls
+from tests.ui.conftest import console_errors, only_local, open_page
 
 REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
-
-
-def _local_only(driver: webdriver.Chrome, server: Server, refused: str = "") -> list[str]:
-    """The addresses the page asked for, all of them local but ``refused`` (a request
-    the page's Content-Security-Policy stopped in the browser)."""
-    urls = requested_urls(driver)
-    foreign = [url for url in urls if not url.startswith((server.url, "data:", "blob:"))]
-    assert [url for url in foreign if url != refused] == []
-    return urls
 
 
 def test_swagger_ui_renders_with_the_network_cut_off(
@@ -32,7 +23,7 @@ def test_swagger_ui_renders_with_the_network_cut_off(
         f"{server.url}/docs",
         "return document.querySelectorAll('.swagger-ui .opblock').length > 10",
     )
-    urls = _local_only(browser, server)
+    urls = only_local(browser, server)
     assert any(url.endswith("/docs-assets/swagger-ui-bundle.js") for url in urls)
     assert any(url.endswith("/openapi.json") for url in urls)
     paths = [
@@ -53,7 +44,7 @@ def test_redoc_renders_with_the_network_cut_off(
         "return document.body.innerText.includes('/predict/{series_id}')",
         timeout=30,
     )
-    urls = _local_only(browser, server, refused=REDOC_LOGO)
+    urls = only_local(browser, server, refused=REDOC_LOGO)
     assert any(url.endswith("/docs-assets/redoc.standalone.js") for url in urls)
     assert "Anomaly" in browser.find_element(By.TAG_NAME, "h1").text
     # ReDoc always asks cdn.redoc.ly for its sidebar logo; the page's policy refuses it
