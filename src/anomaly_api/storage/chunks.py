@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -181,6 +181,35 @@ def points_between(
     if not keep.any():
         return []
     return as_points(b"".join(pack_rows(array[keep])))
+
+
+SCAN_CHUNKS = 256
+"""Chunks read per query when paging through a series' points."""
+
+
+def scan_points(
+    chunks: Callable[[int, int], Sequence[tuple[int, bytes]]],
+    after: int,
+    before: int,
+    limit: int,
+    anomalies_only: bool = False,
+) -> list[StreamPoint]:
+    """The first ``limit`` points strictly between ``after`` and ``before`` (only the
+    anomalous ones with ``anomalies_only``), read with ``chunks(cursor, count)``: a
+    store's query for up to ``count`` of a series' ``(last, points)`` chunks whose
+    ``last`` lies after ``cursor`` and whose ``first`` before ``before``, oldest first."""
+    found: list[StreamPoint] = []
+    cursor = after
+    while len(found) < limit:
+        # A series' chunks follow each other in time: page through them by their last
+        # timestamp, a few at a time, until ``limit`` points are found.
+        rows = chunks(cursor, SCAN_CHUNKS)
+        for last, blob in rows:
+            found.extend(points_between(bytes(blob), after, before, anomalies_only))
+            cursor = int(last)
+        if len(rows) < SCAN_CHUNKS:
+            break
+    return found[:limit]
 
 
 def trim_plan(

@@ -42,12 +42,10 @@ from anomaly_api.storage.chunks import (
     newest,
     news,
     pack_point,
-    points_between,
+    scan_points,
     trim_plan,
 )
 
-SCAN_CHUNKS = 256
-"""Chunks read per query when paging through a series' points."""
 _CHANCE = random.Random()
 """A private generator: the global one belongs to the application (and to test
 frameworks that seed it), and these saves run on background threads."""
@@ -333,22 +331,14 @@ class SQLiteStreams:
         limit: int,
         anomalies_only: bool = False,
     ) -> list[StreamPoint]:
-        found: list[StreamPoint] = []
-        cursor = after
-        while len(found) < limit:
-            # A series' chunks follow each other in time: page through them by their
-            # last timestamp, a few at a time, until ``limit`` points are found.
-            rows = self._read(
+        def chunks(cursor: int, count: int) -> list[tuple[int, bytes]]:
+            return self._read(
                 "SELECT last, points FROM stream_chunks WHERE series_id = ? AND last > ? "
                 "AND first < ? ORDER BY first LIMIT ?",
-                (series_id, cursor, before, SCAN_CHUNKS),
+                (series_id, cursor, before, count),
             )
-            for last, blob in rows:
-                found.extend(points_between(bytes(blob), after, before, anomalies_only))
-                cursor = int(last)
-            if len(rows) < SCAN_CHUNKS:
-                break
-        return found[:limit]
+
+        return scan_points(chunks, after, before, limit, anomalies_only)
 
     def expire_stream_points(self, window_s: float) -> int:
         with self._relaxed_write() as connection:

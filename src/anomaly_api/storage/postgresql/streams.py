@@ -37,7 +37,7 @@ from anomaly_api.storage.chunks import (
     count_between,
     newest,
     news,
-    points_between,
+    scan_points,
     trim_plan,
 )
 from anomaly_api.storage.postgresql.changes import CHANNEL, DELETE_PREFIX, STREAM_CHANNEL
@@ -45,7 +45,6 @@ from anomaly_api.storage.sqlite_streams import (
     FORGET_OWNERS_AFTER_S,
     FORGET_OWNERS_CHANCE,
     NEVER,
-    SCAN_CHUNKS,
     TRIM_SLACK,
     exported_stream,
     new_token,
@@ -314,22 +313,14 @@ class PostgreSQLStreams:
         limit: int,
         anomalies_only: bool = False,
     ) -> list[StreamPoint]:
-        found: list[StreamPoint] = []
-        cursor = after
-        while len(found) < limit:
-            # A series' chunks follow each other in time: page through them by their
-            # last timestamp, a few at a time, until ``limit`` points are found.
-            rows = self._read(
+        def chunks(cursor: int, count: int) -> list[tuple[int, bytes]]:
+            return self._read(
                 "SELECT last, points FROM anomaly_stream_chunks WHERE series_id = %s AND last > %s "
                 "AND first < %s ORDER BY first LIMIT %s",
-                (series_id, cursor, before, SCAN_CHUNKS),
+                (series_id, cursor, before, count),
             )
-            for last, blob in rows:
-                found.extend(points_between(bytes(blob), after, before, anomalies_only))
-                cursor = int(last)
-            if len(rows) < SCAN_CHUNKS:
-                break
-        return found[:limit]
+
+        return scan_points(chunks, after, before, limit, anomalies_only)
 
     def expire_stream_points(self, window_s: float) -> int:
         def write(connection: psycopg.Connection[Any]) -> int:
