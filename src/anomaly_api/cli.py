@@ -440,14 +440,28 @@ def migrate(
 UrlOption = Annotated[
     str, typer.Option(help="Base URL of the service (the key in ANOMALY_API_KEY is sent).")
 ]
+CsvFileArgument = Annotated[
+    Path, typer.Argument(help="CSV with 'timestamp' and 'value' columns.", dir_okay=False)
+]
+
+
+@contextlib.contextmanager
+def _client_errors(command: str) -> Iterator[None]:
+    """A client command's failure as one line on stderr: exit code 2 for a user's mistake
+    (a bad file or URL), 1 when the service refused or did not answer."""
+    from anomaly_api.client import ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        typer.echo(f"{command}: {exc}", err=True)
+        raise typer.Exit(code=2 if exc.user_mistake else 1) from None
 
 
 @app.command("fit")
 def fit_command(
     series_id: Annotated[str, typer.Argument(help="The series to fit.")],
-    file: Annotated[
-        Path, typer.Argument(help="CSV with 'timestamp' and 'value' columns.", dir_okay=False)
-    ],
+    file: CsvFileArgument,
     url: UrlOption = "http://127.0.0.1:8000",
     detector: Annotated[
         str | None, typer.Option(help="Detector name [the service's default].")
@@ -456,22 +470,17 @@ def fit_command(
     """Fit a new version of SERIES_ID on a CSV file's points; print the answer."""
     import json
 
-    from anomaly_api.client import ClientError, fit_file
+    from anomaly_api.client import fit_file
 
-    try:
+    with _client_errors("fit"):
         answer = fit_file(url, series_id, file, detector=detector)
-    except ClientError as exc:
-        typer.echo(f"fit: {exc}", err=True)
-        raise typer.Exit(code=2 if exc.user_mistake else 1) from None
     typer.echo(json.dumps(answer))
 
 
 @app.command("score")
 def score_command(
     series_id: Annotated[str, typer.Argument(help="The series to score the points against.")],
-    file: Annotated[
-        Path, typer.Argument(help="CSV with 'timestamp' and 'value' columns.", dir_okay=False)
-    ],
+    file: CsvFileArgument,
     url: UrlOption = "http://127.0.0.1:8000",
     out: Annotated[
         Path | None, typer.Option(help="Write the answers (CSV) here [standard output].")
@@ -486,19 +495,16 @@ def score_command(
 
     from tqdm import tqdm
 
-    from anomaly_api.client import ClientError, read_points, score_file
+    from anomaly_api.client import read_points, score_file
 
     try:
-        total = len(read_points(file))
-        with contextlib.ExitStack() as stack:
+        with _client_errors("score"), contextlib.ExitStack() as stack:
+            total = len(read_points(file))
             target = sys.stdout if out is None else stack.enter_context(out.open("w", newline=""))
             bar = stack.enter_context(
                 tqdm(total=total, unit="pt", disable=not progress, file=sys.stderr)
             )
             points, anomalies = score_file(url, series_id, file, target, bar.update)
-    except ClientError as exc:
-        typer.echo(f"score: {exc}", err=True)
-        raise typer.Exit(code=2 if exc.user_mistake else 1) from None
     except OSError as exc:
         typer.echo(f"score: {exc}", err=True)
         raise typer.Exit(code=2) from None
