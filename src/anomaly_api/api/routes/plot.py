@@ -3,10 +3,11 @@ scored since, as PNG or SVG."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from anomaly_api.api.deps import RegistryDep, SeriesIdPath, SettingsDep, VersionDep
@@ -54,13 +55,11 @@ def _image(
     series_id: str,
     version: int | None,
     max_points: int,
-    start: int | None,
-    end: int | None,
-    with_history: bool,
-    image: str,
+    query: PlotQuery,
 ) -> Response:
     from anomaly_api.plotting import History, PlotTitle, render_plot  # matplotlib loads late
 
+    start, end, with_history, image = query.start, query.end, query.history, query.format
     loaded, series = registry.training_data(series_id, version)
     if len(series) == 0:
         raise InvalidInput(
@@ -119,6 +118,28 @@ def _time(text: str | None, field: str) -> int | None:
     return None if text is None else parse_timestamp(text, field)
 
 
+@dataclass(frozen=True, slots=True)
+class PlotQuery:
+    """The query parameters both plot routes take (a FastAPI dependency)."""
+
+    start: int | None
+    end: int | None
+    history: bool
+    format: Literal["png", "svg"]
+
+
+def plot_query_params(
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    history: HistoryQuery = True,
+    format: FormatQuery = "png",
+) -> PlotQuery:
+    return PlotQuery(_time(from_, "from"), _time(to, "to"), history, format)
+
+
+PlotQueryDep = Annotated[PlotQuery, Depends(plot_query_params)]
+
+
 @router.get(
     "/plot/{series_id:series}",
     response_class=Response,
@@ -130,10 +151,7 @@ def plot_series(
     registry: RegistryDep,
     settings: SettingsDep,
     version: VersionDep,
-    from_: FromQuery = None,
-    to: ToQuery = None,
-    history: HistoryQuery = True,
-    format: FormatQuery = "png",
+    query: PlotQueryDep,
 ) -> Response:
     """A PNG (or SVG) of the stored training points, the points scored since through
     predicts (with the band and expected value each was answered with), the points
@@ -141,10 +159,7 @@ def plot_series(
     period and parameters. `from`/`to` choose a time range. When scoring every stored
     point would cost more than the per-request work budget (`ANOMALY_MAX_REQUEST_WORK_S`),
     the latest points that fit it are drawn and the title says how many of how many."""
-    return _image(
-        registry, series_id, version, settings.plot_max_points,
-        _time(from_, "from"), _time(to, "to"), history, format,
-    )  # fmt: skip
+    return _image(registry, series_id, version, settings.plot_max_points, query)
 
 
 @router.get("/plot", response_class=Response, responses=_RESPONSES, summary="Plot (query form)")
@@ -153,13 +168,7 @@ def plot_query(
     registry: RegistryDep,
     settings: SettingsDep,
     version: VersionDep,
-    from_: FromQuery = None,
-    to: ToQuery = None,
-    history: HistoryQuery = True,
-    format: FormatQuery = "png",
+    query: PlotQueryDep,
 ) -> Response:
     """The same as `/plot/{series_id}`, with the series id as a query parameter."""
-    return _image(
-        registry, series_id, version, settings.plot_max_points,
-        _time(from_, "from"), _time(to, "to"), history, format,
-    )  # fmt: skip
+    return _image(registry, series_id, version, settings.plot_max_points, query)
