@@ -65,8 +65,10 @@ Train a model per time series, then ask whether new points are anomalous, and wh
 * `POST /fit/{series_id}` stores a new, immutable **version** (1, 2, 3 …) of the series' model.
 * `POST /predict/{series_id}?version=V` scores a point against a version (latest when omitted)
   and returns the expected value, the normal band, a graded score and the direction.
-* `GET /series`, `GET /series/{series_id}`, `DELETE …` manage what is stored.
-* `GET /plot/{series_id}` draws a model over its training data; `GET /healthcheck` reports health.
+* `GET /series`, `GET /series/{series_id}`, `DELETE …` manage what is stored;
+  `GET /series/{series_id}/points` is what was scored, point by point.
+* `GET /plot/{series_id}` draws a model over its training data and what it scored since;
+  `GET /healthcheck` reports health; the dashboard is at [`/ui`](/ui).
 
 Errors are `{"detail": "..."}` with a sentence that names the field or the missing thing.
 """
