@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from anomaly_api.api.asgi.answers import refuse
-from anomaly_api.api.asgi.layer import Layer
+from anomaly_api.api.asgi.layer import Layer, route_path
 from anomaly_api.auth import Keyring, Principal
 
 Scope = MutableMapping[str, Any]
@@ -87,7 +87,9 @@ class Authenticate(Layer):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        needed = required_scope(scope["method"], scope["path"])
+        # The path the routes see: without the root path a proxy or `--root-path` put in
+        # front (else /PREFIX/keys would not be admin-only, and /PREFIX/ui not open).
+        needed = required_scope(scope["method"], route_path(scope))
         key = credential(scope["headers"])
         principal: Principal | None = None
         if key is not None:

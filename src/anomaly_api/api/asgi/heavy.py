@@ -19,6 +19,7 @@ import anyio
 
 from anomaly_api.api.asgi.answers import refuse
 from anomaly_api.api.asgi.auth import ASGIApp, Receive, Scope, Send
+from anomaly_api.api.asgi.layer import route_path
 
 LARGE_BODY = 1 << 20
 """Bodies over this many bytes make any request heavy (about 50,000 points)."""
@@ -28,7 +29,7 @@ _SMOOTHING = 0.2  # weight of the latest duration in the running mean
 def is_heavy(scope: Scope, large_body: int = LARGE_BODY) -> bool:
     """Whether the request has to take a slot (see the module docstring)."""
     method: str = scope["method"]
-    path: str = scope["path"]
+    path = route_path(scope)  # without a root path in front
     if method in ("GET", "HEAD"):
         return path == "/plot" or path.startswith(("/plot/", "/series/"))
     if method != "POST":

@@ -16,7 +16,7 @@ import time
 
 from anomaly_api.api.asgi.answers import refuse
 from anomaly_api.api.asgi.auth import PRINCIPAL, ASGIApp, Receive, Scope, Send
-from anomaly_api.api.asgi.layer import Layer
+from anomaly_api.api.asgi.layer import Layer, route_path
 
 _MAX_BUCKETS = 100_000  # distinct keys or addresses remembered (full buckets are dropped)
 
@@ -54,7 +54,7 @@ class FitQuota(Layer):
         if (
             scope["type"] != "http"
             or scope["method"] != "POST"
-            or not scope["path"].startswith("/fit/")
+            or not route_path(scope).startswith("/fit/")
         ):
             await self.app(scope, receive, send)
             return
