@@ -26,12 +26,15 @@ def cli_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "anomaly_api"]
 
 
-def call(url: str, method: str = "GET", body: Any = None, timeout: float = 30) -> tuple[int, Any]:
-    """One HTTP request; returns (status, parsed JSON body)."""
+def call(
+    url: str, method: str = "GET", body: Any = None, timeout: float = 30, key: str | None = None
+) -> tuple[int, Any]:
+    """One HTTP request (with ``key`` as a bearer token); returns (status, parsed JSON body)."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())

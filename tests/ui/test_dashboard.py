@@ -245,7 +245,7 @@ def test_the_dashboard_asks_for_a_key_and_uses_it(
     server = Server(database, env={"ANOMALY_AUTH": "required"})
     try:
         fit = {"timestamps": [START + STEP * i for i in range(50)], "values": [1.0, 2.0] * 25}
-        status, _ = _keyed_call(f"{server.url}/fit/secret-sensor", writer, fit)
+        status, _ = call(f"{server.url}/fit/secret-sensor", "POST", fit, key=writer)
         assert status == 200
         open_page(
             browser, f"{server.url}/ui", "return Boolean(document.getElementById('key-form'))"
@@ -276,21 +276,3 @@ def test_the_dashboard_asks_for_a_key_and_uses_it(
     finally:
         browser.execute_script("sessionStorage.clear()")
         server.stop()
-
-
-def _keyed_call(url: str, key: str, body: Any) -> tuple[int, Any]:
-    import json
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
